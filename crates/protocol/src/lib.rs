@@ -1,0 +1,96 @@
+//! The Nomad secret-provider plugin protocol, shared by every backend.
+//!
+//! # What it owns
+//! Nomad runs `<plugin> fingerprint` and `<plugin> fetch <path>` with a cleared environment and
+//! reads one JSON value from stdout (see `CONTRACT.md`). This crate alone touches argv, the
+//! environment, stdout, stderr and the exit status; a backend implements [`Backend`] and its
+//! `main.rs` is one line:
+//!
+//! ```no_run
+//! use nomad_secrets_protocol::{Backend, Error, Request, Secret, Secrets, Setting};
+//!
+//! struct Static;
+//!
+//! impl Backend for Static {
+//!     const NAME: &'static str = "static";
+//!     const SETTINGS: &'static [Setting] = &[];
+//!     const OPTIONS: &'static [&'static str] = &[];
+//!
+//!     fn fetch(request: &Request) -> Result<Secrets, Error> {
+//!         let mut secrets = Secrets::new();
+//!         secrets.insert("name", Secret::new(request.path.locator()))?;
+//!         Ok(secrets)
+//!     }
+//! }
+//!
+//! fn main() {
+//!     nomad_secrets_protocol::main::<Static>()
+//! }
+//! ```
+//!
+//! # Invariants
+//! - stdout holds exactly one JSON value: the fingerprint, `{"result":{...}}` with string values,
+//!   or `{"error":"..."}`.
+//! - Under Nomad (`CPI_OPERATION` set) errors exit 0 and nothing is ever written to stderr.
+//! - The run ends by its deadline, on SIGTERM, or on a panic, each with a protocol error.
+//! - Secret values live in [`Secret`], which has no `Display` and a redacted `Debug`.
+//!
+//! # Modules
+//! [`path`] parses the path grammar, [`convert`] holds the conversion policy, [`settings`] reads
+//! the operator's settings file.
+#![deny(missing_docs)]
+
+pub mod convert;
+mod error;
+mod output;
+pub mod path;
+mod run;
+mod secret;
+pub mod settings;
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::time::Instant;
+
+pub use error::{Error, ErrorKind};
+pub use path::SecretPath;
+pub use run::main;
+pub use secret::{Secret, Secrets};
+pub use settings::{Kind, Setting, Settings};
+
+/// One secret backend: the only thing a plugin implements.
+pub trait Backend {
+    /// The name the plugin is installed under (`secrets/<NAME>`), used in messages.
+    const NAME: &'static str;
+    /// The settings it reads from its settings file, besides the common ones.
+    const SETTINGS: &'static [Setting];
+    /// The option names its paths accept (`?version=3`).
+    const OPTIONS: &'static [&'static str];
+
+    /// Fetches the secret `request.path` names. Runs on a worker thread; if it does not return
+    /// by `request.deadline` the protocol reports a timeout and exits without waiting for it.
+    /// The `#key` selector is applied afterwards by the protocol.
+    fn fetch(request: &Request) -> Result<Secrets, Error>;
+}
+
+/// Everything a backend gets for one fetch.
+#[derive(Debug)]
+pub struct Request {
+    /// The parsed secret path.
+    pub path: SecretPath,
+    /// The operator's settings, with the job's permitted overrides applied.
+    pub settings: Settings,
+    /// The environment Nomad passed: the job's `env {}` block, `NOMAD_JOB_ID`, `NOMAD_NAMESPACE`.
+    pub env: HashMap<OsString, OsString>,
+    /// When the protocol will give up; network calls should time out before it.
+    pub deadline: Instant,
+    /// True when run by hand rather than by Nomad.
+    pub manual: bool,
+}
+
+impl Request {
+    /// A variable of the job's environment, if set and UTF-8.
+    pub fn env_var(&self, name: &str) -> Option<&str> {
+        self.env.get(&OsString::from(name)).and_then(|v| v.to_str())
+    }
+}

@@ -1,0 +1,348 @@
+//! From Nomad's argv to one JSON value on stdout: the plugin's `main`.
+//!
+//! A fetch runs the backend on a worker thread while the main thread waits for the first of:
+//! the worker's answer, the deadline, or SIGTERM/SIGINT. Whichever comes first is printed and the
+//! process exits at once, even if the worker is stuck in a system call. A panic on any thread is
+//! turned into a protocol error by the panic hook, never a backtrace.
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::output::{self, Mode};
+use crate::{Backend, Error, ErrorKind, Request, SecretPath, Settings};
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Command {
+    Fingerprint,
+    Fetch(String),
+    Help,
+}
+
+/// What ended the wait for the backend.
+enum Outcome {
+    Done(Result<crate::Secrets, Error>),
+    Signal(i32),
+}
+
+/// Set once a fetch is under way, so that the panic hook can say which path it was fetching.
+static FETCHING: OnceLock<String> = OnceLock::new();
+
+/// Runs plugin `B` as Nomad (or a person) invoked it, and exits.
+pub fn main<B: Backend>() -> ! {
+    let operation = std::env::var_os("CPI_OPERATION");
+    let mode = if operation.is_some() {
+        output::silence_stderr();
+        Mode::Nomad
+    } else {
+        Mode::Manual
+    };
+    install_panic_hook(mode, B::NAME);
+    let args: Vec<OsString> = std::env::args_os().collect();
+    match parse_command(&args, operation.as_deref()) {
+        Ok(Command::Fingerprint) => output::fingerprint(),
+        Ok(Command::Help) if mode == Mode::Manual => output::help(&usage::<B>()),
+        Ok(Command::Help) => {
+            let error = Error::new(ErrorKind::Usage, "`--help` is for people, not Nomad");
+            output::error(mode, B::NAME, &error.to_string(), true)
+        }
+        Ok(Command::Fetch(raw)) => {
+            let executable = executable_path(&args);
+            let message = match fetch::<B>(&raw, &executable, mode) {
+                Ok(secrets) => output::result(&secrets),
+                Err(error) => format!("fetch `{}`: {error}", shown_path(&raw)),
+            };
+            output::error(mode, B::NAME, &message, false)
+        }
+        Err(error) => output::error(mode, B::NAME, &error.to_string(), true),
+    }
+}
+
+fn parse_command(args: &[OsString], operation: Option<&OsStr>) -> Result<Command, Error> {
+    let usage = |message: &str| {
+        Error::new(ErrorKind::Usage, message)
+            .hint("run `<plugin> fingerprint` or `<plugin> fetch <path>`")
+    };
+    let Some(verb) = args.get(1) else {
+        return Err(usage("no command given"));
+    };
+    let command = match verb.to_str() {
+        Some("fingerprint") if args.len() == 2 => Command::Fingerprint,
+        Some("fingerprint") => return Err(usage("`fingerprint` takes no arguments")),
+        Some("fetch") if args.len() == 3 => match args[2].to_str() {
+            Some(path) => Command::Fetch(path.to_owned()),
+            None => return Err(usage("the secret path is not UTF-8")),
+        },
+        Some("fetch") => return Err(usage("`fetch` takes exactly one argument, the secret path")),
+        Some("-h" | "--help" | "help") => Command::Help,
+        Some(other) => return Err(usage(&format!("unknown command `{other}`"))),
+        None => return Err(usage("the command is not UTF-8")),
+    };
+    let verb = verb.to_str().unwrap_or_default();
+    match operation {
+        Some(operation) if operation != verb && command != Command::Help => Err(Error::new(
+            ErrorKind::Usage,
+            format!(
+                "`CPI_OPERATION` is `{}` but the command is `{verb}`",
+                operation.to_string_lossy()
+            ),
+        )),
+        _ => Ok(command),
+    }
+}
+
+/// The plugin's own path, which locates its settings file. Nomad passes the absolute path as
+/// `argv[0]`; by hand, a bare name found through `PATH` falls back to `/proc/self/exe`.
+fn executable_path(args: &[OsString]) -> PathBuf {
+    match args.first() {
+        Some(arg0) if arg0.as_encoded_bytes().contains(&b'/') => PathBuf::from(arg0),
+        _ => std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
+    }
+}
+
+/// Loads the settings, parses the path and runs the backend within the deadline.
+fn fetch<B: Backend>(
+    raw: &str,
+    executable: &std::path::Path,
+    mode: Mode,
+) -> Result<crate::Secrets, Error> {
+    let started = Instant::now();
+    let _ = FETCHING.set(raw.to_owned());
+    // Blocked before any thread exists, so every thread inherits the mask and only our waiter
+    // receives these signals.
+    let signals = signals::block();
+    let env: HashMap<OsString, OsString> = std::env::vars_os()
+        .filter(|(name, _)| name != "CPI_OPERATION")
+        .collect();
+    let settings = Settings::load(&Settings::file_for(executable), B::SETTINGS, &env)?;
+    let limit = settings
+        .duration("deadline")
+        .expect("`deadline` is a common setting with a default");
+    let path = SecretPath::parse(raw, B::OPTIONS)?;
+    let key = path.key().map(str::to_owned);
+    let request = Request {
+        path,
+        settings,
+        env,
+        deadline: started + limit,
+        manual: mode == Mode::Manual,
+    };
+
+    let (sender, receiver) = mpsc::channel();
+    signals::forward(signals, sender.clone(), Outcome::Signal);
+    std::thread::Builder::new()
+        .name("fetch".into())
+        .spawn(move || {
+            let _ = sender.send(Outcome::Done(B::fetch(&request)));
+        })
+        .map_err(|e| Error::unavailable(format!("cannot start the fetch thread: {e}")))?;
+
+    let remaining = (started + limit).saturating_duration_since(Instant::now());
+    let secrets = match receiver.recv_timeout(remaining) {
+        Ok(Outcome::Done(result)) => result?,
+        Ok(Outcome::Signal(signal)) => return Err(stopped_by(signal)),
+        Err(_) => return Err(timed_out(limit, executable)),
+    };
+    let secrets = match key {
+        Some(key) => secrets.select(&key)?,
+        None => secrets,
+    };
+    if secrets.is_empty() {
+        return Err(Error::not_found("the secret holds no keys")
+            .hint("an empty secret cannot be interpolated; add a value to it"));
+    }
+    Ok(secrets)
+}
+
+fn timed_out(limit: Duration, executable: &std::path::Path) -> Error {
+    Error::new(
+        ErrorKind::Timeout,
+        format!(
+            "timed out: the backend did not answer within the {} deadline",
+            human(limit)
+        ),
+    )
+    .hint(format!(
+        "check that the backend is reachable from this node; the operator sets `deadline` in `{}` \
+         (Nomad 1.11 stops a fetch at 10s, Nomad 2.x at 60s)",
+        Settings::file_for(executable).display()
+    ))
+}
+
+fn stopped_by(signal: i32) -> Error {
+    let name = match signal {
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGINT => "SIGINT",
+        _ => "a signal",
+    };
+    Error::new(
+        ErrorKind::Timeout,
+        format!("stopped by {name} before the backend answered"),
+    )
+    .hint("Nomad sends SIGTERM when its fetch timeout passes; keep `deadline` below it so the plugin reports the cause itself")
+}
+
+fn human(duration: Duration) -> String {
+    if duration.subsec_millis() == 0 {
+        format!("{}s", duration.as_secs())
+    } else {
+        format!("{}ms", duration.as_millis())
+    }
+}
+
+/// The path as shown in messages: the job's text, cut short if it is long.
+fn shown_path(raw: &str) -> String {
+    const LIMIT: usize = 200;
+    match raw.char_indices().nth(LIMIT) {
+        Some((cut, _)) => format!("{}...", &raw[..cut]),
+        None => raw.to_owned(),
+    }
+}
+
+/// Replaces Rust's panic output (a message and maybe a backtrace on stderr) with one protocol
+/// error. The panic's own message is left out: it might quote a value.
+fn install_panic_hook(mode: Mode, plugin: &'static str) {
+    std::panic::set_hook(Box::new(move |info| {
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let doing = match FETCHING.get() {
+            Some(raw) => format!("fetch `{}`: ", shown_path(raw)),
+            None => String::new(),
+        };
+        let message = format!(
+            "{doing}internal error: the plugin panicked{place} (hint: this is a bug in the \
+             `{plugin}` plugin; please report it with this message)"
+        );
+        output::error(mode, plugin, &message, false)
+    }));
+}
+
+fn usage<B: Backend>() -> String {
+    let mut text = format!(
+        "{name} {version}: a Nomad secret-provider plugin\n\n\
+         Usage:\n  {name} fingerprint      what Nomad runs at client start\n  \
+         {name} fetch <path>     what Nomad runs for `secret {{ provider = \"{name}\" path = \"<path>\" }}`\n\n\
+         Path: <locator>[?option=value&...][#key]\n",
+        name = B::NAME,
+        version = env!("CARGO_PKG_VERSION"),
+    );
+    let options = if B::OPTIONS.is_empty() {
+        "(none)".to_owned()
+    } else {
+        B::OPTIONS.join(", ")
+    };
+    text.push_str(&format!(
+        "Options: {options}\n\nSettings (in `<this executable>.toml`):\n"
+    ));
+    for setting in crate::settings::COMMON.iter().chain(B::SETTINGS) {
+        let job = match setting.job_env {
+            Some(var) => format!("; a job may set `{var}` if listed in job_may_set"),
+            None => "; operator only".to_owned(),
+        };
+        text.push_str(&format!("  {:<10} {}{job}\n", setting.name, setting.doc));
+    }
+    text
+}
+
+/// SIGTERM and SIGINT, delivered to one waiting thread instead of killing the process.
+mod signals {
+    use std::sync::mpsc::Sender;
+
+    /// The blocked signal set.
+    pub(super) struct Blocked(libc::sigset_t);
+
+    /// Blocks SIGTERM and SIGINT in the calling thread (and the threads it starts later).
+    pub(super) fn block() -> Blocked {
+        // SAFETY: the set is initialised by sigemptyset before use; pthread_sigmask only reads it.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::sigaddset(&mut set, libc::SIGINT);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            Blocked(set)
+        }
+    }
+
+    /// Starts a thread that sends `wrap(signal)` on `sender` when one of the signals arrives.
+    pub(super) fn forward<T: Send + 'static>(
+        blocked: Blocked,
+        sender: Sender<T>,
+        wrap: fn(i32) -> T,
+    ) {
+        let set = blocked.0;
+        let _ = std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                let mut signal = 0;
+                // SAFETY: `set` is a valid, initialised signal set; `signal` is a valid out-pointer.
+                if unsafe { libc::sigwait(&set, &mut signal) } == 0 {
+                    let _ = sender.send(wrap(signal));
+                }
+            });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn commands() {
+        let fingerprint = parse_command(&args(&["p", "fingerprint"]), Some("fingerprint".as_ref()));
+        assert_eq!(fingerprint, Ok(Command::Fingerprint));
+        let fetch = parse_command(&args(&["p", "fetch", "a b#c"]), Some("fetch".as_ref()));
+        assert_eq!(fetch, Ok(Command::Fetch("a b#c".into())));
+        let by_hand = parse_command(&args(&["p", "fetch", "x"]), None);
+        assert_eq!(by_hand, Ok(Command::Fetch("x".into())));
+    }
+
+    #[test]
+    fn command_errors() {
+        let cases: [(&[&str], Option<&str>, &str); 5] = [
+            (&["p"], None, "no command given"),
+            (
+                &["p", "fetch"],
+                None,
+                "`fetch` takes exactly one argument, the secret path",
+            ),
+            (
+                &["p", "fetch", "a", "b"],
+                Some("fetch"),
+                "`fetch` takes exactly one argument, the secret path",
+            ),
+            (&["p", "list"], None, "unknown command `list`"),
+            (
+                &["p", "fingerprint", "x"],
+                None,
+                "`fingerprint` takes no arguments",
+            ),
+        ];
+        for (argv, operation, expected) in cases {
+            let error = parse_command(&args(argv), operation.map(OsStr::new)).unwrap_err();
+            assert_eq!(error.message(), expected);
+        }
+        let mismatch = parse_command(&args(&["p", "fetch", "a"]), Some("fingerprint".as_ref()));
+        assert_eq!(
+            mismatch.unwrap_err().message(),
+            "`CPI_OPERATION` is `fingerprint` but the command is `fetch`"
+        );
+    }
+
+    #[test]
+    fn long_paths_are_cut_in_messages() {
+        let long = "é".repeat(300);
+        assert_eq!(shown_path(&long), format!("{}...", "é".repeat(200)));
+        assert_eq!(shown_path("short"), "short");
+    }
+}

@@ -1,0 +1,600 @@
+//! The operator's node settings: one TOML file per plugin, beside the executable.
+//!
+//! Nomad starts a plugin with a cleared environment, so nothing the operator controls arrives in
+//! variables. The plugin at `<dir>/secrets/file` reads `<dir>/secrets/file.toml` (mode 0644: Nomad
+//! ignores files without an execute bit in its plugin folder).
+//!
+//! Each plugin declares its [`Setting`]s. A setting with a `job_env` variable may be overridden by
+//! a job's `env {}` block, but only when the operator lists it in `job_may_set`; a job that sets the
+//! variable without that permission gets an error, never a silent fallback. Settings without a
+//! `job_env` (what may be read, where credentials are sent) are the operator's alone.
+//!
+//! ```toml
+//! deadline = "8s"              # the whole run; Nomad 1.11 kills a fetch at 10 s, 2.x at 60 s
+//! job_may_set = ["deadline"]   # lets a job's env {} set SECRETS_DEADLINE
+//! root = "/etc/nomad-secrets"  # a plugin's own setting
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use crate::Error;
+
+/// The type of a setting's value, which also fixes how it is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A duration with a unit: `"500ms"`, `"8s"`, `"2m"`.
+    Duration,
+    /// A byte count: an integer, or a string with a unit: `"512KiB"`, `"1MiB"`.
+    Size,
+    /// An absolute path.
+    AbsolutePath,
+    /// Any non-empty string.
+    Text,
+}
+
+/// One setting a plugin accepts.
+#[derive(Clone, Copy, Debug)]
+pub struct Setting {
+    /// The key in the settings file.
+    pub name: &'static str,
+    /// Its type.
+    pub kind: Kind,
+    /// The value used when the file does not set it, written as in the file.
+    pub default: Option<&'static str>,
+    /// The variable of a job's `env {}` that may override it, if the operator allows; `None`
+    /// for settings that only the operator may set.
+    pub job_env: Option<&'static str>,
+    /// One line for error messages and the docs.
+    pub doc: &'static str,
+}
+
+/// The settings every plugin has.
+pub const COMMON: &[Setting] = &[Setting {
+    name: "deadline",
+    kind: Kind::Duration,
+    default: Some("8s"),
+    job_env: Some("SECRETS_DEADLINE"),
+    doc: "time allowed for the whole run, under Nomad's fetch timeout (10 s in 1.11, 60 s from 2.0)",
+}];
+
+/// The key that lists what jobs may override.
+const JOB_MAY_SET: &str = "job_may_set";
+/// A settings file larger than this is refused: it cannot be a real one.
+const MAX_FILE_SIZE: u64 = 1 << 20;
+
+/// A typed setting value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Value {
+    Duration(Duration),
+    Size(u64),
+    Path(PathBuf),
+    Text(String),
+}
+
+/// The settings in force for one run: the file, then the job's permitted overrides.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    file: PathBuf,
+    values: BTreeMap<&'static str, Value>,
+}
+
+impl Settings {
+    /// The settings file of the plugin whose executable is `executable`: `<executable>.toml`.
+    pub fn file_for(executable: &Path) -> PathBuf {
+        let mut file = executable.as_os_str().to_owned();
+        file.push(".toml");
+        PathBuf::from(file)
+    }
+
+    /// Reads `file` (absent means all defaults), then applies the job's permitted overrides from
+    /// `env`. `specs` are the plugin's own settings; [`COMMON`] ones are added.
+    pub fn load(
+        file: &Path,
+        specs: &[Setting],
+        env: &HashMap<OsString, OsString>,
+    ) -> Result<Settings, Error> {
+        let text = read_file(file)?;
+        let mut settings = Settings {
+            file: file.to_owned(),
+            values: BTreeMap::new(),
+        };
+        let all: Vec<&Setting> = COMMON.iter().chain(specs).collect();
+        let mut job_may_set = Vec::new();
+        if let Some(text) = &text {
+            job_may_set = settings.read_toml(text, &all)?;
+        }
+        for spec in &all {
+            if settings.values.contains_key(spec.name) {
+                continue;
+            }
+            if let Some(default) = spec.default {
+                let value = parse_value(spec, &toml::Value::String(default.into()))
+                    .expect("defaults are valid");
+                settings.values.insert(spec.name, value);
+            }
+        }
+        settings.apply_job_env(&all, &job_may_set, env)?;
+        Ok(settings)
+    }
+
+    /// The settings file's path, for messages.
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// A duration setting.
+    pub fn duration(&self, name: &str) -> Option<Duration> {
+        match self.values.get(name) {
+            Some(Value::Duration(d)) => Some(*d),
+            _ => None,
+        }
+    }
+
+    /// A size setting, in bytes.
+    pub fn size(&self, name: &str) -> Option<u64> {
+        match self.values.get(name) {
+            Some(Value::Size(n)) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// A path setting.
+    pub fn path(&self, name: &str) -> Option<&Path> {
+        match self.values.get(name) {
+            Some(Value::Path(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// A text setting.
+    pub fn text(&self, name: &str) -> Option<&str> {
+        match self.values.get(name) {
+            Some(Value::Text(t)) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The error for a setting the plugin cannot work without.
+    pub fn missing(&self, name: &str, example: &str) -> Error {
+        Error::settings(format!(
+            "the operator has not set `{name}` in the settings file `{}`",
+            self.file.display()
+        ))
+        .hint(format!(
+            "add a line such as `{name} = {example}` to that file (mode 0644, owned by root)"
+        ))
+    }
+
+    /// Parses the file's text; returns the names listed in `job_may_set`.
+    fn read_toml(&mut self, text: &str, all: &[&Setting]) -> Result<Vec<String>, Error> {
+        let table: BTreeMap<Spanned<String>, Spanned<toml::Value>> =
+            toml::from_str(text).map_err(|e| {
+                let line = e.span().map(|s| line_of(text, s.start));
+                self.error(line, format!("not valid TOML: {}", e.message().trim_end()))
+            })?;
+        let mut job_may_set = Vec::new();
+        for (key, value) in &table {
+            let line = Some(line_of(text, key.span().start));
+            let name = key.get_ref().as_str();
+            if name == JOB_MAY_SET {
+                job_may_set = self.read_job_may_set(value, line, all)?;
+                continue;
+            }
+            let Some(spec) = all.iter().find(|s| s.name == name) else {
+                let known: Vec<String> = all.iter().map(|s| format!("`{}`", s.name)).collect();
+                return Err(self
+                    .error(line, format!("unknown setting `{name}`"))
+                    .hint(format!(
+                        "the settings are: {}, `{JOB_MAY_SET}`",
+                        known.join(", ")
+                    )));
+            };
+            let value = parse_value(spec, value.get_ref())
+                .map_err(|problem| self.error(line, format!("`{name}` {problem}")))?;
+            self.values.insert(spec.name, value);
+        }
+        Ok(job_may_set)
+    }
+
+    fn read_job_may_set(
+        &self,
+        value: &Spanned<toml::Value>,
+        line: Option<usize>,
+        all: &[&Setting],
+    ) -> Result<Vec<String>, Error> {
+        let not_a_list = || {
+            self.error(
+                line,
+                format!("`{JOB_MAY_SET}` must be a list of setting names, like [\"deadline\"]"),
+            )
+        };
+        let toml::Value::Array(items) = value.get_ref() else {
+            return Err(not_a_list());
+        };
+        let mut names = Vec::new();
+        for item in items {
+            let name = item.as_str().ok_or_else(not_a_list)?;
+            match all.iter().find(|s| s.name == name) {
+                None => {
+                    return Err(self.error(
+                        line,
+                        format!("`{JOB_MAY_SET}` names `{name}`, which is not a setting"),
+                    ));
+                }
+                Some(spec) if spec.job_env.is_none() => {
+                    return Err(self.error(
+                        line,
+                        format!(
+                            "`{JOB_MAY_SET}` names `{name}`, which only the operator may set: \
+                             it decides what jobs may read or where credentials are sent"
+                        ),
+                    ));
+                }
+                Some(_) => names.push(name.to_owned()),
+            }
+        }
+        Ok(names)
+    }
+
+    fn apply_job_env(
+        &mut self,
+        all: &[&Setting],
+        job_may_set: &[String],
+        env: &HashMap<OsString, OsString>,
+    ) -> Result<(), Error> {
+        for spec in all {
+            let Some(var) = spec.job_env else { continue };
+            let Some(raw) = env.get(&OsString::from(var)) else {
+                continue;
+            };
+            if !job_may_set.iter().any(|n| n == spec.name) {
+                return Err(Error::settings(format!(
+                    "the job's env sets `{var}`, but the operator's settings file `{}` does not let \
+                     jobs override `{}`",
+                    self.file.display(),
+                    spec.name
+                ))
+                .hint(format!(
+                    "remove `{var}` from the secret's env block, or ask the operator to add \"{}\" \
+                     to `{JOB_MAY_SET}`",
+                    spec.name
+                )));
+            }
+            let text = raw.to_str().unwrap_or("\u{fffd}").to_owned();
+            let value = parse_value(spec, &toml::Value::String(text)).map_err(|problem| {
+                Error::settings(format!("the job's env variable `{var}` {problem}"))
+            })?;
+            self.values.insert(spec.name, value);
+        }
+        Ok(())
+    }
+
+    fn error(&self, line: Option<usize>, message: String) -> Error {
+        let place = match line {
+            Some(line) => format!("settings file `{}`, line {line}", self.file.display()),
+            None => format!("settings file `{}`", self.file.display()),
+        };
+        Error::settings(format!("{place}: {message}"))
+    }
+}
+
+/// Reads the settings file if there is one, refusing files that someone other than the operator
+/// could have written, and files Nomad would mistake for a plugin.
+fn read_file(file: &Path) -> Result<Option<String>, Error> {
+    let shown = file.display();
+    let metadata = match std::fs::metadata(file) {
+        Ok(metadata) => metadata,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(Error::settings(format!(
+                "cannot read the settings file `{shown}`: {e}"
+            )));
+        }
+    };
+    if !metadata.is_file() {
+        return Err(Error::settings(format!(
+            "the settings file `{shown}` is not a regular file"
+        )));
+    }
+    let mode = metadata.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(Error::settings(format!(
+            "the settings file `{shown}` is writable by group or others (mode {mode:04o}), so a job \
+             could change what it may read"
+        ))
+        .hint(format!("run `chmod 644 {shown}`")));
+    }
+    if mode & 0o111 != 0 {
+        return Err(Error::settings(format!(
+            "the settings file `{shown}` is executable (mode {mode:04o}): Nomad would take it for a \
+             plugin"
+        ))
+        .hint(format!("run `chmod 644 {shown}`")));
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if metadata.uid() != 0 && metadata.uid() != euid {
+        return Err(Error::settings(format!(
+            "the settings file `{shown}` is owned by uid {}, not by root or the Nomad agent's user",
+            metadata.uid()
+        ))
+        .hint(format!("run `chown root {shown}`")));
+    }
+    if metadata.len() > MAX_FILE_SIZE {
+        return Err(Error::settings(format!(
+            "the settings file `{shown}` is larger than 1 MiB"
+        )));
+    }
+    let bytes = std::fs::read(file)
+        .map_err(|e| Error::settings(format!("cannot read the settings file `{shown}`: {e}")))?;
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|_| Error::settings(format!("the settings file `{shown}` is not UTF-8")))
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// Checks and converts one value; the error text completes "`name` ...", without the value.
+fn parse_value(spec: &Setting, value: &toml::Value) -> Result<Value, String> {
+    match spec.kind {
+        Kind::Duration => value
+            .as_str()
+            .and_then(parse_duration)
+            .map(Value::Duration)
+            .ok_or_else(|| {
+                "must be a duration between 1ms and 1h with a unit, like \"8s\" or \"500ms\"".into()
+            }),
+        Kind::Size => match value {
+            toml::Value::Integer(n) if *n > 0 => Some(Value::Size(*n as u64)),
+            toml::Value::String(s) => parse_size(s).map(Value::Size),
+            _ => None,
+        }
+        .ok_or_else(|| "must be a size in bytes, like 65536 or \"1MiB\"".into()),
+        Kind::AbsolutePath => match value.as_str() {
+            Some(p) if Path::new(p).is_absolute() => Ok(Value::Path(PathBuf::from(p))),
+            _ => Err("must be an absolute path, like \"/etc/nomad-secrets\"".into()),
+        },
+        Kind::Text => match value.as_str() {
+            Some(t) if !t.is_empty() => Ok(Value::Text(t.to_owned())),
+            _ => Err("must be a non-empty string".into()),
+        },
+    }
+}
+
+fn parse_duration(text: &str) -> Option<Duration> {
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(number),
+        "s" => Duration::from_secs(number),
+        "m" => Duration::from_secs(number.checked_mul(60)?),
+        _ => return None,
+    };
+    (Duration::from_millis(1)..=Duration::from_secs(3600))
+        .contains(&duration)
+        .then_some(duration)
+}
+
+fn parse_size(text: &str) -> Option<u64> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let scale: u64 = match unit {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return None,
+    };
+    number.checked_mul(scale).filter(|&n| n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    const SPECS: &[Setting] = &[
+        Setting {
+            name: "root",
+            kind: Kind::AbsolutePath,
+            default: None,
+            job_env: None,
+            doc: "where secrets live",
+        },
+        Setting {
+            name: "max_size",
+            kind: Kind::Size,
+            default: Some("1MiB"),
+            job_env: None,
+            doc: "largest secret",
+        },
+        Setting {
+            name: "region",
+            kind: Kind::Text,
+            default: None,
+            job_env: Some("AWS_REGION"),
+            doc: "region",
+        },
+    ];
+
+    struct Scratch(PathBuf);
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn write(name: &str, text: &str, mode: u32) -> (Scratch, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("settings-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("p.toml");
+        std::fs::write(&file, text).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+        (Scratch(dir), file)
+    }
+
+    fn load(name: &str, text: &str, env: &[(&str, &str)]) -> Result<Settings, String> {
+        let (_scratch, file) = write(name, text, 0o644);
+        let env = env.iter().map(|(k, v)| (k.into(), v.into())).collect();
+        Settings::load(&file, SPECS, &env)
+            .map_err(|e| e.to_string().replace(&file.display().to_string(), "FILE"))
+    }
+
+    #[test]
+    fn values_and_defaults() {
+        let settings = load("ok", "root = \"/srv\"\ndeadline = \"1500ms\"\n", &[]).unwrap();
+        assert_eq!(settings.path("root"), Some(Path::new("/srv")));
+        assert_eq!(
+            settings.duration("deadline"),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(settings.size("max_size"), Some(1 << 20));
+        assert_eq!(settings.text("region"), None);
+    }
+
+    #[test]
+    fn a_missing_file_means_defaults() {
+        let env = HashMap::new();
+        let settings = Settings::load(Path::new("/nonexistent/p.toml"), SPECS, &env).unwrap();
+        assert_eq!(settings.duration("deadline"), Some(Duration::from_secs(8)));
+        assert_eq!(
+            settings.missing("root", "\"/srv\"").to_string(),
+            "the operator has not set `root` in the settings file `/nonexistent/p.toml` (hint: add \
+             a line such as `root = \"/srv\"` to that file (mode 0644, owned by root))"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_file_line_and_key_but_not_the_value() {
+        let cases = [
+            (
+                "\n\nroott = \"/x\"",
+                "settings file `FILE`, line 3: unknown setting `roott` (hint: the settings are: `deadline`, `root`, `max_size`, `region`, `job_may_set`)",
+            ),
+            (
+                "root = \"relative/CANARY\"",
+                "settings file `FILE`, line 1: `root` must be an absolute path, like \"/etc/nomad-secrets\"",
+            ),
+            (
+                "deadline = 8",
+                "settings file `FILE`, line 1: `deadline` must be a duration between 1ms and 1h with a unit, like \"8s\" or \"500ms\"",
+            ),
+            (
+                "deadline = \"2h\"",
+                "settings file `FILE`, line 1: `deadline` must be a duration between 1ms and 1h with a unit, like \"8s\" or \"500ms\"",
+            ),
+            (
+                "max_size = \"1MB\"",
+                "settings file `FILE`, line 1: `max_size` must be a size in bytes, like 65536 or \"1MiB\"",
+            ),
+            (
+                "root = \"/x\"\nroot = \"/y\"",
+                "settings file `FILE`, line 2: not valid TOML: duplicate key",
+            ),
+            (
+                "root = \"CANARY",
+                "settings file `FILE`, line 1: not valid TOML: invalid basic string, expected `\"`",
+            ),
+            (
+                "job_may_set = [\"root\"]",
+                "settings file `FILE`, line 1: `job_may_set` names `root`, which only the operator may set: it decides what jobs may read or where credentials are sent",
+            ),
+            (
+                "job_may_set = [\"nope\"]",
+                "settings file `FILE`, line 1: `job_may_set` names `nope`, which is not a setting",
+            ),
+            (
+                "job_may_set = \"deadline\"",
+                "settings file `FILE`, line 1: `job_may_set` must be a list of setting names, like [\"deadline\"]",
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(
+                load("err", text, &[]).unwrap_err(),
+                expected,
+                "file {text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_job_overrides_only_what_the_operator_allows() {
+        let denied = load("deny", "", &[("AWS_REGION", "eu-west-1")]).unwrap_err();
+        assert_eq!(
+            denied,
+            "the job's env sets `AWS_REGION`, but the operator's settings file `FILE` does not let \
+             jobs override `region` (hint: remove `AWS_REGION` from the secret's env block, or ask \
+             the operator to add \"region\" to `job_may_set`)"
+        );
+        let allowed = load(
+            "allow",
+            "region = \"us-east-1\"\njob_may_set = [\"region\", \"deadline\"]",
+            &[("AWS_REGION", "eu-west-1"), ("SECRETS_DEADLINE", "3s")],
+        )
+        .unwrap();
+        assert_eq!(allowed.text("region"), Some("eu-west-1"));
+        assert_eq!(allowed.duration("deadline"), Some(Duration::from_secs(3)));
+        let bad = load(
+            "bad",
+            "job_may_set = [\"deadline\"]",
+            &[("SECRETS_DEADLINE", "soon")],
+        )
+        .unwrap_err();
+        assert_eq!(
+            bad,
+            "the job's env variable `SECRETS_DEADLINE` must be a duration between 1ms and 1h with \
+             a unit, like \"8s\" or \"500ms\""
+        );
+    }
+
+    #[test]
+    fn files_others_could_write_or_nomad_could_run_are_refused() {
+        for (mode, expected) in [
+            (
+                0o664,
+                "the settings file `FILE` is writable by group or others (mode 0664), so a job could change what it may read (hint: run `chmod 644 FILE`)",
+            ),
+            (
+                0o755,
+                "the settings file `FILE` is executable (mode 0755): Nomad would take it for a plugin (hint: run `chmod 644 FILE`)",
+            ),
+        ] {
+            let (_scratch, file) = write(&format!("mode{mode:o}"), "", mode);
+            let error = Settings::load(&file, SPECS, &HashMap::new()).unwrap_err();
+            let shown = error
+                .to_string()
+                .replace(&file.display().to_string(), "FILE");
+            assert_eq!(shown, expected);
+        }
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        for bad in ["", "8", "s", "8 s", "-1s", "0s", "1.5s", "61m"] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+        assert_eq!(parse_size("512KiB"), Some(512 << 10));
+        assert_eq!(parse_size("7"), Some(7));
+        for bad in ["", "0", "1MB", "1 MiB", "KiB"] {
+            assert_eq!(parse_size(bad), None, "{bad:?}");
+        }
+    }
+}
