@@ -1,1 +1,452 @@
-//! x
+//! Golden-output tests: run a real plugin binary exactly as the Nomad client does.
+//!
+//! A [`Plugin`] is a built binary copied into a scratch `secrets/` folder with its settings file
+//! beside it, as `cargo xtask install` would leave it. [`Plugin::run`] starts it with a cleared
+//! environment, argv `[<path>, op, ...]`, stdin `/dev/null` and `/` as working directory.
+//!
+//! [`Suite`] runs the cases of `cases/<suite>.toml` and compares each [`Outcome`] (exit status,
+//! stdout and stderr together) with `cases/<suite>/<case>.snap`. `BLESS=1` rewrites the snapshots;
+//! review the diff before committing it. Every case run as Nomad would is also checked against
+//! the contract itself (see [`Outcome::check_contract`]), whatever its snapshot says.
+#![deny(missing_docs)]
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A scratch folder, removed on drop.
+pub struct Scratch {
+    path: PathBuf,
+}
+
+impl Scratch {
+    /// A new empty folder under the system's temp dir.
+    pub fn new(label: &str) -> Scratch {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("nomad-secrets-{label}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create scratch folder");
+        Scratch { path }
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A plugin installed in a scratch `secrets/` folder.
+pub struct Plugin {
+    _scratch: Scratch,
+    executable: PathBuf,
+}
+
+impl Plugin {
+    /// Copies `binary` to `<scratch>/secrets/<name>` and writes `settings` (if any) beside it as
+    /// `<name>.toml` with `settings_mode`.
+    pub fn install(
+        binary: &Path,
+        name: &str,
+        settings: Option<&str>,
+        settings_mode: u32,
+    ) -> Plugin {
+        let scratch = Scratch::new(name);
+        let dir = scratch.path().join("secrets");
+        std::fs::create_dir_all(&dir).unwrap();
+        let executable = dir.join(name);
+        if std::fs::hard_link(binary, &executable).is_err() {
+            std::fs::copy(binary, &executable).expect("copy the plugin binary");
+        }
+        if let Some(settings) = settings {
+            let file = dir.join(format!("{name}.toml"));
+            std::fs::write(&file, settings).unwrap();
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(settings_mode))
+                .unwrap();
+        }
+        Plugin {
+            _scratch: scratch,
+            executable,
+        }
+    }
+
+    /// The installed executable.
+    pub fn executable(&self) -> &Path {
+        &self.executable
+    }
+
+    /// A command set up as Nomad sets it up: cleared environment, exact argv.
+    pub fn command(&self, args: &[&str], env: &BTreeMap<String, String>) -> Command {
+        let mut command = Command::new(&self.executable);
+        command
+            .args(args)
+            .env_clear()
+            .envs(env)
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    }
+
+    /// Runs to completion (killed after `limit`, so a hung plugin fails the test, not the suite).
+    pub fn run(&self, args: &[&str], env: &BTreeMap<String, String>) -> Outcome {
+        let child = self.command(args, env).spawn().expect("start the plugin");
+        Outcome::wait(child, Duration::from_secs(30))
+    }
+}
+
+/// The environment Nomad gives `fetch`: `CPI_OPERATION` plus the job's `env {}` entries.
+pub fn nomad_env(operation: &str, job: &[(&str, &str)]) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = job
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    env.insert("CPI_OPERATION".into(), operation.into());
+    env
+}
+
+/// What one run produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The exit status, or `signal N`.
+    pub status: String,
+    /// Everything written to stdout.
+    pub stdout: String,
+    /// Everything written to stderr.
+    pub stderr: String,
+}
+
+impl Outcome {
+    /// Waits for `child`, killing it after `limit`.
+    pub fn wait(mut child: std::process::Child, limit: Duration) -> Outcome {
+        let started = std::time::Instant::now();
+        loop {
+            if child.try_wait().expect("wait for the plugin").is_some() {
+                break;
+            }
+            if started.elapsed() > limit {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let output = child.wait_with_output().expect("collect output");
+        use std::os::unix::process::ExitStatusExt as _;
+        let status = match (output.status.code(), output.status.signal()) {
+            (Some(code), _) => code.to_string(),
+            (None, Some(signal)) => format!("signal {signal}"),
+            _ => "unknown".into(),
+        };
+        Outcome {
+            status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// The snapshot text, with `replacements` (real text -> placeholder) applied.
+    pub fn render(&self, replacements: &[(String, String)]) -> String {
+        let mut text = format!(
+            "status: {}\n----- stdout -----\n{}----- stderr -----\n{}",
+            self.status,
+            ensure_newline(&self.stdout),
+            ensure_newline(&self.stderr)
+        );
+        for (real, placeholder) in replacements {
+            text = text.replace(real, placeholder);
+        }
+        text
+    }
+
+    /// Checks what the Nomad client requires of a run it started, whatever the case:
+    /// exit 0, nothing on stderr, and stdout exactly one JSON value that is either
+    /// `{"result":{string:string}}` or `{"error":"..."}` (or the fingerprint).
+    pub fn check_contract(&self, operation: &str) -> Result<(), String> {
+        if self.status != "0" {
+            return Err(format!(
+                "exit status {} (Nomad discards the output)",
+                self.status
+            ));
+        }
+        if !self.stderr.is_empty() {
+            return Err("stderr is not empty (crashes the Nomad agent)".into());
+        }
+        let value: serde_json::Value = serde_json::from_str(&self.stdout)
+            .map_err(|e| format!("stdout is not exactly one JSON value: {e}"))?;
+        let is_error = value.get("error").is_some();
+        match operation {
+            "fingerprint" if !is_error => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                #[allow(dead_code, reason = "fields are checked by deserializing")]
+                struct Fingerprint {
+                    r#type: String,
+                    version: String,
+                }
+                let fingerprint: Fingerprint =
+                    serde_json::from_value(value).map_err(|e| e.to_string())?;
+                if fingerprint.r#type != "secrets" || !go_version_ok(&fingerprint.version) {
+                    return Err("bad fingerprint".into());
+                }
+            }
+            _ => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                #[allow(dead_code, reason = "the result's shape is checked by deserializing")]
+                enum Response {
+                    #[serde(rename = "result")]
+                    Result(BTreeMap<String, String>),
+                    #[serde(rename = "error")]
+                    Error(String),
+                }
+                let response: Response = serde_json::from_value(value).map_err(|e| {
+                    format!("not {{result:{{string:string}}}} nor {{error:string}}: {e}")
+                })?;
+                if let Response::Error(message) = response {
+                    if message.is_empty() {
+                        return Err("empty error message".into());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Accepts what hashicorp/go-version's `NewVersion` accepts, for the versions we produce:
+/// optional `v`, dotted numbers, optional `-pre` and `+meta`.
+pub fn go_version_ok(version: &str) -> bool {
+    let core = version.strip_prefix('v').unwrap_or(version);
+    let core = core.split(['-', '+']).next().unwrap_or("");
+    !core.is_empty()
+        && core
+            .split('.')
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn ensure_newline(text: &str) -> String {
+    if text.is_empty() || text.ends_with('\n') {
+        text.to_owned()
+    } else {
+        format!("{text}\n[no newline at end]\n")
+    }
+}
+
+/// One case of a suite file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    /// Also the snapshot's file name.
+    pub name: String,
+    /// What the case proves, for readers.
+    pub about: String,
+    /// argv after the executable; `["fetch", "<path>"]` when only `path` is given.
+    #[serde(default)]
+    pub args: Option<Vec<String>>,
+    /// Shorthand for `args = ["fetch", path]`.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// The job's `env {}` entries (and `NOMAD_*` as Nomad sets them).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Run as Nomad does (`CPI_OPERATION` set to the command) unless false.
+    #[serde(default = "yes")]
+    pub nomad: bool,
+    /// `CPI_OPERATION` when it should differ from the command.
+    #[serde(default)]
+    pub operation: Option<String>,
+    /// The settings file's text, replacing the suite's default; `[ROOT]`-style placeholders work.
+    #[serde(default)]
+    pub settings: Option<String>,
+    /// The settings file's mode (default 0644).
+    #[serde(default)]
+    pub settings_mode: Option<u32>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SuiteFile {
+    /// Settings used by cases that do not give their own.
+    settings: Option<String>,
+    case: Vec<Case>,
+}
+
+/// The folder that holds the case files.
+pub fn cases_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("cases")
+}
+
+/// The cases of one plugin, run against its built binary.
+pub struct Suite {
+    name: String,
+    binary: PathBuf,
+    plugin: String,
+    /// placeholder -> real text, applied to settings, args and env before running, and in
+    /// reverse to the output.
+    placeholders: Vec<(String, String)>,
+}
+
+impl Suite {
+    /// The suite `cases/<name>.toml` for the binary `binary` installed as `plugin`.
+    pub fn new(name: &str, binary: &str, plugin: &str) -> Suite {
+        Suite {
+            name: name.into(),
+            binary: binary.into(),
+            plugin: plugin.into(),
+            placeholders: vec![("[VERSION]".into(), env!("CARGO_PKG_VERSION").into())],
+        }
+    }
+
+    /// Replaces `placeholder` with `real` in the inputs and `real` with `placeholder` in outputs.
+    #[must_use]
+    pub fn placeholder(mut self, placeholder: &str, real: &str) -> Suite {
+        self.placeholders
+            .insert(0, (placeholder.into(), real.into()));
+        self
+    }
+
+    fn fill(&self, text: &str) -> String {
+        let mut text = text.to_owned();
+        for (placeholder, real) in &self.placeholders {
+            text = text.replace(placeholder, real);
+        }
+        text
+    }
+
+    /// Runs every case; panics with a summary of the ones that differ.
+    pub fn run(&self) {
+        let file = cases_dir().join(format!("{}.toml", self.name));
+        let text = std::fs::read_to_string(&file).expect("read the suite file");
+        let suite: SuiteFile =
+            toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let bless = std::env::var_os("BLESS").is_some_and(|v| v == "1");
+        let snapshots = cases_dir().join(&self.name);
+        std::fs::create_dir_all(&snapshots).unwrap();
+        let mut failures = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for case in &suite.case {
+            assert!(
+                seen.insert(case.name.clone()),
+                "case `{}` is defined twice",
+                case.name
+            );
+            let (outcome, plugin_dir) = self.run_case(case, suite.settings.as_deref());
+            let mut real_to_placeholder = vec![(plugin_dir, "[PLUGINS]".to_owned())];
+            real_to_placeholder.extend(
+                self.placeholders
+                    .iter()
+                    .map(|(p, r)| (r.clone(), p.clone())),
+            );
+            let actual = outcome.render(&real_to_placeholder);
+            let snapshot = snapshots.join(format!("{}.snap", case.name));
+            let expected = std::fs::read_to_string(&snapshot).ok();
+            if expected.as_deref() != Some(actual.as_str()) {
+                if bless {
+                    std::fs::write(&snapshot, &actual).unwrap();
+                } else {
+                    failures.push(format!(
+                        "case `{}` ({}):\n--- expected ({}) ---\n{}--- actual ---\n{}",
+                        case.name,
+                        case.about,
+                        snapshot.display(),
+                        expected.unwrap_or_else(|| "(no snapshot yet)\n".into()),
+                        actual
+                    ));
+                }
+            }
+            if case.nomad {
+                let operation = case
+                    .args
+                    .as_ref()
+                    .and_then(|a| a.first().cloned())
+                    .unwrap_or_else(|| "fetch".into());
+                if let Err(problem) = outcome.check_contract(&operation) {
+                    failures.push(format!(
+                        "case `{}` breaks the Nomad contract: {problem}\n{actual}",
+                        case.name
+                    ));
+                }
+            }
+        }
+        let known: Vec<String> = suite
+            .case
+            .iter()
+            .map(|c| format!("{}.snap", c.name))
+            .collect();
+        for entry in std::fs::read_dir(&snapshots).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            if !known.contains(&name) {
+                failures.push(format!("snapshot `{name}` has no case; delete it"));
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "{} of {} cases failed (BLESS=1 rewrites snapshots; review the diff):\n\n{}",
+            failures.len(),
+            suite.case.len(),
+            failures.join("\n")
+        );
+    }
+
+    /// Runs one case; returns what it did and the folder the plugin was installed in.
+    fn run_case(&self, case: &Case, default_settings: Option<&str>) -> (Outcome, String) {
+        let settings = case
+            .settings
+            .as_deref()
+            .or(default_settings)
+            .map(|s| self.fill(s));
+        let plugin = Plugin::install(
+            &self.binary,
+            &self.plugin,
+            settings.as_deref(),
+            case.settings_mode.unwrap_or(0o644),
+        );
+        let args: Vec<String> = match (&case.args, &case.path) {
+            (Some(args), None) => args.iter().map(|a| self.fill(a)).collect(),
+            (None, Some(path)) => vec!["fetch".into(), self.fill(path)],
+            _ => panic!(
+                "case `{}` needs exactly one of `args` and `path`",
+                case.name
+            ),
+        };
+        let mut env: BTreeMap<String, String> = case
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), self.fill(v)))
+            .collect();
+        if case.nomad {
+            let operation = case
+                .operation
+                .clone()
+                .or_else(|| args.first().cloned())
+                .unwrap_or_default();
+            env.insert("CPI_OPERATION".into(), operation);
+        }
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let dir = plugin.executable().parent().unwrap().display().to_string();
+        (plugin.run(&argv, &env), dir)
+    }
+}
+
+/// An `OsString` helper for tests that build environments by hand.
+pub fn os(text: &str) -> OsString {
+    OsString::from(text)
+}

@@ -43,7 +43,7 @@ pub fn main<B: Backend>() -> ! {
     };
     install_panic_hook(mode, B::NAME);
     let args: Vec<OsString> = std::env::args_os().collect();
-    match parse_command(&args, operation.as_deref()) {
+    match parse_command(&args, operation.as_deref(), B::NAME) {
         Ok(Command::Fingerprint) => output::fingerprint(),
         Ok(Command::Help) if mode == Mode::Manual => output::help(&usage::<B>()),
         Ok(Command::Help) => {
@@ -62,10 +62,15 @@ pub fn main<B: Backend>() -> ! {
     }
 }
 
-fn parse_command(args: &[OsString], operation: Option<&OsStr>) -> Result<Command, Error> {
+fn parse_command(
+    args: &[OsString],
+    operation: Option<&OsStr>,
+    plugin: &str,
+) -> Result<Command, Error> {
     let usage = |message: &str| {
-        Error::new(ErrorKind::Usage, message)
-            .hint("run `<plugin> fingerprint` or `<plugin> fetch <path>`")
+        Error::new(ErrorKind::Usage, message).hint(format!(
+            "run `{plugin} fingerprint`, `{plugin} fetch <path>` or `{plugin} --help`"
+        ))
     };
     let Some(verb) = args.get(1) else {
         return Err(usage("no command given"));
@@ -299,11 +304,15 @@ mod tests {
 
     #[test]
     fn commands() {
-        let fingerprint = parse_command(&args(&["p", "fingerprint"]), Some("fingerprint".as_ref()));
+        let fingerprint = parse_command(
+            &args(&["p", "fingerprint"]),
+            Some("fingerprint".as_ref()),
+            "p",
+        );
         assert_eq!(fingerprint, Ok(Command::Fingerprint));
-        let fetch = parse_command(&args(&["p", "fetch", "a b#c"]), Some("fetch".as_ref()));
+        let fetch = parse_command(&args(&["p", "fetch", "a b#c"]), Some("fetch".as_ref()), "p");
         assert_eq!(fetch, Ok(Command::Fetch("a b#c".into())));
-        let by_hand = parse_command(&args(&["p", "fetch", "x"]), None);
+        let by_hand = parse_command(&args(&["p", "fetch", "x"]), None, "p");
         assert_eq!(by_hand, Ok(Command::Fetch("x".into())));
     }
 
@@ -329,10 +338,14 @@ mod tests {
             ),
         ];
         for (argv, operation, expected) in cases {
-            let error = parse_command(&args(argv), operation.map(OsStr::new)).unwrap_err();
+            let error = parse_command(&args(argv), operation.map(OsStr::new), "p").unwrap_err();
             assert_eq!(error.message(), expected);
         }
-        let mismatch = parse_command(&args(&["p", "fetch", "a"]), Some("fingerprint".as_ref()));
+        let mismatch = parse_command(
+            &args(&["p", "fetch", "a"]),
+            Some("fingerprint".as_ref()),
+            "p",
+        );
         assert_eq!(
             mismatch.unwrap_err().message(),
             "`CPI_OPERATION` is `fingerprint` but the command is `fetch`"

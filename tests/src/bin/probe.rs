@@ -1,1 +1,81 @@
-fn main() {}
+//! `probe`: a backend that misbehaves on request, to test the protocol's guards.
+//!
+//! | locator      | behaviour                                                        |
+//! |--------------|------------------------------------------------------------------|
+//! | `echo/...`   | returns the locator, options, key and `NOMAD_*` it was given       |
+//! | `hang`       | never returns (`?marker=<file>` is created first)                |
+//! | `panic`      | panics with a message that holds a secret-looking canary         |
+//! | `panic-thread` | panics on a thread of its own                                  |
+//! | `stderr`     | writes to stderr like a chatty library, then succeeds            |
+//! | `fail`       | returns an error                                                 |
+//! | `empty`      | returns no keys                                                  |
+//! | `tricky`     | returns values that need JSON escaping                           |
+#![allow(
+    clippy::print_stderr,
+    reason = "the `stderr` case imitates a library that prints"
+)]
+
+use nomad_secrets_protocol::{Backend, Error, Request, Secret, Secrets, Setting};
+
+struct Probe;
+
+impl Backend for Probe {
+    const NAME: &'static str = "probe";
+    const SETTINGS: &'static [Setting] = &[];
+    const OPTIONS: &'static [&'static str] = &["marker", "version"];
+
+    fn fetch(request: &Request) -> Result<Secrets, Error> {
+        let path = &request.path;
+        let mut secrets = Secrets::new();
+        let locator = path.locator();
+        match locator {
+            "hang" => {
+                if let Some(marker) = path.option("marker") {
+                    std::fs::write(marker, "started")
+                        .map_err(|e| Error::unavailable(e.to_string()))?;
+                }
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(3600));
+                }
+            }
+            "panic" => panic!("CANARY-panic-payload"),
+            "panic-thread" => {
+                let _ = std::thread::spawn(|| panic!("CANARY-thread-payload")).join();
+                loop {
+                    std::thread::park();
+                }
+            }
+            "stderr" => {
+                eprintln!("WARN some library: CANARY-stderr-chatter");
+                secrets.insert("ok", Secret::new("yes"))?;
+            }
+            "fail" => return Err(Error::unavailable("the backend is down").hint("try later")),
+            "empty" => {}
+            "tricky" => {
+                secrets.insert("quote", Secret::new("a\"b\\c"))?;
+                secrets.insert("control", Secret::new("tab\tnl\nnul\u{0}bell\u{7}"))?;
+                secrets.insert("unicode", Secret::new("é 中 🦀 \u{2028}"))?;
+                secrets.insert("html", Secret::new("<script>&</script>"))?;
+            }
+            echo if echo.starts_with("echo/") => {
+                secrets.insert("locator", Secret::new(locator))?;
+                for name in ["version", "marker"] {
+                    if let Some(value) = path.option(name) {
+                        secrets.insert(format!("option_{name}"), Secret::new(value))?;
+                    }
+                }
+                for name in ["NOMAD_JOB_ID", "NOMAD_NAMESPACE", "HOME", "PATH"] {
+                    let value = request.env_var(name).unwrap_or("(unset)");
+                    secrets.insert(name, Secret::new(value))?;
+                }
+                secrets.insert("env_count", Secret::new(request.env.len().to_string()))?;
+            }
+            _ => return Err(Error::not_found(format!("the probe has no `{locator}`"))),
+        }
+        Ok(secrets)
+    }
+}
+
+fn main() {
+    nomad_secrets_protocol::main::<Probe>()
+}

@@ -1,0 +1,66 @@
+//! The protocol's promises, proved on the `probe` backend run as Nomad runs plugins.
+
+use std::time::{Duration, Instant};
+
+use nomad_secrets_golden::{Outcome, Plugin, Scratch, Suite, nomad_env};
+
+const PROBE: &str = env!("CARGO_BIN_EXE_probe");
+
+#[test]
+fn golden_cases() {
+    Suite::new("probe", PROBE, "probe")
+        .placeholder("[TMP]", std::env::temp_dir().to_str().unwrap())
+        .run();
+}
+
+#[test]
+fn sigterm_ends_a_stuck_fetch_with_a_protocol_error() {
+    let plugin = Plugin::install(PROBE.as_ref(), "probe", Some("deadline = \"60s\""), 0o644);
+    let scratch = Scratch::new("sigterm");
+    let marker = scratch.path().join("started");
+    let path = format!("hang?marker={}", marker.display());
+    let child = plugin
+        .command(&["fetch", &path], &nomad_env("fetch", &[]))
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !marker.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the probe never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let outcome = Outcome::wait(child, Duration::from_secs(20));
+    outcome.check_contract("fetch").unwrap();
+    assert_eq!(
+        outcome
+            .stdout
+            .replace(&marker.display().to_string(), "[MARKER]"),
+        "{\"error\":\"fetch `hang?marker=[MARKER]`: stopped by SIGTERM before the backend answered \
+         (hint: Nomad sends SIGTERM when its fetch timeout passes; keep `deadline` below it so the \
+         plugin reports the cause itself)\"}\n"
+    );
+}
+
+#[test]
+fn many_fetches_at_once_all_answer_exactly() {
+    let plugin = Plugin::install(PROBE.as_ref(), "probe", None, 0o644);
+    let env = nomad_env("fetch", &[("NOMAD_JOB_ID", "api")]);
+    let children: Vec<_> = (0..48)
+        .map(|i| {
+            let path = format!("echo/{i}#locator");
+            (i, plugin.command(&["fetch", &path], &env).spawn().unwrap())
+        })
+        .collect();
+    for (i, child) in children {
+        let outcome = Outcome::wait(child, Duration::from_secs(60));
+        outcome.check_contract("fetch").unwrap();
+        assert_eq!(
+            outcome.stdout,
+            format!("{{\"result\":{{\"locator\":\"echo/{i}\"}}}}\n")
+        );
+    }
+}
