@@ -19,6 +19,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// The marker every test secret carries (see [`Outcome::check_no_canary`]).
+pub const CANARY: &str = "CANARY";
+
 /// A scratch folder, removed on drop.
 pub struct Scratch {
     path: PathBuf,
@@ -131,30 +134,44 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// Waits for `child`, killing it after `limit`.
+    /// Waits for `child`, killing it after `limit`. Its pipes are drained meanwhile, so a
+    /// large answer cannot block it.
     pub fn wait(mut child: std::process::Child, limit: Duration) -> Outcome {
+        use std::io::Read as _;
+        fn drain<R: std::io::Read + Send + 'static>(
+            pipe: Option<R>,
+        ) -> std::thread::JoinHandle<Vec<u8>> {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                if let Some(mut pipe) = pipe {
+                    let _ = pipe.read_to_end(&mut bytes);
+                }
+                bytes
+            })
+        }
+        let stdout = drain(child.stdout.take());
+        let stderr = drain(child.stderr.take());
         let started = std::time::Instant::now();
-        loop {
-            if child.try_wait().expect("wait for the plugin").is_some() {
-                break;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for the plugin") {
+                break status;
             }
             if started.elapsed() > limit {
                 let _ = child.kill();
-                break;
+                break child.wait().expect("wait for the killed plugin");
             }
             std::thread::sleep(Duration::from_millis(5));
-        }
-        let output = child.wait_with_output().expect("collect output");
+        };
         use std::os::unix::process::ExitStatusExt as _;
-        let status = match (output.status.code(), output.status.signal()) {
+        let status = match (status.code(), status.signal()) {
             (Some(code), _) => code.to_string(),
             (None, Some(signal)) => format!("signal {signal}"),
             _ => "unknown".into(),
         };
         Outcome {
             status,
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            stdout: String::from_utf8_lossy(&stdout.join().unwrap()).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr.join().unwrap()).into_owned(),
         }
     }
 
@@ -170,6 +187,21 @@ impl Outcome {
             text = text.replace(real, placeholder);
         }
         text
+    }
+
+    /// Every secret in the fixtures holds `CANARY`: it may appear in a result, never in an
+    /// error or on stderr.
+    pub fn check_no_canary(&self) -> Result<(), String> {
+        let error = serde_json::from_str::<serde_json::Value>(&self.stdout)
+            .ok()
+            .and_then(|v| v.get("error").map(|e| e.to_string()))
+            .unwrap_or_default();
+        for (place, text) in [("the error", &error), ("stderr", &self.stderr)] {
+            if text.contains(CANARY) {
+                return Err(format!("{place} holds `{CANARY}`"));
+            }
+        }
+        Ok(())
     }
 
     /// Checks what the Nomad client requires of a run it started, whatever the case:
@@ -275,6 +307,9 @@ pub struct Case {
     /// The settings file's mode (default 0644).
     #[serde(default)]
     pub settings_mode: Option<u32>,
+    /// Install no settings file at all.
+    #[serde(default)]
+    pub no_settings: bool,
 }
 
 fn yes() -> bool {
@@ -316,10 +351,10 @@ impl Suite {
     }
 
     /// Replaces `placeholder` with `real` in the inputs and `real` with `placeholder` in outputs.
+    /// Placeholders apply in the order they are added: add the longer text first.
     #[must_use]
     pub fn placeholder(mut self, placeholder: &str, real: &str) -> Suite {
-        self.placeholders
-            .insert(0, (placeholder.into(), real.into()));
+        self.placeholders.push((placeholder.into(), real.into()));
         self
     }
 
@@ -372,6 +407,12 @@ impl Suite {
                     ));
                 }
             }
+            if let Err(leak) = outcome.check_no_canary() {
+                failures.push(format!(
+                    "case `{}` leaks a secret: {leak}\n{actual}",
+                    case.name
+                ));
+            }
             if case.nomad {
                 let operation = case
                     .args
@@ -408,11 +449,14 @@ impl Suite {
 
     /// Runs one case; returns what it did and the folder the plugin was installed in.
     fn run_case(&self, case: &Case, default_settings: Option<&str>) -> (Outcome, String) {
-        let settings = case
-            .settings
-            .as_deref()
-            .or(default_settings)
-            .map(|s| self.fill(s));
+        let settings = match case.no_settings {
+            true => None,
+            false => case
+                .settings
+                .as_deref()
+                .or(default_settings)
+                .map(|s| self.fill(s)),
+        };
         let plugin = Plugin::install(
             &self.binary,
             &self.plugin,

@@ -127,10 +127,9 @@ impl Format {
                 None => text,
             })
         };
-        let in_file = |e: Error| Error::new(e.kind(), format!("`{locator}`: {}", e.message()));
         match self {
-            Format::Json => Secrets::from_json(&text(bytes)?).map_err(in_file),
-            Format::Env => dotenv::parse(&text(bytes)?).map_err(in_file),
+            Format::Json => Secrets::from_json(&text(bytes)?),
+            Format::Env => dotenv::parse(&text(bytes)?),
             Format::Text => Ok(Secrets::from_bytes(trim_newline(bytes))),
         }
     }

@@ -46,7 +46,7 @@ impl Backend for Probe {
                 }
             }
             "stderr" => {
-                eprintln!("WARN some library: CANARY-stderr-chatter");
+                eprintln!("WARN some library: library chatter");
                 secrets.insert("ok", Secret::new("yes"))?;
             }
             "fail" => return Err(Error::unavailable("the backend is down").hint("try later")),
