@@ -1,0 +1,281 @@
+//! `cargo xtask bench [--runs N] [--fingerprint-only] [--check]`: what a plugin run costs,
+//! side by side with the programs users would otherwise run.
+//!
+//! Each contender is started `N` times (interleaved, so machine noise hits all alike) with a
+//! cleared environment as Nomad starts plugins. Wall time is measured around spawn and wait of an
+//! untraced run; peak RSS is the `VmHWM` of a second, traced run, read when it exits. Medians are reported, with
+//! ratios to the first contender of each table. The table is written to `target/bench/results.md`.
+//!
+//! `--check` fails when the fingerprint's peak RSS exceeds 1.2x that of a program that prints one
+//! line (`/bin/echo`): fingerprint runs at every client start, plugins one after another.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{Result, root};
+
+/// Largest accepted ratio of the fingerprint's peak RSS to `/bin/echo`'s.
+const FINGERPRINT_RSS_RATIO: f64 = 1.2;
+
+struct Contender {
+    label: String,
+    program: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl Contender {
+    fn new(label: &str, program: impl Into<PathBuf>, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Contender {
+            label: label.into(),
+            program: program.into(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(&self.program);
+        command
+            .args(&self.args)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        command
+    }
+
+    /// One untraced run's wall time, spawn to exit.
+    fn wall(&self) -> Result<Duration> {
+        let started = Instant::now();
+        let status = self
+            .command()
+            .status()
+            .map_err(|e| format!("{}: {e}", self.label))?;
+        let wall = started.elapsed();
+        match status.success() {
+            true => Ok(wall),
+            false => Err(format!("{} failed: {status}", self.label)),
+        }
+    }
+
+    /// One traced run's peak RSS in KiB: `VmHWM` read at the exit stop.
+    ///
+    /// `ru_maxrss` would be wrong here: it counts the memory of the process that forked the
+    /// child (the address space replaced at exec), so every small program would look as large
+    /// as this xtask. `VmHWM` covers only the program's own address space.
+    fn peak_rss_kib(&self) -> Result<u64> {
+        let mut command = self.command();
+        // SAFETY: ptrace(PTRACE_TRACEME) is async-signal-safe and touches no Rust state.
+        unsafe {
+            use std::os::unix::process::CommandExt as _;
+            command.pre_exec(|| {
+                if libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command
+            .spawn()
+            .map_err(|e| format!("{}: {e}", self.label))?;
+        let pid = child.id() as libc::pid_t;
+        let mut status = 0;
+        let mut peak = None;
+        // SAFETY: waitpid/ptrace on our own traced child, with valid out-pointers.
+        unsafe {
+            // Stopped by SIGTRAP right after exec: ask to stop again when it exits.
+            libc::waitpid(pid, &mut status, 0);
+            libc::ptrace(libc::PTRACE_SETOPTIONS, pid, 0, libc::PTRACE_O_TRACEEXIT);
+            libc::ptrace(libc::PTRACE_CONT, pid, 0, 0);
+            loop {
+                if libc::waitpid(pid, &mut status, 0) < 0
+                    || libc::WIFEXITED(status)
+                    || libc::WIFSIGNALED(status)
+                {
+                    break;
+                }
+                if status >> 8 == (libc::SIGTRAP | (libc::PTRACE_EVENT_EXIT << 8)) {
+                    peak = vm_hwm_kib(pid);
+                }
+                let signal = match libc::WSTOPSIG(status) {
+                    libc::SIGTRAP => 0,
+                    other => other,
+                };
+                libc::ptrace(libc::PTRACE_CONT, pid, 0, signal);
+            }
+        }
+        if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+            return Err(format!("{} did not exit 0 (status {status})", self.label));
+        }
+        peak.ok_or_else(|| format!("{}: no VmHWM at exit", self.label))
+    }
+}
+
+fn vm_hwm_kib(pid: libc::pid_t) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+struct Row {
+    label: String,
+    wall: Duration,
+    rss_kib: u64,
+}
+
+/// Runs the task.
+pub fn run(args: &[String]) -> Result {
+    let mut runs = 200;
+    let mut fingerprint_only = false;
+    let mut check = false;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--runs" => {
+                runs = rest
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .ok_or("--runs takes a number")?
+            }
+            "--fingerprint-only" => fingerprint_only = true,
+            "--check" => check = true,
+            other => return Err(format!("unknown bench flag {other}")),
+        }
+    }
+
+    let built = crate::build_release()?;
+    let bench = root().join("target/bench");
+    let secrets = crate::install::install(&bench, &built)?;
+    let settings = secrets.join("file.toml");
+    let examples = root().join("examples/secrets");
+    std::fs::write(&settings, format!("root = \"{}\"\n", examples.display()))
+        .map_err(|e| e.to_string())?;
+    std::fs::set_permissions(&settings, std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| e.to_string())?;
+    let file = secrets.join("file");
+
+    let fingerprint = format!(
+        "{{\"type\":\"secrets\",\"version\":\"{}\"}}",
+        env!("CARGO_PKG_VERSION")
+    );
+    let mut report = String::from("# Benchmarks\n\n");
+    let fingerprint_rows = table(
+        &mut report,
+        "fingerprint (runs at every client start and SIGHUP)",
+        runs,
+        &[
+            Contender::new(
+                "/bin/echo of the same line",
+                "/bin/echo",
+                &[&fingerprint],
+                &[],
+            ),
+            Contender::new(
+                "file fingerprint",
+                &file,
+                &["fingerprint"],
+                &[("CPI_OPERATION", "fingerprint")],
+            ),
+        ],
+    )?;
+    if !fingerprint_only {
+        let db = examples.join("db.json");
+        let script = format!(
+            "printf '{{\"result\":%s}}\\n' \"$(cat '{}')\"",
+            db.display()
+        );
+        let mut fetches = vec![
+            Contender::new(
+                "file fetch db.json",
+                &file,
+                &["fetch", "db.json"],
+                &[("CPI_OPERATION", "fetch"), ("NOMAD_JOB_ID", "bench")],
+            ),
+            Contender::new(
+                "/bin/sh script: printf + cat",
+                "/bin/sh",
+                &["-c", &script],
+                &[],
+            ),
+        ];
+        if let Some(jq) = ["/usr/bin/jq", "/usr/local/bin/jq"]
+            .iter()
+            .find(|p| std::path::Path::new(p).exists())
+        {
+            fetches.push(Contender::new(
+                "jq -c '{result: .}' db.json",
+                jq,
+                &["-c", "{result: .}", db.to_str().unwrap()],
+                &[],
+            ));
+        }
+        table(&mut report, "fetch of a JSON file", runs, &fetches)?;
+    }
+    std::fs::write(bench.join("results.md"), &report).map_err(|e| e.to_string())?;
+    print!("{report}");
+
+    let ratio = fingerprint_rows[1].rss_kib as f64 / fingerprint_rows[0].rss_kib as f64;
+    if check && ratio > FINGERPRINT_RSS_RATIO {
+        return Err(format!(
+            "fingerprint peak RSS is {ratio:.2}x that of /bin/echo, above the {FINGERPRINT_RSS_RATIO} target"
+        ));
+    }
+    Ok(())
+}
+
+/// Measures `contenders` `runs` times each, interleaved, and appends a table to `report`.
+fn table(
+    report: &mut String,
+    title: &str,
+    runs: usize,
+    contenders: &[Contender],
+) -> Result<Vec<Row>> {
+    let mut samples: Vec<Vec<(Duration, u64)>> = vec![Vec::with_capacity(runs); contenders.len()];
+    for contender in contenders {
+        contender.wall()?; // warm the page cache
+    }
+    for _ in 0..runs {
+        for (i, contender) in contenders.iter().enumerate() {
+            samples[i].push((contender.wall()?, contender.peak_rss_kib()?));
+        }
+    }
+    let rows: Vec<Row> = contenders
+        .iter()
+        .zip(samples)
+        .map(|(contender, mut samples)| {
+            samples.sort_by_key(|(wall, _)| *wall);
+            let wall = samples[samples.len() / 2].0;
+            let mut rss: Vec<u64> = samples.iter().map(|(_, rss)| *rss).collect();
+            rss.sort();
+            Row {
+                label: contender.label.clone(),
+                wall,
+                rss_kib: rss[rss.len() / 2],
+            }
+        })
+        .collect();
+    report.push_str(&format!(
+        "## {title}\n\n{runs} runs each, medians; ratios to the first row.\n\n\
+         | contender | wall | ratio | peak RSS | ratio |\n|---|---:|---:|---:|---:|\n"
+    ));
+    for row in &rows {
+        report.push_str(&format!(
+            "| {} | {:.2} ms | {:.2} | {:.2} MiB | {:.2} |\n",
+            row.label,
+            row.wall.as_secs_f64() * 1e3,
+            row.wall.as_secs_f64() / rows[0].wall.as_secs_f64(),
+            row.rss_kib as f64 / 1024.0,
+            row.rss_kib as f64 / rows[0].rss_kib as f64,
+        ));
+    }
+    report.push('\n');
+    Ok(rows)
+}

@@ -1,0 +1,121 @@
+//! `cargo xtask demo`: what a Nomad client would see from the `file` plugin, on this machine.
+//!
+//! Builds in release mode, installs into `target/demo/secrets/` with a settings file whose root is
+//! `examples/secrets/`, then runs each command exactly as the Nomad client does: cleared
+//! environment, `CPI_OPERATION`, `NOMAD_JOB_ID` and `NOMAD_NAMESPACE`, stdin `/dev/null`.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::process::{Command, Stdio};
+
+use crate::{Result, root};
+
+/// Runs the task.
+pub fn run() -> Result {
+    let built = crate::build_release()?;
+    let demo = root().join("target/demo");
+    let secrets = crate::install::install(&demo, &built)?;
+    let settings = secrets.join("file.toml");
+    std::fs::write(
+        &settings,
+        format!(
+            "# Written by `cargo xtask demo`; see examples/settings/file.toml.\nroot = \"{}\"\n",
+            root().join("examples/secrets").display()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    std::fs::set_permissions(&settings, std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| e.to_string())?;
+
+    let plugin = secrets.join("file");
+    println!(
+        "Installed {} with its settings file {}.",
+        plugin.display(),
+        settings.display()
+    );
+    println!("Each run below is started as the Nomad client starts it.\n");
+    let job = [("NOMAD_JOB_ID", "demo"), ("NOMAD_NAMESPACE", "default")];
+    let runs: [(&[&str], &[(&str, &str)], &str); 5] = [
+        (
+            &["fingerprint"],
+            &[],
+            "at client start: is this a secrets plugin?",
+        ),
+        (
+            &["fetch", "db.json"],
+            &job,
+            "secret \"db\" { provider = \"file\" path = \"db.json\" }",
+        ),
+        (
+            &["fetch", "app.env#API_TOKEN"],
+            &job,
+            "one key of a dotenv file",
+        ),
+        (&["fetch", "tls"], &job, "a folder: one key per file"),
+        (
+            &["fetch", "db.json#pasword"],
+            &job,
+            "a typo: the error the job's author sees",
+        ),
+    ];
+    let mut problems = Vec::new();
+    for (args, env, about) in runs {
+        let operation = args[0];
+        let mut command = Command::new(&plugin);
+        command
+            .args(args)
+            .env_clear()
+            .env("CPI_OPERATION", operation)
+            .envs(env.iter().copied())
+            .current_dir("/")
+            .stdin(Stdio::null());
+        let output = command
+            .output()
+            .map_err(|e| format!("cannot run the plugin: {e}"))?;
+        let shown_env: Vec<String> = std::iter::once(format!("CPI_OPERATION={operation}"))
+            .chain(env.iter().map(|(k, v)| format!("{k}={v}")))
+            .collect();
+        println!("# {about}");
+        println!(
+            "$ env -i {} {} {}",
+            shown_env.join(" "),
+            plugin.display(),
+            quote(args)
+        );
+        print!("{}", String::from_utf8_lossy(&output.stdout));
+        let status = output.status.code().unwrap_or(-1);
+        println!(
+            "(exit status {status}, {} bytes on stderr)\n",
+            output.stderr.len()
+        );
+        if status != 0 || !output.stderr.is_empty() {
+            problems.push(format!(
+                "{}: exit {status}, stderr {:?}",
+                args.join(" "),
+                output.stderr
+            ));
+        }
+    }
+    println!("In a job: ${{secret.db.password}} would be the `password` value above.");
+    match problems.is_empty() {
+        true => Ok(()),
+        false => Err(format!(
+            "the plugin broke the Nomad contract:\n{}",
+            problems.join("\n")
+        )),
+    }
+}
+
+fn quote(args: &[&str]) -> String {
+    args.iter()
+        .map(|a| {
+            if a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+            {
+                a.to_string()
+            } else {
+                format!("'{a}'")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
