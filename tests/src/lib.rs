@@ -137,7 +137,6 @@ impl Outcome {
     /// Waits for `child`, killing it after `limit`. Its pipes are drained meanwhile, so a
     /// large answer cannot block it.
     pub fn wait(mut child: std::process::Child, limit: Duration) -> Outcome {
-        use std::io::Read as _;
         fn drain<R: std::io::Read + Send + 'static>(
             pipe: Option<R>,
         ) -> std::thread::JoinHandle<Vec<u8>> {

@@ -33,32 +33,36 @@ pub fn run() -> Result {
         settings.display()
     );
     println!("Each run below is started as the Nomad client starts it.\n");
-    let job = [("NOMAD_JOB_ID", "demo"), ("NOMAD_NAMESPACE", "default")];
-    let runs: [(&[&str], &[(&str, &str)], &str); 5] = [
-        (
-            &["fingerprint"],
-            &[],
-            "at client start: is this a secrets plugin?",
-        ),
-        (
-            &["fetch", "db.json"],
-            &job,
-            "secret \"db\" { provider = \"file\" path = \"db.json\" }",
-        ),
-        (
-            &["fetch", "app.env#API_TOKEN"],
-            &job,
-            "one key of a dotenv file",
-        ),
-        (&["fetch", "tls"], &job, "a folder: one key per file"),
-        (
-            &["fetch", "db.json#pasword"],
-            &job,
-            "a typo: the error the job's author sees",
-        ),
+    let job = &[("NOMAD_JOB_ID", "demo"), ("NOMAD_NAMESPACE", "default")];
+    let runs = [
+        Run {
+            args: &["fingerprint"],
+            env: &[],
+            about: "at client start: is this a secrets plugin?",
+        },
+        Run {
+            args: &["fetch", "db.json"],
+            env: job,
+            about: "secret \"db\" { provider = \"file\" path = \"db.json\" }",
+        },
+        Run {
+            args: &["fetch", "app.env#API_TOKEN"],
+            env: job,
+            about: "one key of a dotenv file",
+        },
+        Run {
+            args: &["fetch", "tls"],
+            env: job,
+            about: "a folder: one key per file",
+        },
+        Run {
+            args: &["fetch", "db.json#pasword"],
+            env: job,
+            about: "a typo: the error the job's author sees",
+        },
     ];
     let mut problems = Vec::new();
-    for (args, env, about) in runs {
+    for Run { args, env, about } in runs {
         let operation = args[0];
         let mut command = Command::new(&plugin);
         command
@@ -103,6 +107,13 @@ pub fn run() -> Result {
             problems.join("\n")
         )),
     }
+}
+
+/// One command of the demo, and what it shows.
+struct Run {
+    args: &'static [&'static str],
+    env: &'static [(&'static str, &'static str)],
+    about: &'static str,
 }
 
 fn quote(args: &[&str]) -> String {

@@ -16,5 +16,12 @@ pub fn run() -> Result {
     ]))?;
     crate::run(cargo().args(["test", "--workspace", "--locked"]))?;
     // Memory is not wall-clock time: the fingerprint's peak RSS is stable enough to gate on.
-    crate::bench::run(&["--fingerprint-only".into(), "--check".into()])
+    crate::bench::run(&[
+        "--fingerprint-only".into(),
+        "--check".into(),
+        "--runs".into(),
+        "20".into(),
+    ])?;
+    // The README's first command must keep working.
+    crate::demo::run()
 }
