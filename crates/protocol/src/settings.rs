@@ -50,6 +50,9 @@ pub struct Setting {
     /// The variable of a job's `env {}` that may override it, if the operator allows; `None`
     /// for settings that only the operator may set.
     pub job_env: Option<&'static str>,
+    /// Whether jobs may override it when the settings file has no `job_may_set` (an explicit
+    /// `job_may_set` always decides). True only where jobs normally choose, like the AWS region.
+    pub job_by_default: bool,
     /// One line for error messages and the docs.
     pub doc: &'static str,
 }
@@ -60,6 +63,7 @@ pub const COMMON: &[Setting] = &[Setting {
     kind: Kind::Duration,
     default: Some("8s"),
     job_env: Some("SECRETS_DEADLINE"),
+    job_by_default: false,
     doc: "time allowed for the whole run, under Nomad's fetch timeout (10 s in 1.11, 60 s from 2.0)",
 }];
 
@@ -105,10 +109,16 @@ impl Settings {
             values: BTreeMap::new(),
         };
         let all: Vec<&Setting> = COMMON.iter().chain(specs).collect();
-        let mut job_may_set = Vec::new();
+        let mut job_may_set = None;
         if let Some(text) = &text {
             job_may_set = settings.read_toml(text, &all)?;
         }
+        let job_may_set = job_may_set.unwrap_or_else(|| {
+            all.iter()
+                .filter(|s| s.job_by_default)
+                .map(|s| s.name.to_owned())
+                .collect()
+        });
         for spec in &all {
             if settings.values.contains_key(spec.name) {
                 continue;
@@ -171,19 +181,19 @@ impl Settings {
         ))
     }
 
-    /// Parses the file's text; returns the names listed in `job_may_set`.
-    fn read_toml(&mut self, text: &str, all: &[&Setting]) -> Result<Vec<String>, Error> {
+    /// Parses the file's text; returns the names listed in `job_may_set`, if it is there.
+    fn read_toml(&mut self, text: &str, all: &[&Setting]) -> Result<Option<Vec<String>>, Error> {
         let table: BTreeMap<Spanned<String>, Spanned<toml::Value>> =
             toml::from_str(text).map_err(|e| {
                 let line = e.span().map(|s| line_of(text, s.start));
                 self.error(line, format!("not valid TOML: {}", e.message().trim_end()))
             })?;
-        let mut job_may_set = Vec::new();
+        let mut job_may_set = None;
         for (key, value) in &table {
             let line = Some(line_of(text, key.span().start));
             let name = key.get_ref().as_str();
             if name == JOB_MAY_SET {
-                job_may_set = self.read_job_may_set(value, line, all)?;
+                job_may_set = Some(self.read_job_may_set(value, line, all)?);
                 continue;
             }
             let Some(spec) = all.iter().find(|s| s.name == name) else {
@@ -415,6 +425,7 @@ mod tests {
             kind: Kind::AbsolutePath,
             default: None,
             job_env: None,
+            job_by_default: false,
             doc: "where secrets live",
         },
         Setting {
@@ -422,6 +433,7 @@ mod tests {
             kind: Kind::Size,
             default: Some("1MiB"),
             job_env: None,
+            job_by_default: false,
             doc: "largest secret",
         },
         Setting {
@@ -429,6 +441,7 @@ mod tests {
             kind: Kind::Text,
             default: None,
             job_env: Some("AWS_REGION"),
+            job_by_default: false,
             doc: "region",
         },
     ];

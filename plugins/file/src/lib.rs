@@ -38,6 +38,7 @@ impl Backend for FileBackend {
             kind: Kind::AbsolutePath,
             default: None,
             job_env: None,
+            job_by_default: false,
             doc: "folder that holds the secrets; jobs can read nothing outside it",
         },
         Setting {
@@ -45,6 +46,7 @@ impl Backend for FileBackend {
             kind: Kind::Size,
             default: Some("1MiB"),
             job_env: None,
+            job_by_default: false,
             doc: "largest file (or folder, in total) a fetch may read",
         },
     ];

@@ -1,0 +1,219 @@
+//! A Secrets Manager client whose every network step is bounded to fit the run's deadline.
+//!
+//! The SDK's defaults overrun Nomad 1.11's 10 s kill (measured: 10 to 11 s against an endpoint
+//! that drops packets, no limit at all against one that accepts and never answers, 1 to 3 s of
+//! IMDS probing on a machine that is not EC2). Here:
+//! - IMDS (region and instance-role credentials): 300 ms to connect, 1 s to read, one attempt;
+//!   `imds_endpoint = "off"` skips it entirely.
+//! - Credentials must load within 2 s, the region is resolved once and handed to every provider.
+//! - Each HTTP attempt: 1 s to connect, 3 s in all; at most 3 attempts with backoff (throttling
+//!   included), and the whole operation ends 300 ms before the deadline.
+//! - No environment is read except the job's permitted variables (see `job_env`).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use aws_config::BehaviorVersion;
+use aws_config::ecs::EcsCredentialsProvider;
+use aws_config::environment::EnvironmentVariableCredentialsProvider;
+use aws_config::imds;
+use aws_config::imds::credentials::ImdsCredentialsProvider;
+use aws_config::imds::region::ImdsRegionProvider;
+use aws_config::meta::credentials::CredentialsProviderChain;
+use aws_config::meta::region::ProvideRegion as _;
+use aws_config::profile::ProfileFileCredentialsProvider;
+use aws_config::profile::ProfileFileRegionProvider;
+use aws_config::provider_config::ProviderConfig;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
+use aws_sdk_secretsmanager::config::{IdentityCache, Region, SharedAsyncSleep};
+use aws_smithy_async::rt::sleep::TokioSleep;
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use nomad_secrets_protocol::{Error, Settings};
+
+/// Connecting to any endpoint.
+const CONNECT: Duration = Duration::from_secs(1);
+/// One HTTP attempt, connect to last byte.
+const ATTEMPT: Duration = Duration::from_secs(3);
+/// Attempts per request, throttling and 5xx included.
+const ATTEMPTS: u32 = 3;
+/// Loading credentials from any provider.
+const CREDENTIALS: Duration = Duration::from_secs(2);
+/// Time kept back before the deadline for the answer to be printed.
+const MARGIN: Duration = Duration::from_millis(300);
+
+/// What the operator configured, for requests and for error messages.
+pub struct Setup {
+    /// The region used.
+    pub region: String,
+    /// Where requests go, for messages: the override, or the regional AWS endpoint.
+    pub endpoint: String,
+    /// The IMDS endpoint, or `None` when IMDS is off.
+    pub imds: Option<String>,
+    /// Whether a profile file is configured.
+    pub profile: bool,
+}
+
+/// Builds the client; resolves the region first (which may ask IMDS).
+pub async fn build(
+    settings: &Settings,
+    deadline: Instant,
+) -> Result<(aws_sdk_secretsmanager::Client, Setup), Error> {
+    let http = tls_client();
+    let sleep = SharedAsyncSleep::new(TokioSleep::new());
+    let provider = ProviderConfig::without_region()
+        .with_http_client(http.clone())
+        .with_sleep_impl(TokioSleep::new());
+    let imds_endpoint = match settings.text("imds_endpoint") {
+        Some("off") => None,
+        Some(endpoint) => Some(endpoint.to_owned()),
+        None => Some("http://169.254.169.254".to_owned()),
+    };
+    let imds = match &imds_endpoint {
+        Some(endpoint) => Some(
+            imds::Client::builder()
+                .configure(&provider)
+                .endpoint(endpoint)
+                .map_err(|e| Error::settings(format!("`imds_endpoint` is not a valid URL: {e}")))?
+                .connect_timeout(Duration::from_millis(300))
+                .read_timeout(Duration::from_secs(1))
+                .max_attempts(1)
+                .build(),
+        ),
+        None => None,
+    };
+    let profile_files = profile_files(settings);
+    let profile_name = settings.text("profile").unwrap_or("default").to_owned();
+
+    let region = match settings.text("region") {
+        Some(region) => Some(Region::new(region.to_owned())),
+        None => {
+            let mut found = None;
+            if let Some(files) = &profile_files {
+                found = ProfileFileRegionProvider::builder()
+                    .configure(&provider)
+                    .profile_files(files.clone())
+                    .profile_name(&profile_name)
+                    .build()
+                    .region()
+                    .await;
+            }
+            if found.is_none() {
+                if let Some(imds) = &imds {
+                    found = ImdsRegionProvider::builder()
+                        .imds_client(imds.clone())
+                        .build()
+                        .region()
+                        .await;
+                }
+            }
+            found
+        }
+    };
+    let Some(region) = region else {
+        return Err(Error::settings("no AWS region: the job sets no `AWS_REGION`, the operator set no `region`, and the instance metadata service did not give one")
+            .hint("add `AWS_REGION = \"us-east-1\"` (for example) to the secret's env block, or `region` to aws.toml"));
+    };
+    let provider = provider.with_region(Some(region.clone()));
+
+    let mut chain = CredentialsProviderChain::first_try(
+        "Environment",
+        EnvironmentVariableCredentialsProvider::new(),
+    );
+    if let Some(files) = &profile_files {
+        chain = chain.or_else(
+            "Profile",
+            ProfileFileCredentialsProvider::builder()
+                .configure(&provider)
+                .profile_files(files.clone())
+                .profile_name(&profile_name)
+                .build(),
+        );
+    }
+    chain = chain.or_else(
+        "EcsContainer",
+        EcsCredentialsProvider::builder()
+            .configure(&provider)
+            .build(),
+    );
+    if let Some(imds) = &imds {
+        chain = chain.or_else(
+            "Ec2InstanceMetadata",
+            ImdsCredentialsProvider::builder()
+                .configure(&provider)
+                .imds_client(imds.clone())
+                .build(),
+        );
+    }
+
+    let remaining = deadline
+        .saturating_duration_since(Instant::now())
+        .saturating_sub(MARGIN)
+        .max(Duration::from_millis(100));
+    let endpoint_url = settings.text("endpoint_url");
+    let mut config = aws_sdk_secretsmanager::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(region.clone())
+        .credentials_provider(chain)
+        .http_client(http)
+        .sleep_impl(sleep)
+        .identity_cache(IdentityCache::lazy().load_timeout(CREDENTIALS).build())
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(ATTEMPTS)
+                .with_initial_backoff(Duration::from_millis(100))
+                .with_max_backoff(Duration::from_secs(1)),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(CONNECT)
+                .operation_attempt_timeout(ATTEMPT.min(remaining))
+                .operation_timeout(remaining)
+                .build(),
+        );
+    if let Some(url) = endpoint_url {
+        config = config.endpoint_url(url);
+    }
+    let setup = Setup {
+        region: region.to_string(),
+        endpoint: endpoint_url
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("https://secretsmanager.{region}.amazonaws.com")),
+        imds: imds_endpoint,
+        profile: profile_files.is_some(),
+    };
+    Ok((
+        aws_sdk_secretsmanager::Client::from_conf(config.build()),
+        setup,
+    ))
+}
+
+/// HTTPS with rustls and ring: no aws-lc (its jitter entropy cost 37 ms of CPU per process).
+fn tls_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
+/// The operator's config and credentials files, if any; never `~/.aws` (Nomad sets no `HOME`,
+/// and a job must not pick the file).
+fn profile_files(settings: &Settings) -> Option<EnvConfigFiles> {
+    let config = settings.path("config_file");
+    let credentials = settings.path("credentials_file");
+    if config.is_none() && credentials.is_none() {
+        return None;
+    }
+    let mut files = EnvConfigFiles::builder()
+        .include_default_config_file(false)
+        .include_default_credentials_file(false);
+    let add = |files: aws_runtime::env_config::file::Builder, kind, path: Option<&Path>| match path
+    {
+        Some(path) => files.with_file(kind, path),
+        None => files,
+    };
+    files = add(files, EnvConfigFileKind::Config, config);
+    files = add(files, EnvConfigFileKind::Credentials, credentials);
+    Some(files.build())
+}

@@ -1,0 +1,181 @@
+//! Turning the SDK's errors into messages that say what failed and what to do.
+//!
+//! AWS error messages name the secret, the region and the principal, never a value, so they are
+//! quoted. Credential-loading errors are described from what was configured rather than quoted:
+//! their text can include profile file contents.
+
+use aws_credential_types::provider::error::CredentialsError;
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata as _, SdkError};
+use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use nomad_secrets_protocol::{Error, ErrorKind};
+
+use crate::client::Setup;
+
+/// What was asked, for messages.
+pub struct Asked<'a> {
+    /// The secret id (name or ARN).
+    pub id: &'a str,
+    /// The version stage asked for, if any.
+    pub stage: Option<&'a str>,
+    /// The version id asked for, if any.
+    pub version_id: Option<&'a str>,
+}
+
+/// The message for a failed `GetSecretValue`.
+pub fn describe<R: std::fmt::Debug + 'static>(
+    error: SdkError<GetSecretValueError, R>,
+    asked: &Asked,
+    setup: &Setup,
+) -> Error {
+    if let Some(credentials) = find::<CredentialsError>(&error) {
+        return no_credentials(credentials, setup);
+    }
+    match error {
+        SdkError::ServiceError(service) => service_error(service.into_err(), asked, setup),
+        SdkError::TimeoutError(_) => Error::new(
+            ErrorKind::Timeout,
+            format!("no answer from `{}` in time", setup.endpoint),
+        )
+        .hint(
+            "check that this node can reach the endpoint (security groups, VPC endpoints, proxies)",
+        ),
+        SdkError::DispatchFailure(failure) => match failure.as_connector_error() {
+            Some(connector) => connection_error(connector, setup),
+            None => Error::unavailable(format!("the request to `{}` failed", setup.endpoint)),
+        },
+        SdkError::ResponseError(_) => Error::unavailable(format!(
+            "`{}` sent an answer that is not a Secrets Manager response",
+            setup.endpoint
+        ))
+        .hint("check `endpoint_url` in aws.toml"),
+        other => Error::unavailable(format!("the request could not be made: {}", short(&other))),
+    }
+}
+
+fn service_error(error: GetSecretValueError, asked: &Asked, setup: &Setup) -> Error {
+    let message = error
+        .message()
+        .unwrap_or("")
+        .trim_end_matches('.')
+        .to_owned();
+    let region = &setup.region;
+    let id = asked.id;
+    match &error {
+        GetSecretValueError::ResourceNotFoundException(_) => {
+            let which = match (asked.version_id, asked.stage) {
+                (Some(version), _) => format!("version id `{version}` of "),
+                (None, Some(stage)) => format!("a version with stage `{stage}` of "),
+                (None, None) => String::new(),
+            };
+            if which.is_empty() {
+                Error::not_found(format!("no secret `{id}` in region `{region}`"))
+                    .hint("check the name or ARN, and the region (the job's AWS_REGION or `region` in aws.toml)")
+            } else {
+                Error::not_found(format!("no {which}secret `{id}` in region `{region}`"))
+                    .hint("list the versions with `aws secretsmanager list-secret-version-ids`")
+            }
+        }
+        GetSecretValueError::DecryptionFailure(_) => Error::denied(format!(
+            "AWS KMS could not decrypt secret `{id}`: {message}"
+        ))
+        .hint("the credentials need kms:Decrypt on the secret's KMS key"),
+        GetSecretValueError::InvalidRequestException(_) if message.contains("deletion") => {
+            Error::not_found(format!("secret `{id}` is scheduled for deletion"))
+                .hint("restore it with `aws secretsmanager restore-secret`, or use another secret")
+        }
+        GetSecretValueError::InvalidRequestException(_)
+        | GetSecretValueError::InvalidParameterException(_) => {
+            Error::invalid_path(format!("AWS refused the request for `{id}`: {message}"))
+        }
+        GetSecretValueError::InternalServiceError(_) => Error::unavailable(format!(
+            "AWS Secrets Manager failed in `{region}`: {message}"
+        ))
+        .hint("try again later"),
+        _ => match error.code() {
+            Some("AccessDeniedException") => Error::denied(format!("access denied: {message}"))
+                .hint("grant secretsmanager:GetSecretValue on the secret to the principal named above"),
+            Some(
+                "UnrecognizedClientException"
+                | "InvalidClientTokenId"
+                | "InvalidSignatureException"
+                | "SignatureDoesNotMatch"
+                | "ExpiredTokenException",
+            ) => Error::denied(format!("AWS rejected the credentials: {message}"))
+                .hint("check the access key, secret key and session token, and their expiry"),
+            Some("ThrottlingException") => Error::unavailable(format!(
+                "AWS throttled the request after {} attempts: {message}",
+                3
+            ))
+            .hint("many fetches at once; try again, or raise the account's API quota"),
+            Some(code) => Error::unavailable(format!("AWS answered `{code}`: {message}")),
+            None => Error::unavailable(format!("AWS answered with an error: {message}")),
+        },
+    }
+}
+
+fn connection_error(error: &ConnectorError, setup: &Setup) -> Error {
+    let endpoint = &setup.endpoint;
+    if error.is_timeout() {
+        Error::new(
+            ErrorKind::Timeout,
+            format!("no answer from `{endpoint}` in time"),
+        )
+        .hint(
+            "check that this node can reach the endpoint (security groups, VPC endpoints, proxies)",
+        )
+    } else {
+        Error::unavailable(format!("cannot connect to `{endpoint}`: {}", short(error)))
+            .hint("check `endpoint_url` in aws.toml, DNS and the network")
+    }
+}
+
+fn no_credentials(error: &CredentialsError, setup: &Setup) -> Error {
+    let why = match error {
+        CredentialsError::ProviderTimedOut(_) => "loading them timed out",
+        CredentialsError::InvalidConfiguration(_) => "the configuration is invalid",
+        CredentialsError::ProviderError(_) => "a provider failed",
+        _ => "none of the sources had any",
+    };
+    let imds = match &setup.imds {
+        Some(endpoint) => format!(
+            "the instance metadata service at `{endpoint}` gave none (not an EC2 instance, or no instance role?)"
+        ),
+        None => "the instance metadata service is off (`imds_endpoint = \"off\"`)".to_owned(),
+    };
+    let profile = match setup.profile {
+        true => "the operator's profile file gave none",
+        false => "the operator configured no profile file",
+    };
+    Error::denied(format!(
+        "no AWS credentials ({why}): the job's env has no AWS_ACCESS_KEY_ID, {profile}, and {imds}"
+    ))
+    .hint("give the node an instance role, or set credentials in the operator's `credentials_file`, or pass AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the secret's env block")
+}
+
+/// The first error of type `E` in `error`'s source chain.
+fn find<'a, E: std::error::Error + 'static>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a E> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<E>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
+}
+
+/// The innermost cause's text, which names the failure (`Connection refused`), on one line.
+fn short(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current: &(dyn std::error::Error + 'static) = error;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    let text = current.to_string();
+    match text.find(" (os error") {
+        Some(cut) => text[..cut].to_lowercase(),
+        None => text.lines().next().unwrap_or("").to_lowercase(),
+    }
+}
