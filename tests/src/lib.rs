@@ -10,6 +10,8 @@
 //! the contract itself (see [`Outcome::check_contract`]), whatever its snapshot says.
 #![deny(missing_docs)]
 
+pub mod moto;
+
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt as _;
@@ -309,6 +311,9 @@ pub struct Case {
     /// Install no settings file at all.
     #[serde(default)]
     pub no_settings: bool,
+    /// Suite-level environment entries this case goes without.
+    #[serde(default)]
+    pub unset: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -320,6 +325,9 @@ fn yes() -> bool {
 struct SuiteFile {
     /// Settings used by cases that do not give their own.
     settings: Option<String>,
+    /// Environment entries every case gets (a case's own `env` wins, `unset` removes).
+    #[serde(default)]
+    env: BTreeMap<String, String>,
     case: Vec<Case>,
 }
 
@@ -382,7 +390,7 @@ impl Suite {
                 "case `{}` is defined twice",
                 case.name
             );
-            let (outcome, plugin_dir) = self.run_case(case, suite.settings.as_deref());
+            let (outcome, plugin_dir) = self.run_case(case, &suite);
             let mut real_to_placeholder = vec![(plugin_dir, "[PLUGINS]".to_owned())];
             real_to_placeholder.extend(
                 self.placeholders
@@ -447,7 +455,8 @@ impl Suite {
     }
 
     /// Runs one case; returns what it did and the folder the plugin was installed in.
-    fn run_case(&self, case: &Case, default_settings: Option<&str>) -> (Outcome, String) {
+    fn run_case(&self, case: &Case, suite: &SuiteFile) -> (Outcome, String) {
+        let default_settings = suite.settings.as_deref();
         let settings = match case.no_settings {
             true => None,
             false => case
@@ -470,9 +479,11 @@ impl Suite {
                 case.name
             ),
         };
-        let mut env: BTreeMap<String, String> = case
+        let mut env: BTreeMap<String, String> = suite
             .env
             .iter()
+            .chain(&case.env)
+            .filter(|(k, _)| !case.unset.contains(k))
             .map(|(k, v)| (k.clone(), self.fill(v)))
             .collect();
         if case.nomad {

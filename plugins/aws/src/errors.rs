@@ -54,33 +54,39 @@ pub fn describe<R: std::fmt::Debug + 'static>(
 }
 
 fn service_error(error: GetSecretValueError, asked: &Asked, setup: &Setup) -> Error {
+    // Collapsed to one line: some endpoints pad their messages with runs of spaces.
     let message = error
         .message()
         .unwrap_or("")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
         .trim_end_matches('.')
         .to_owned();
     let region = &setup.region;
     let id = asked.id;
     match &error {
         GetSecretValueError::ResourceNotFoundException(_) => {
-            let which = match (asked.version_id, asked.stage) {
-                (Some(version), _) => format!("version id `{version}` of "),
-                (None, Some(stage)) => format!("a version with stage `{stage}` of "),
-                (None, None) => String::new(),
+            let version = match (asked.version_id, asked.stage) {
+                (Some(version), _) => Some(format!("version id `{version}`")),
+                (None, Some(stage)) => Some(format!("version with stage `{stage}`")),
+                (None, None) => None,
             };
-            if which.is_empty() {
-                Error::not_found(format!("no secret `{id}` in region `{region}`"))
-                    .hint("check the name or ARN, and the region (the job's AWS_REGION or `region` in aws.toml)")
-            } else {
-                Error::not_found(format!("no {which}secret `{id}` in region `{region}`"))
-                    .hint("list the versions with `aws secretsmanager list-secret-version-ids`")
+            match version {
+                None => Error::not_found(format!("no secret `{id}` in region `{region}`"))
+                    .hint("check the name or ARN, and the region (the job's AWS_REGION or `region` in aws.toml)"),
+                Some(version) => Error::not_found(format!(
+                    "no {version} of secret `{id}` in region `{region}` (or no such secret)"
+                ))
+                .hint("list the versions with `aws secretsmanager list-secret-version-ids`"),
             }
         }
         GetSecretValueError::DecryptionFailure(_) => Error::denied(format!(
             "AWS KMS could not decrypt secret `{id}`: {message}"
         ))
         .hint("the credentials need kms:Decrypt on the secret's KMS key"),
-        GetSecretValueError::InvalidRequestException(_) if message.contains("deletion") => {
+        GetSecretValueError::InvalidRequestException(_)
+            if message.contains("deletion") || message.contains("marked deleted") => {
             Error::not_found(format!("secret `{id}` is scheduled for deletion"))
                 .hint("restore it with `aws secretsmanager restore-secret`, or use another secret")
         }

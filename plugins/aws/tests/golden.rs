@@ -1,0 +1,82 @@
+//! The `aws` plugin run exactly as Nomad runs it, against a real AWS emulator (moto) on
+//! 127.0.0.1, plus endpoints that refuse or never answer.
+
+use std::path::Path;
+use std::time::Duration;
+
+use nomad_secrets_golden::moto::{BlackHole, Moto, free_port};
+use nomad_secrets_golden::{Outcome, Plugin, Scratch, Suite, nomad_env};
+
+const AWS: &str = env!("CARGO_BIN_EXE_aws");
+
+fn seeded() -> (Moto, String) {
+    let moto = Moto::start();
+    let seed = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/moto/seed.py");
+    let out: serde_json::Value = serde_json::from_str(&moto.run_python(seed)).unwrap();
+    let arn = out["db_arn"].as_str().unwrap().to_owned();
+    (moto, arn)
+}
+
+#[test]
+fn golden_cases() {
+    let (moto, arn) = seeded();
+    let black_hole = BlackHole::new();
+    let refused = format!("http://127.0.0.1:{}", free_port());
+    let profiles = Scratch::new("aws-profiles");
+    let credentials = profiles.path().join("credentials");
+    std::fs::write(
+        &credentials,
+        "[default]\naws_access_key_id = from-file\naws_secret_access_key = CANARY-file-key\n",
+    )
+    .unwrap();
+    Suite::new("aws", AWS, "aws")
+        .placeholder("[DB_ARN]", &arn)
+        .placeholder("[ENDPOINT]", moto.endpoint())
+        .placeholder("[BLACK_HOLE]", black_hole.url())
+        .placeholder("[REFUSED]", &refused)
+        .placeholder("[CREDENTIALS_FILE]", credentials.to_str().unwrap())
+        .run();
+}
+
+#[test]
+fn many_fetches_at_once_all_answer_exactly() {
+    let (moto, _) = seeded();
+    let settings = format!(
+        "endpoint_url = \"{}\"\nimds_endpoint = \"off\"\n",
+        moto.endpoint()
+    );
+    let plugin = Plugin::install(Path::new(AWS), "aws", Some(&settings), 0o644);
+    let env = nomad_env(
+        "fetch",
+        &[
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ],
+    );
+    let paths = [
+        "prod/db#password",
+        "plain",
+        "binary",
+        "prod/db?stage=AWSPREVIOUS#password",
+    ];
+    let expected: Vec<Outcome> = paths
+        .iter()
+        .map(|p| plugin.run(&["fetch", p], &env))
+        .collect();
+    let children: Vec<_> = (0..40)
+        .map(|i| {
+            let child = plugin
+                .command(&["fetch", paths[i % 4]], &env)
+                .spawn()
+                .unwrap();
+            (i % 4, child)
+        })
+        .collect();
+    for (which, child) in children {
+        let outcome = Outcome::wait(child, Duration::from_secs(60));
+        outcome.check_contract("fetch").unwrap();
+        assert!(outcome.stdout.starts_with("{\"result\""), "{outcome:?}");
+        assert_eq!(outcome, expected[which]);
+    }
+}

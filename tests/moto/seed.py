@@ -1,0 +1,44 @@
+"""Creates the aws plugin's test secrets in a moto server and prints what tests need to know.
+
+Usage: seed.py <endpoint>. Prints one JSON object: {"db_arn": ...}. Every value holds CANARY,
+which may appear in a fetched result and never in an error (see the golden harness).
+Version ids are fixed with ClientRequestToken so snapshots are stable.
+"""
+import json
+import sys
+
+import boto3
+
+V1 = "11111111-1111-4111-8111-111111111111"
+V2 = "22222222-2222-4222-8222-222222222222"
+
+client = boto3.client(
+    "secretsmanager",
+    endpoint_url=sys.argv[1],
+    region_name="us-east-1",
+    aws_access_key_id="testing",
+    aws_secret_access_key="testing",
+)
+
+db = client.create_secret(
+    Name="prod/db",
+    ClientRequestToken=V1,
+    SecretString=json.dumps({"username": "app", "password": "CANARY-db-v1", "port": 5432}),
+)
+# A second version: V2 becomes AWSCURRENT, V1 AWSPREVIOUS.
+client.put_secret_value(
+    SecretId="prod/db",
+    ClientRequestToken=V2,
+    SecretString=json.dumps(
+        {"username": "app", "password": "CANARY-db-v2", "port": 5432, "tls": True, "opts": {"pool": [1, 2]}}
+    ),
+)
+client.create_secret(Name="plain", SecretString="CANARY plain text\nsecond line")
+client.create_secret(Name="json-array", SecretString='["CANARY", 1]')
+client.create_secret(Name="not-json", SecretString='{"CANARY": ')
+client.create_secret(Name="binary", SecretBinary=b"\x00\xffCANARY\xfe")
+client.create_secret(Name="my secret: with spaces", SecretString="CANARY-spaced")
+client.create_secret(Name="gone", SecretString="CANARY-gone")
+client.delete_secret(SecretId="gone", RecoveryWindowInDays=7)
+
+print(json.dumps({"db_arn": db["ARN"]}))

@@ -1,0 +1,120 @@
+//! A moto server (the AWS emulator from PyPI) on 127.0.0.1, for the aws plugin's tests.
+//!
+//! `cargo xtask moto` (run by `cargo xtask test`) installs it into `target/moto-venv`. Each
+//! [`Moto`] starts its own server on a free port and kills it on drop.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running moto server.
+pub struct Moto {
+    child: Child,
+    endpoint: String,
+}
+
+/// The virtual environment `cargo xtask moto` creates.
+pub fn venv() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("moto-venv")
+}
+
+impl Moto {
+    /// Starts a server and waits until it accepts connections.
+    pub fn start() -> Moto {
+        let server = venv().join("bin/moto_server");
+        assert!(
+            server.exists(),
+            "{} is missing: run `cargo xtask moto` (`cargo xtask test` does it)",
+            server.display()
+        );
+        let port = free_port();
+        let child = Command::new(&server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let address = SocketAddr::from(([127, 0, 0, 1], port));
+        let started = Instant::now();
+        while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "moto_server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Runs `script` with the venv's Python and the endpoint as its argument; returns its stdout.
+    pub fn run_python(&self, script: &str) -> String {
+        let output = Command::new(venv().join("bin/python"))
+            .arg(script)
+            .arg(&self.endpoint)
+            .output()
+            .expect("run the seeding script");
+        assert!(
+            output.status.success(),
+            "{script} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a free port")
+        .port()
+}
+
+/// A listener that completes TCP handshakes and never answers: a black-holed endpoint.
+pub struct BlackHole {
+    _listener: TcpListener,
+    url: String,
+}
+
+impl BlackHole {
+    /// Binds on 127.0.0.1; connections queue in the kernel's backlog and are never read.
+    pub fn new() -> BlackHole {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        BlackHole {
+            _listener: listener,
+            url,
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Default for BlackHole {
+    fn default() -> Self {
+        Self::new()
+    }
+}
