@@ -14,6 +14,7 @@ pub fn run() -> Result {
         "--deny",
         "warnings",
     ]))?;
+    crate::moto::run()?;
     crate::run(cargo().args(["test", "--workspace", "--locked"]))?;
     // Memory is not wall-clock time: the fingerprint's peak RSS is stable enough to gate on.
     crate::bench::run(&[
