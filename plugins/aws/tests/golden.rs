@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use nomad_secrets_golden::imds::Imds;
 use nomad_secrets_golden::moto::{BlackHole, Moto, free_port};
 use nomad_secrets_golden::{Outcome, Plugin, Scratch, Suite, nomad_env};
 
@@ -21,6 +22,7 @@ fn seeded() -> (Moto, String) {
 fn golden_cases() {
     let (moto, arn) = seeded();
     let black_hole = BlackHole::new();
+    let imds = Imds::start("us-east-1", "from-instance-role", "CANARY-role-key");
     let refused = format!("http://127.0.0.1:{}", free_port());
     let profiles = Scratch::new("aws-profiles");
     let credentials = profiles.path().join("credentials");
@@ -33,9 +35,14 @@ fn golden_cases() {
         .placeholder("[DB_ARN]", &arn)
         .placeholder("[ENDPOINT]", moto.endpoint())
         .placeholder("[BLACK_HOLE]", black_hole.url())
+        .placeholder("[IMDS]", imds.url())
         .placeholder("[REFUSED]", &refused)
         .placeholder("[CREDENTIALS_FILE]", credentials.to_str().unwrap())
         .run();
+    assert!(
+        imds.served() >= 4,
+        "the instance-role case never reached the IMDS double"
+    );
 }
 
 #[test]
