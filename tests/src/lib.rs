@@ -10,6 +10,7 @@
 //! the contract itself (see [`Outcome::check_contract`]), whatever its snapshot says.
 #![deny(missing_docs)]
 
+pub mod aws_faults;
 pub mod imds;
 pub mod moto;
 

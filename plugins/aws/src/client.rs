@@ -38,7 +38,7 @@ const CONNECT: Duration = Duration::from_secs(1);
 /// One HTTP attempt, connect to last byte.
 const ATTEMPT: Duration = Duration::from_secs(3);
 /// Attempts per request, throttling and 5xx included.
-const ATTEMPTS: u32 = 3;
+pub const ATTEMPTS: u32 = 3;
 /// Loading credentials from any provider.
 const CREDENTIALS: Duration = Duration::from_secs(2);
 /// Time kept back before the deadline for the answer to be printed.

@@ -110,11 +110,16 @@ fn service_error(error: GetSecretValueError, asked: &Asked, setup: &Setup) -> Er
             ) => Error::denied(format!("AWS rejected the credentials: {message}"))
                 .hint("check the access key, secret key and session token, and their expiry"),
             Some("ThrottlingException") => Error::unavailable(format!(
-                "AWS throttled the request after {} attempts: {message}",
-                3
+                "AWS throttled the request {} times: {message}",
+                crate::client::ATTEMPTS
             ))
             .hint("many fetches at once; try again, or raise the account's API quota"),
             Some(code) => Error::unavailable(format!("AWS answered `{code}`: {message}")),
+            None if message.is_empty() => Error::unavailable(format!(
+                "`{}` sent an answer that is not a Secrets Manager response",
+                setup.endpoint
+            ))
+            .hint("check `endpoint_url` in aws.toml, and any proxy between this node and AWS"),
             None => Error::unavailable(format!("AWS answered with an error: {message}")),
         },
     }

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use nomad_secrets_golden::aws_faults::AwsFaults;
 use nomad_secrets_golden::imds::Imds;
 use nomad_secrets_golden::moto::{BlackHole, Moto, free_port};
 use nomad_secrets_golden::{Outcome, Plugin, Scratch, Suite, nomad_env};
@@ -22,6 +23,7 @@ fn seeded() -> (Moto, String) {
 fn golden_cases() {
     let (moto, arn) = seeded();
     let black_hole = BlackHole::new();
+    let faults = AwsFaults::start();
     let imds = Imds::start("us-east-1", "from-instance-role", "CANARY-role-key");
     let refused = format!("http://127.0.0.1:{}", free_port());
     let profiles = Scratch::new("aws-profiles");
@@ -36,6 +38,7 @@ fn golden_cases() {
         .placeholder("[ENDPOINT]", moto.endpoint())
         .placeholder("[BLACK_HOLE]", black_hole.url())
         .placeholder("[IMDS]", imds.url())
+        .placeholder("[FAULTS]", faults.url())
         .placeholder("[REFUSED]", &refused)
         .placeholder("[CREDENTIALS_FILE]", credentials.to_str().unwrap())
         .run();

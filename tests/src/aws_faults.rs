@@ -1,0 +1,161 @@
+//! A Secrets Manager double on 127.0.0.1 for what moto cannot do: IAM and KMS refusals,
+//! throttling, server errors and broken answers.
+//!
+//! It speaks the documented awsJson1.1 protocol of `GetSecretValue`: a `POST /` whose JSON body
+//! names `SecretId`; errors are HTTP 400 (500 for server faults) with a JSON body
+//! `{"__type": "<code>", "Message": "..."}`. The secret id picks the behaviour:
+//!
+//! | secret id         | answer                                                        |
+//! |-------------------|---------------------------------------------------------------|
+//! | `denied`          | `AccessDeniedException` naming the principal                  |
+//! | `kms`             | `DecryptionFailure`                                           |
+//! | `expired`         | `ExpiredTokenException`                                       |
+//! | `throttled-twice` | `ThrottlingException` twice, then the secret                  |
+//! | `throttled`       | `ThrottlingException` every time                              |
+//! | `broken`          | HTTP 500 `InternalServiceError` every time                    |
+//! | `garbage`         | HTTP 200 with a body that is not JSON                         |
+//! | anything else     | `ResourceNotFoundException`                                   |
+
+use std::collections::HashMap;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+/// A running double; it stops with the test process.
+pub struct AwsFaults {
+    url: String,
+    requests: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl AwsFaults {
+    /// Starts the double.
+    pub fn start() -> AwsFaults {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let seen = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let seen = seen.clone();
+                std::thread::spawn(move || serve(stream, &seen));
+            }
+        });
+        AwsFaults { url, requests }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// How many requests named `secret_id`.
+    pub fn requests(&self, secret_id: &str) -> usize {
+        self.requests
+            .lock()
+            .unwrap()
+            .get(secret_id)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+fn serve(stream: std::net::TcpStream, seen: &Mutex<HashMap<String, usize>>) {
+    let mut reader = BufReader::new(&stream);
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let id = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["SecretId"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let count = {
+            let mut seen = seen.lock().unwrap();
+            let count = seen.entry(id.clone()).or_default();
+            *count += 1;
+            *count
+        };
+        let (status, body) = answer(&id, count);
+        let response = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/x-amz-json-1.1\r\nx-amzn-RequestId: 0\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if (&stream).write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+fn error(code: &str, message: &str) -> String {
+    serde_json::json!({ "__type": code, "Message": message }).to_string()
+}
+
+fn answer(id: &str, count: usize) -> (&'static str, String) {
+    const BAD: &str = "400 Bad Request";
+    let secret = serde_json::json!({
+        "ARN": format!("arn:aws:secretsmanager:us-east-1:123456789012:secret:{id}-AbCdEf"),
+        "Name": id,
+        "SecretString": "{\"password\":\"CANARY-after-throttling\"}",
+        "VersionId": "33333333-3333-4333-8333-333333333333",
+        "VersionStages": ["AWSCURRENT"],
+        "CreatedDate": 1.7e9,
+    });
+    match id {
+        "denied" => (
+            BAD,
+            error(
+                "AccessDeniedException",
+                "User: arn:aws:sts::123456789012:assumed-role/nomad-client/i-0abc is not authorized to perform: secretsmanager:GetSecretValue on resource: denied because no identity-based policy allows the secretsmanager:GetSecretValue action",
+            ),
+        ),
+        "kms" => (
+            BAD,
+            error(
+                "DecryptionFailure",
+                "Secrets Manager can't decrypt the protected secret text using the provided KMS key.",
+            ),
+        ),
+        "expired" => (
+            BAD,
+            error(
+                "ExpiredTokenException",
+                "The security token included in the request is expired",
+            ),
+        ),
+        "throttled-twice" if count <= 2 => (BAD, error("ThrottlingException", "Rate exceeded")),
+        "throttled-twice" => ("200 OK", secret.to_string()),
+        "throttled" => (BAD, error("ThrottlingException", "Rate exceeded")),
+        "broken" => (
+            "500 Internal Server Error",
+            error("InternalServiceError", "An internal error occurred."),
+        ),
+        "garbage" => ("200 OK", "<html>CANARY proxy login page</html>".to_owned()),
+        _ => (
+            BAD,
+            error(
+                "ResourceNotFoundException",
+                "Secrets Manager can't find the specified secret.",
+            ),
+        ),
+    }
+}
