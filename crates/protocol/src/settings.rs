@@ -36,6 +36,8 @@ pub enum Kind {
     AbsolutePath,
     /// Any non-empty string.
     Text,
+    /// A list of non-empty strings: `["a", "b"]`.
+    List,
 }
 
 /// One setting a plugin accepts.
@@ -79,6 +81,7 @@ enum Value {
     Size(u64),
     Path(PathBuf),
     Text(String),
+    List(Vec<String>),
 }
 
 /// The settings in force for one run: the file, then the job's permitted overrides.
@@ -167,6 +170,14 @@ impl Settings {
         match self.values.get(name) {
             Some(Value::Text(t)) => Some(t),
             _ => None,
+        }
+    }
+
+    /// A list setting; empty when not set.
+    pub fn list(&self, name: &str) -> &[String] {
+        match self.values.get(name) {
+            Some(Value::List(items)) => items,
+            _ => &[],
         }
     }
 
@@ -380,6 +391,16 @@ fn parse_value(spec: &Setting, value: &toml::Value) -> Result<Value, String> {
             Some(t) if !t.is_empty() => Ok(Value::Text(t.to_owned())),
             _ => Err("must be a non-empty string".into()),
         },
+        Kind::List => value
+            .as_array()
+            .and_then(|items| {
+                items
+                    .iter()
+                    .map(|item| item.as_str().filter(|t| !t.is_empty()).map(str::to_owned))
+                    .collect::<Option<Vec<String>>>()
+            })
+            .map(Value::List)
+            .ok_or_else(|| "must be a list of non-empty strings, like [\"a\", \"b\"]".into()),
     }
 }
 
@@ -595,6 +616,51 @@ mod tests {
                 .replace(&file.display().to_string(), "FILE");
             assert_eq!(shown, expected);
         }
+    }
+
+    #[test]
+    fn lists_and_settings_jobs_may_set_by_default() {
+        const SPECS: &[Setting] = &[
+            Setting {
+                name: "roles",
+                kind: Kind::List,
+                default: None,
+                job_env: None,
+                job_by_default: false,
+                doc: "roles",
+            },
+            Setting {
+                name: "region",
+                kind: Kind::Text,
+                default: None,
+                job_env: Some("AWS_REGION"),
+                job_by_default: true,
+                doc: "region",
+            },
+        ];
+        let env: HashMap<OsString, OsString> = [("AWS_REGION".into(), "eu-west-1".into())].into();
+        let (_scratch, file) = write("lists", "roles = [\"a\", \"b*\"]", 0o644);
+        let settings = Settings::load(&file, SPECS, &env).unwrap();
+        assert_eq!(settings.list("roles"), ["a", "b*"]);
+        assert_eq!(
+            settings.text("region"),
+            Some("eu-west-1"),
+            "allowed by default"
+        );
+        let (_scratch, file) = write("locked", "job_may_set = []", 0o644);
+        let locked = Settings::load(&file, SPECS, &env).unwrap_err().to_string();
+        assert!(
+            locked.starts_with("the job's env sets `AWS_REGION`"),
+            "{locked}"
+        );
+        let (_scratch, file) = write("badlist", "roles = [\"\"]", 0o644);
+        let bad = Settings::load(&file, SPECS, &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            bad.ends_with("`roles` must be a list of non-empty strings, like [\"a\", \"b\"]"),
+            "{bad}"
+        );
     }
 
     #[test]

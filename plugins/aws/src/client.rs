@@ -25,12 +25,16 @@ use aws_config::profile::ProfileFileCredentialsProvider;
 use aws_config::profile::ProfileFileRegionProvider;
 use aws_config::provider_config::ProviderConfig;
 use aws_config::retry::RetryConfig;
+use aws_config::sts::AssumeRoleProvider;
 use aws_config::timeout::TimeoutConfig;
+use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
 use aws_sdk_secretsmanager::config::{IdentityCache, Region, SharedAsyncSleep};
 use aws_smithy_async::rt::sleep::TokioSleep;
+use aws_smithy_async::time::SharedTimeSource;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use aws_types::SdkConfig;
 use nomad_secrets_protocol::{Error, Settings};
 
 /// Connecting to any endpoint.
@@ -54,12 +58,23 @@ pub struct Setup {
     pub imds: Option<String>,
     /// Whether a profile file is configured.
     pub profile: bool,
+    /// The role assumed, if any.
+    pub role: Option<String>,
+}
+
+/// A role to assume with the node's (or job's) credentials, allowed by the operator.
+pub struct Role {
+    /// The role's ARN.
+    pub arn: String,
+    /// The STS session name: names the Nomad namespace and job in CloudTrail.
+    pub session_name: String,
 }
 
 /// Builds the client; resolves the region first (which may ask IMDS).
 pub async fn build(
     settings: &Settings,
     deadline: Instant,
+    role: Option<&Role>,
 ) -> Result<(aws_sdk_secretsmanager::Client, Setup), Error> {
     let http = tls_client();
     let sleep = SharedAsyncSleep::new(TokioSleep::new());
@@ -152,27 +167,49 @@ pub async fn build(
         .saturating_duration_since(Instant::now())
         .saturating_sub(MARGIN)
         .max(Duration::from_millis(100));
+    let retries = RetryConfig::standard()
+        .with_max_attempts(ATTEMPTS)
+        .with_initial_backoff(Duration::from_millis(100))
+        .with_max_backoff(Duration::from_secs(1));
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(CONNECT)
+        .operation_attempt_timeout(ATTEMPT.min(remaining))
+        .operation_timeout(remaining)
+        .build();
+    let credentials = match role {
+        None => SharedCredentialsProvider::new(chain),
+        Some(role) => {
+            let mut sts = SdkConfig::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(region.clone())
+                .credentials_provider(SharedCredentialsProvider::new(chain))
+                .http_client(http.clone())
+                .sleep_impl(sleep.clone())
+                .time_source(SharedTimeSource::default())
+                .retry_config(retries.clone())
+                .timeout_config(timeouts.clone());
+            if let Some(url) = settings.text("sts_endpoint_url") {
+                sts = sts.endpoint_url(url);
+            }
+            SharedCredentialsProvider::new(
+                AssumeRoleProvider::builder(&role.arn)
+                    .session_name(&role.session_name)
+                    .configure(&sts.build())
+                    .build()
+                    .await,
+            )
+        }
+    };
     let endpoint_url = settings.text("endpoint_url");
     let mut config = aws_sdk_secretsmanager::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(region.clone())
-        .credentials_provider(chain)
+        .credentials_provider(credentials)
         .http_client(http)
         .sleep_impl(sleep)
         .identity_cache(IdentityCache::lazy().load_timeout(CREDENTIALS).build())
-        .retry_config(
-            RetryConfig::standard()
-                .with_max_attempts(ATTEMPTS)
-                .with_initial_backoff(Duration::from_millis(100))
-                .with_max_backoff(Duration::from_secs(1)),
-        )
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(CONNECT)
-                .operation_attempt_timeout(ATTEMPT.min(remaining))
-                .operation_timeout(remaining)
-                .build(),
-        );
+        .retry_config(retries)
+        .timeout_config(timeouts);
     if let Some(url) = endpoint_url {
         config = config.endpoint_url(url);
     }
@@ -183,6 +220,7 @@ pub async fn build(
             .unwrap_or_else(|| format!("https://secretsmanager.{region}.amazonaws.com")),
         imds: imds_endpoint,
         profile: profile_files.is_some(),
+        role: role.map(|r| r.arn.clone()),
     };
     Ok((
         aws_sdk_secretsmanager::Client::from_conf(config.build()),

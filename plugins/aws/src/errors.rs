@@ -7,6 +7,7 @@
 use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata as _, SdkError};
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
+use aws_sdk_sts::operation::assume_role::AssumeRoleError;
 use aws_smithy_runtime_api::client::result::ConnectorError;
 use nomad_secrets_protocol::{Error, ErrorKind};
 
@@ -28,6 +29,29 @@ pub fn describe<R: std::fmt::Debug + 'static>(
     asked: &Asked,
     setup: &Setup,
 ) -> Error {
+    if let (Some(role), Some(refused)) = (&setup.role, find::<AssumeRoleError>(&error)) {
+        let what = match refused.code() {
+            Some(code) => format!("{code}: {}", refused.message().unwrap_or("")),
+            None => refused.message().unwrap_or("no reason given").to_owned(),
+        };
+        return Error::denied(format!(
+            "AWS STS did not let the plugin assume role `{role}`: {what}"
+        ))
+        .hint(
+            "the role's trust policy must allow the node's (or the job's) credentials to assume it",
+        );
+    }
+    if let (Some(role), Some(_)) = (&setup.role, find::<CredentialsError>(&error)) {
+        let why = match find::<ConnectorError>(&error) {
+            Some(connector) if connector.is_timeout() => {
+                "AWS STS did not answer in time".to_owned()
+            }
+            Some(connector) => format!("cannot connect to AWS STS: {}", short(connector)),
+            None => "the credentials to assume it with could not be loaded".to_owned(),
+        };
+        return Error::denied(format!("could not assume role `{role}`: {why}"))
+            .hint("check `sts_endpoint_url` in aws.toml and the network, and that the node has credentials");
+    }
     if let Some(credentials) = find::<CredentialsError>(&error) {
         return no_credentials(credentials, setup);
     }

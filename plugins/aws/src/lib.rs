@@ -1,6 +1,6 @@
 //! The `aws` backend: secrets from AWS Secrets Manager.
 //!
-//! `fetch <secret-id>[?stage=<label>|version_id=<id>][#key]`, where the id is a name or a full
+//! `fetch <secret-id>[?stage=<label>|version_id=<id>][&role=<arn>][#key]`, where the id is a name or a full
 //! ARN (cross-account ARNs included). `SecretString` holding a JSON object gives one key per
 //! field; any other string gives `value`; `SecretBinary` gives `value_base64`.
 //!
@@ -9,7 +9,9 @@
 //! the job's `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`; the operator's
 //! `credentials_file`/`config_file` profile (static keys, web identity, assume-role with a source
 //! profile or `credential_source = Ec2InstanceMetadata`); ECS container credentials; the
-//! instance role (IMDSv2). See [`client`] for the time bounds and [`job_env`] for what a job may set.
+//! instance role (IMDSv2). With `?role=<arn>` those credentials assume that role first, if the
+//! operator's `assume_roles` lists it. See [`client`] for the time bounds and [`job_env`] for
+//! what a job may set.
 #![deny(missing_docs)]
 
 pub mod client;
@@ -18,6 +20,7 @@ pub mod job_env;
 
 use nomad_secrets_protocol::{Backend, Error, Kind, Request, Secrets, Setting};
 
+use crate::client::Role;
 use crate::errors::Asked;
 
 /// The `aws` plugin.
@@ -67,6 +70,22 @@ impl Backend for AwsBackend {
             doc: "AWS shared credentials file",
         },
         Setting {
+            name: "assume_roles",
+            kind: Kind::List,
+            default: None,
+            job_env: None,
+            job_by_default: false,
+            doc: "role ARNs a path's `?role=` may assume; `*` at the end matches a prefix",
+        },
+        Setting {
+            name: "sts_endpoint_url",
+            kind: Kind::Text,
+            default: None,
+            job_env: None,
+            job_by_default: false,
+            doc: "STS endpoint override for `?role=` (VPC endpoint, emulator)",
+        },
+        Setting {
             name: "profile",
             kind: Kind::Text,
             default: None,
@@ -75,7 +94,7 @@ impl Backend for AwsBackend {
             doc: "profile of those files (default: `default`)",
         },
     ];
-    const OPTIONS: &'static [&'static str] = &["stage", "version_id"];
+    const OPTIONS: &'static [&'static str] = &["stage", "version_id", "role"];
 
     fn fetch(request: &Request) -> Result<Secrets, Error> {
         job_env::check(&request.env)?;
@@ -90,8 +109,51 @@ impl Backend for AwsBackend {
     }
 }
 
+/// The `?role=` of the path, if the operator's `assume_roles` allows it. A job must not pick any
+/// role the node's credentials can assume: that would let every job act as every role.
+fn allowed_role(request: &Request) -> Result<Option<Role>, Error> {
+    let Some(arn) = request.path.option("role") else {
+        return Ok(None);
+    };
+    let allowed = request.settings.list("assume_roles");
+    let matches = |pattern: &String| match pattern.strip_suffix('*') {
+        Some(prefix) => arn.starts_with(prefix),
+        None => arn == pattern,
+    };
+    if !allowed.iter().any(matches) {
+        let why = match allowed {
+            [] => "the operator allows no role to be assumed".to_owned(),
+            _ => format!("role `{arn}` is not in the operator's `assume_roles`"),
+        };
+        return Err(Error::denied(why).hint(format!(
+            "the operator lists the roles jobs may assume in `assume_roles` in `{}`",
+            request.settings.file().display()
+        )));
+    }
+    Ok(Some(Role {
+        arn: arn.to_owned(),
+        session_name: session_name(request),
+    }))
+}
+
+/// `nomad-<namespace>-<job>`, within STS's 64 characters of `[A-Za-z0-9+=,.@_-]`, so CloudTrail
+/// shows which job read the secret.
+fn session_name(request: &Request) -> String {
+    let namespace = request.env_var("NOMAD_NAMESPACE").unwrap_or("default");
+    let job = request.env_var("NOMAD_JOB_ID").unwrap_or("unknown");
+    format!("nomad-{namespace}-{job}")
+        .chars()
+        .map(|c| match c {
+            c if c.is_ascii_alphanumeric() || "+=,.@_-".contains(c) => c,
+            _ => '_',
+        })
+        .take(64)
+        .collect()
+}
+
 async fn get_secret_value(request: &Request) -> Result<Secrets, Error> {
-    let (client, setup) = client::build(&request.settings, request.deadline).await?;
+    let role = allowed_role(request)?;
+    let (client, setup) = client::build(&request.settings, request.deadline, role.as_ref()).await?;
     let asked = Asked {
         id: request.path.locator(),
         stage: request.path.option("stage"),
