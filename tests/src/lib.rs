@@ -316,6 +316,10 @@ pub struct Case {
     /// Suite-level environment entries this case goes without.
     #[serde(default)]
     pub unset: Vec<String>,
+    /// An audit log the case writes (placeholders allowed): its lines are appended to the
+    /// snapshot, with `time` and `duration_ms` masked, and the file is removed.
+    #[serde(default)]
+    pub audit_log: Option<String>,
 }
 
 fn yes() -> bool {
@@ -331,6 +335,28 @@ struct SuiteFile {
     #[serde(default)]
     env: BTreeMap<String, String>,
     case: Vec<Case>,
+}
+
+/// The lines of an audit log, each checked to be one JSON object, with the run-dependent
+/// `time` and `duration_ms` masked.
+pub fn audit_lines(log: &Path) -> String {
+    let Ok(text) = std::fs::read_to_string(log) else {
+        return "(no audit log)\n".into();
+    };
+    let mut out = String::new();
+    for line in text.lines() {
+        let mut value: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("audit line is not JSON ({e}): {line}"));
+        let fields = value.as_object_mut().expect("an audit line is an object");
+        let time = fields["time"].as_str().unwrap_or_default();
+        assert!(time.len() == 24 && time.ends_with('Z'), "bad time {time}");
+        fields.insert("time".into(), "[TIME]".into());
+        assert!(fields["duration_ms"].is_u64(), "bad duration");
+        fields.insert("duration_ms".into(), "[MS]".into());
+        out.push_str(&value.to_string());
+        out.push('\n');
+    }
+    out
 }
 
 /// The folder that holds the case files.
@@ -399,7 +425,17 @@ impl Suite {
                     .iter()
                     .map(|(p, r)| (r.clone(), p.clone())),
             );
-            let actual = outcome.render(&real_to_placeholder);
+            let mut actual = outcome.render(&real_to_placeholder);
+            if let Some(log) = &case.audit_log {
+                let log = self.fill(log);
+                let mut audit = audit_lines(Path::new(&log));
+                for (real, placeholder) in &real_to_placeholder {
+                    audit = audit.replace(real.as_str(), placeholder);
+                }
+                actual.push_str("----- audit -----\n");
+                actual.push_str(&audit);
+                let _ = std::fs::remove_file(&log);
+            }
             let snapshot = snapshots.join(format!("{}.snap", case.name));
             let expected = std::fs::read_to_string(&snapshot).ok();
             if expected.as_deref() != Some(actual.as_str()) {

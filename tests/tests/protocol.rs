@@ -8,7 +8,9 @@ const PROBE: &str = env!("CARGO_BIN_EXE_probe");
 
 #[test]
 fn golden_cases() {
+    let audit = Scratch::new("audit");
     Suite::new("probe", PROBE, "probe")
+        .placeholder("[AUDIT]", audit.path().to_str().unwrap())
         .placeholder("[TMP]", std::env::temp_dir().to_str().unwrap())
         .run();
 }
@@ -63,4 +65,47 @@ fn many_fetches_at_once_all_answer_exactly() {
             format!("{{\"result\":{{\"locator\":\"echo/{i}\"}}}}\n")
         );
     }
+}
+
+#[test]
+fn concurrent_fetches_write_every_audit_line_whole() {
+    let scratch = Scratch::new("audit-burst");
+    let log = scratch.path().join("audit.jsonl");
+    let settings = format!("audit_log = \"{}\"\n", log.display());
+    let plugin = Plugin::install(PROBE.as_ref(), "probe", Some(&settings), 0o644);
+    let env = nomad_env(
+        "fetch",
+        &[("NOMAD_NAMESPACE", "load"), ("NOMAD_JOB_ID", "burst")],
+    );
+    let children: Vec<_> = (0..100)
+        .map(|i| {
+            let path = format!("echo/{i}/{}#locator", "x".repeat(i * 3));
+            plugin.command(&["fetch", &path], &env).spawn().unwrap()
+        })
+        .collect();
+    for child in children {
+        Outcome::wait(child, Duration::from_secs(60))
+            .check_contract("fetch")
+            .unwrap();
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mut seen: Vec<usize> = text
+        .lines()
+        .map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line).expect("a whole JSON line");
+            assert_eq!(value["outcome"], "ok");
+            assert_eq!(value["job"], "burst");
+            let path = value["path"].as_str().unwrap();
+            path.split('/').nth(1).unwrap().parse().unwrap()
+        })
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        (0..100).collect::<Vec<_>>(),
+        "one line per fetch, none lost"
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&log).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the audit log is the operator's alone");
 }

@@ -40,10 +40,12 @@
 //! the operator's settings file.
 #![deny(missing_docs)]
 
+mod audit;
 pub mod convert;
 mod error;
 mod output;
 pub mod path;
+pub mod policy;
 mod run;
 mod secret;
 pub mod settings;
@@ -71,6 +73,13 @@ pub trait Backend {
     /// by `request.deadline` the protocol reports a timeout and exits without waiting for it.
     /// The `#key` selector is applied afterwards by the protocol.
     fn fetch(request: &Request) -> Result<Secrets, Error>;
+
+    /// The path the backend will really read for `locator`, which the operator's access policy
+    /// is matched against: the same secret must always give the same text, whatever way the job
+    /// wrote it. The default is the locator itself.
+    fn normalise(locator: &str) -> Result<String, Error> {
+        Ok(locator.to_owned())
+    }
 }
 
 /// Everything a backend gets for one fetch.

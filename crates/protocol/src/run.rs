@@ -12,7 +12,9 @@ use std::sync::OnceLock;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::audit;
 use crate::output::{self, Mode};
+use crate::policy::Caller;
 use crate::{Backend, Error, ErrorKind, Request, SecretPath, Settings};
 
 /// What the command line asks for.
@@ -31,6 +33,8 @@ enum Outcome {
 
 /// Set once a fetch is under way, so that the panic hook can say which path it was fetching.
 static FETCHING: OnceLock<String> = OnceLock::new();
+/// When the run started, for the deadline and the audit line's duration.
+static STARTED: OnceLock<Instant> = OnceLock::new();
 
 /// Runs plugin `B` as Nomad (or a person) invoked it, and exits.
 pub fn main<B: Backend>() -> ! {
@@ -52,7 +56,9 @@ pub fn main<B: Backend>() -> ! {
         }
         Ok(Command::Fetch(raw)) => {
             let executable = executable_path(&args);
-            let message = match fetch::<B>(&raw, &executable, mode) {
+            let started = *STARTED.get_or_init(Instant::now);
+            let outcome = fetch::<B>(&raw, &executable, mode, started);
+            let message = match audit::finish(outcome, started) {
                 Ok(secrets) => output::result(&secrets),
                 Err(error) => format!("fetch `{}`: {error}", shown_path(&raw)),
             };
@@ -114,8 +120,8 @@ fn fetch<B: Backend>(
     raw: &str,
     executable: &std::path::Path,
     mode: Mode,
+    started: Instant,
 ) -> Result<crate::Secrets, Error> {
-    let started = Instant::now();
     let _ = FETCHING.set(raw.to_owned());
     // Blocked before any thread exists, so every thread inherits the mask and only our waiter
     // receives these signals.
@@ -127,7 +133,50 @@ fn fetch<B: Backend>(
     let limit = settings
         .duration("deadline")
         .expect("`deadline` is a common setting with a default");
+    let caller_value = |name: &str| {
+        env.get(&OsString::from(name))
+            .and_then(|v| v.to_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (namespace, job) = (
+        caller_value("NOMAD_NAMESPACE"),
+        caller_value("NOMAD_JOB_ID"),
+    );
+    if let Some(log) = settings.path("audit_log") {
+        if let Ok(mut current) = audit::CURRENT.lock() {
+            *current = Some(audit::Audit {
+                log: log.to_owned(),
+                required: settings.flag("audit_required").unwrap_or(true),
+                plugin: B::NAME,
+                namespace: namespace.clone(),
+                job: job.clone(),
+                path: raw.to_owned(),
+                decision: "unchecked",
+            });
+        }
+    }
     let path = SecretPath::parse(raw, B::OPTIONS)?;
+    let normalised = B::normalise(path.locator())?;
+    let caller = Caller {
+        namespace: &namespace,
+        job: &job,
+    };
+    if !settings.policy().allows(caller, &normalised) {
+        audit::decided("denied");
+        let shown = |value: &str| match value {
+            "" => "(none: not run by Nomad)".to_owned(),
+            value => format!("`{value}`"),
+        };
+        return Err(Error::denied(format!(
+            "the operator's access policy in `{}` does not let namespace {}, job {} read `{normalised}`",
+            settings.file().display(),
+            shown(&namespace),
+            shown(&job),
+        ))
+        .hint("ask the operator to add an [[allow]] rule for it"));
+    }
+    audit::decided("allowed");
     let key = path.key().map(str::to_owned);
     let request = Request {
         path,
@@ -224,6 +273,9 @@ fn install_panic_hook(mode: Mode, plugin: &'static str) {
             "{doing}internal error: the plugin panicked{place} (hint: this is a bug in the \
              `{plugin}` plugin; please report it with this message)"
         );
+        if let Some(started) = STARTED.get() {
+            audit::panicked(*started);
+        }
         output::error(mode, plugin, &message, false)
     }));
 }

@@ -24,6 +24,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use crate::Error;
+use crate::policy::Policy;
 
 /// The type of a setting's value, which also fixes how it is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +39,8 @@ pub enum Kind {
     Text,
     /// A list of non-empty strings: `["a", "b"]`.
     List,
+    /// `true` or `false`.
+    Bool,
 }
 
 /// One setting a plugin accepts.
@@ -60,17 +63,37 @@ pub struct Setting {
 }
 
 /// The settings every plugin has.
-pub const COMMON: &[Setting] = &[Setting {
-    name: "deadline",
-    kind: Kind::Duration,
-    default: Some("8s"),
-    job_env: Some("SECRETS_DEADLINE"),
-    job_by_default: false,
-    doc: "time allowed for the whole run, under Nomad's fetch timeout (10 s in 1.11, 60 s from 2.0)",
-}];
+pub const COMMON: &[Setting] = &[
+    Setting {
+        name: "deadline",
+        kind: Kind::Duration,
+        default: Some("8s"),
+        job_env: Some("SECRETS_DEADLINE"),
+        job_by_default: false,
+        doc: "time allowed for the whole run, under Nomad's fetch timeout (10 s in 1.11, 60 s from 2.0)",
+    },
+    Setting {
+        name: "audit_log",
+        kind: Kind::AbsolutePath,
+        default: None,
+        job_env: None,
+        job_by_default: false,
+        doc: "file that gets one JSON line per fetch (created mode 0600)",
+    },
+    Setting {
+        name: "audit_required",
+        kind: Kind::Bool,
+        default: Some("true"),
+        job_env: None,
+        job_by_default: false,
+        doc: "whether a fetch fails when its audit line cannot be written",
+    },
+];
 
 /// The key that lists what jobs may override.
 const JOB_MAY_SET: &str = "job_may_set";
+/// The key of the access policy's rules (see [`crate::policy`]).
+const ALLOW: &str = "allow";
 /// A settings file larger than this is refused: it cannot be a real one.
 const MAX_FILE_SIZE: u64 = 1 << 20;
 
@@ -82,6 +105,7 @@ enum Value {
     Path(PathBuf),
     Text(String),
     List(Vec<String>),
+    Bool(bool),
 }
 
 /// The settings in force for one run: the file, then the job's permitted overrides.
@@ -89,6 +113,7 @@ enum Value {
 pub struct Settings {
     file: PathBuf,
     values: BTreeMap<&'static str, Value>,
+    policy: Policy,
 }
 
 impl Settings {
@@ -110,6 +135,7 @@ impl Settings {
         let mut settings = Settings {
             file: file.to_owned(),
             values: BTreeMap::new(),
+            policy: Policy::default(),
         };
         let all: Vec<&Setting> = COMMON.iter().chain(specs).collect();
         let mut job_may_set = None;
@@ -173,6 +199,19 @@ impl Settings {
         }
     }
 
+    /// A boolean setting.
+    pub fn flag(&self, name: &str) -> Option<bool> {
+        match self.values.get(name) {
+            Some(Value::Bool(b)) => Some(*b),
+            _ => None,
+        }
+    }
+
+    /// The operator's access policy (`[[allow]]` rules).
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
     /// A list setting; empty when not set.
     pub fn list(&self, name: &str) -> &[String] {
         match self.values.get(name) {
@@ -207,12 +246,17 @@ impl Settings {
                 job_may_set = Some(self.read_job_may_set(value, line, all)?);
                 continue;
             }
+            if name == ALLOW {
+                self.policy = Policy::parse(value.get_ref())
+                    .map_err(|problem| self.error(line, format!("`{ALLOW}` {problem}")))?;
+                continue;
+            }
             let Some(spec) = all.iter().find(|s| s.name == name) else {
                 let known: Vec<String> = all.iter().map(|s| format!("`{}`", s.name)).collect();
                 return Err(self
                     .error(line, format!("unknown setting `{name}`"))
                     .hint(format!(
-                        "the settings are: {}, `{JOB_MAY_SET}`",
+                        "the settings are: {}, `{JOB_MAY_SET}`, `{ALLOW}`",
                         known.join(", ")
                     )));
             };
@@ -391,6 +435,11 @@ fn parse_value(spec: &Setting, value: &toml::Value) -> Result<Value, String> {
             Some(t) if !t.is_empty() => Ok(Value::Text(t.to_owned())),
             _ => Err("must be a non-empty string".into()),
         },
+        Kind::Bool => match value {
+            toml::Value::Boolean(b) => Ok(Value::Bool(*b)),
+            toml::Value::String(s) if s == "true" || s == "false" => Ok(Value::Bool(s == "true")),
+            _ => Err("must be true or false".into()),
+        },
         Kind::List => value
             .as_array()
             .and_then(|items| {
@@ -519,7 +568,7 @@ mod tests {
         let cases = [
             (
                 "\n\nroott = \"/x\"",
-                "settings file `FILE`, line 3: unknown setting `roott` (hint: the settings are: `deadline`, `root`, `max_size`, `region`, `job_may_set`)",
+                "settings file `FILE`, line 3: unknown setting `roott` (hint: the settings are: `deadline`, `audit_log`, `audit_required`, `root`, `max_size`, `region`, `job_may_set`, `allow`)",
             ),
             (
                 "root = \"relative/CANARY\"",

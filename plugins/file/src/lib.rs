@@ -52,6 +52,11 @@ impl Backend for FileBackend {
     ];
     const OPTIONS: &'static [&'static str] = &["format"];
 
+    /// `a//./b` is `a/b`; `..` and absolute paths are refused here already.
+    fn normalise(locator: &str) -> Result<String, Error> {
+        resolve::relative_components(locator).map(|components| components.join("/"))
+    }
+
     fn fetch(request: &Request) -> Result<Secrets, Error> {
         let settings = &request.settings;
         let root_path = settings

@@ -1,0 +1,357 @@
+//! The operator's access policy: which Nomad namespace and job may read which paths.
+//!
+//! A plugin runs with the node's credentials for any job that names it. Rules in the settings
+//! file scope that, keyed by `NOMAD_NAMESPACE` and `NOMAD_JOB_ID`, which Nomad sets after the
+//! job's `env {}` so a job cannot forge them:
+//!
+//! ```toml
+//! [[allow]]
+//! namespace = "payments"        # exact, or "*" for every namespace
+//! job = "*"                     # exact, or "*" (the default)
+//! paths = ["payments/**"]
+//!
+//! [[allow]]
+//! namespace = "*"
+//! paths = ["shared/{job}/*"]    # {namespace} and {job} are the run's own values
+//! ```
+//!
+//! Without any `[[allow]]` rule every path is allowed (the plugin's own limits still apply).
+//! With one or more, what no rule allows is denied.
+//!
+//! Patterns: `*` matches any run of characters within one path segment (not `/`), `**` any run
+//! including `/`; everything else is literal. `{namespace}` and `{job}` are replaced by the run's
+//! values as literals, never as patterns; a rule whose placeholder has no value (run by hand)
+//! matches nothing. Patterns are matched against the path the backend will really read, after
+//! it has normalised it (for `file`: `.` and empty segments dropped, `..` refused), so `a/../b`,
+//! `%2e%2e` or doubled slashes cannot get around them. Matching is case-sensitive, as the paths
+//! are.
+
+use toml::Value;
+
+/// One `[[allow]]` rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    namespace: String,
+    job: String,
+    paths: Vec<String>,
+}
+
+/// All the rules of a settings file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Policy {
+    rules: Vec<Rule>,
+}
+
+/// Who is asking: the values Nomad set for the run (empty when run by hand).
+#[derive(Clone, Copy, Debug)]
+pub struct Caller<'a> {
+    /// `NOMAD_NAMESPACE`.
+    pub namespace: &'a str,
+    /// `NOMAD_JOB_ID`.
+    pub job: &'a str,
+}
+
+impl Policy {
+    /// Parses the value of the `allow` key; the error completes "`allow` ...".
+    pub fn parse(value: &Value) -> Result<Policy, String> {
+        let Value::Array(entries) = value else {
+            return Err("must be written as [[allow]] tables".into());
+        };
+        let mut rules = Vec::new();
+        for (i, entry) in entries.iter().enumerate() {
+            let n = i + 1;
+            let Value::Table(table) = entry else {
+                return Err(format!("rule {n} is not a table"));
+            };
+            for key in table.keys() {
+                if !["namespace", "job", "paths"].contains(&key.as_str()) {
+                    return Err(format!(
+                        "rule {n} has an unknown key `{key}` (the keys are `namespace`, `job`, `paths`)"
+                    ));
+                }
+            }
+            let text = |key: &str, default: Option<&str>| match table.get(key) {
+                Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+                None => default
+                    .map(str::to_owned)
+                    .ok_or(format!("rule {n} needs `{key}` (a name, or \"*\")")),
+                Some(_) => Err(format!("rule {n}: `{key}` must be a non-empty string")),
+            };
+            let namespace = text("namespace", None)?;
+            let job = text("job", Some("*"))?;
+            let paths = match table.get("paths") {
+                Some(Value::Array(items)) if !items.is_empty() => items
+                    .iter()
+                    .map(|p| p.as_str().filter(|p| !p.is_empty()).map(str::to_owned))
+                    .collect::<Option<Vec<_>>>(),
+                _ => None,
+            }
+            .ok_or(format!(
+                "rule {n}: `paths` must be a non-empty list of patterns"
+            ))?;
+            for path in &paths {
+                check_pattern(path).map_err(|e| format!("rule {n}: pattern `{path}` {e}"))?;
+            }
+            rules.push(Rule {
+                namespace,
+                job,
+                paths,
+            });
+        }
+        Ok(Policy { rules })
+    }
+
+    /// True when the settings file has rules (then what they do not allow is denied).
+    pub fn exists(&self) -> bool {
+        !self.rules.is_empty()
+    }
+
+    /// Whether `caller` may read `path` (the backend's normalised path).
+    pub fn allows(&self, caller: Caller, path: &str) -> bool {
+        if self.rules.is_empty() {
+            return true;
+        }
+        self.rules.iter().any(|rule| {
+            (rule.namespace == "*" || rule.namespace == caller.namespace)
+                && (rule.job == "*" || rule.job == caller.job)
+                && rule.paths.iter().any(|p| matches(p, caller, path))
+        })
+    }
+
+    /// The patterns that apply to `caller`, after placeholders, for `check`.
+    pub fn patterns_for(&self, caller: Caller) -> Vec<String> {
+        self.rules
+            .iter()
+            .filter(|r| {
+                (r.namespace == "*" || r.namespace == caller.namespace)
+                    && (r.job == "*" || r.job == caller.job)
+            })
+            .flat_map(|r| r.paths.iter())
+            .map(|p| {
+                p.replace("{namespace}", caller.namespace)
+                    .replace("{job}", caller.job)
+            })
+            .collect()
+    }
+}
+
+/// A pattern piece.
+#[derive(Debug, PartialEq, Eq)]
+enum Token {
+    Char(char),
+    /// `*`: any run without `/`.
+    Star,
+    /// `**`: any run.
+    StarStar,
+}
+
+fn check_pattern(pattern: &str) -> Result<(), String> {
+    let mut rest = pattern;
+    while let Some(open) = rest.find('{') {
+        let close = rest[open..].find('}').ok_or("has a `{` without `}`")?;
+        let name = &rest[open + 1..open + close];
+        if name != "namespace" && name != "job" {
+            return Err(format!(
+                "has an unknown placeholder `{{{name}}}` (use {{namespace}} or {{job}})"
+            ));
+        }
+        rest = &rest[open + close + 1..];
+    }
+    if pattern.contains("***") {
+        return Err("has `***`; use `*` or `**`".into());
+    }
+    Ok(())
+}
+
+/// Tokens of `pattern` with the caller's values in place of placeholders; `None` when a
+/// placeholder has no value.
+fn tokens(pattern: &str, caller: Caller) -> Option<Vec<Token>> {
+    let mut tokens = Vec::new();
+    let mut chars = pattern.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '*' if chars.peek().map(|(_, c)| *c) == Some('*') => {
+                chars.next();
+                tokens.push(Token::StarStar);
+            }
+            '*' => tokens.push(Token::Star),
+            '{' => {
+                let rest = &pattern[i..];
+                let (value, len) = if rest.starts_with("{namespace}") {
+                    (caller.namespace, "{namespace}".len())
+                } else if rest.starts_with("{job}") {
+                    (caller.job, "{job}".len())
+                } else {
+                    tokens.push(Token::Char('{'));
+                    continue;
+                };
+                if value.is_empty() {
+                    return None;
+                }
+                tokens.extend(value.chars().map(Token::Char));
+                for _ in 1..len {
+                    chars.next();
+                }
+            }
+            c => tokens.push(Token::Char(c)),
+        }
+    }
+    Some(tokens)
+}
+
+/// Glob matching by dynamic programming: linear in pattern x path, whatever the stars.
+fn matches(pattern: &str, caller: Caller, path: &str) -> bool {
+    let Some(tokens) = tokens(pattern, caller) else {
+        return false;
+    };
+    let text: Vec<char> = path.chars().collect();
+    // row[j]: tokens[..i] match text[..j].
+    let mut row = vec![false; text.len() + 1];
+    row[0] = true;
+    for token in &tokens {
+        let mut next = vec![false; text.len() + 1];
+        match token {
+            Token::Char(c) => {
+                for j in 1..=text.len() {
+                    next[j] = row[j - 1] && text[j - 1] == *c;
+                }
+            }
+            Token::Star | Token::StarStar => {
+                next[0] = row[0];
+                for j in 1..=text.len() {
+                    let can_extend = *token == Token::StarStar || text[j - 1] != '/';
+                    next[j] = row[j] || (next[j - 1] && can_extend);
+                }
+            }
+        }
+        row = next;
+    }
+    row[text.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const API: Caller = Caller {
+        namespace: "payments",
+        job: "api",
+    };
+
+    fn policy(text: &str) -> Policy {
+        let table: toml::Table = toml::from_str(text).unwrap();
+        Policy::parse(&table["allow"]).unwrap()
+    }
+
+    #[test]
+    fn globs() {
+        let m = |p: &str, path: &str| matches(p, API, path);
+        assert!(m("payments/*", "payments/db.json"));
+        assert!(!m("payments/*", "payments/a/db.json"));
+        assert!(
+            m("payments/*", "payments/"),
+            "like a shell, * may match nothing"
+        );
+        assert!(m("payments/**", "payments/a/b/c"));
+        assert!(m("*.json", "db.json"));
+        assert!(!m("*.json", "a/db.json"));
+        assert!(m("**.json", "a/db.json"));
+        assert!(m("a/*/c", "a/b/c"));
+        assert!(!m("a/*/c", "a/b/x/c"));
+        assert!(m("exact", "exact"));
+        assert!(!m("exact", "Exact"), "case matters");
+        assert!(!m("exact", "exact/"));
+    }
+
+    #[test]
+    fn placeholders_are_literal_values() {
+        let sneaky = Caller {
+            namespace: "*",
+            job: "**",
+        };
+        assert!(matches("shared/{job}/*", API, "shared/api/db"));
+        assert!(!matches("shared/{job}/*", API, "shared/web/db"));
+        assert!(
+            !matches("shared/{job}/*", sneaky, "shared/api/db"),
+            "a job id is never a glob"
+        );
+        assert!(matches("shared/{job}/*", sneaky, "shared/**/db"));
+        assert!(matches("{namespace}/**", API, "payments/x/y"));
+        let by_hand = Caller {
+            namespace: "",
+            job: "",
+        };
+        assert!(!matches("shared/{job}/*", by_hand, "shared//db"));
+    }
+
+    #[test]
+    fn rules_select_by_namespace_and_job() {
+        let p = policy(
+            r#"
+            [[allow]]
+            namespace = "payments"
+            paths = ["payments/**"]
+            [[allow]]
+            namespace = "*"
+            job = "web"
+            paths = ["web/*"]
+            "#,
+        );
+        assert!(p.exists());
+        assert!(p.allows(API, "payments/db"));
+        assert!(!p.allows(API, "web/db"));
+        assert!(p.allows(
+            Caller {
+                namespace: "other",
+                job: "web"
+            },
+            "web/db"
+        ));
+        assert!(!p.allows(
+            Caller {
+                namespace: "other",
+                job: "api"
+            },
+            "payments/db"
+        ));
+        assert_eq!(p.patterns_for(API), ["payments/**"]);
+        assert!(
+            Policy::default().allows(API, "anything"),
+            "no rules: no policy"
+        );
+    }
+
+    #[test]
+    fn bad_rules_are_errors() {
+        for (text, expected) in [
+            ("allow = 1", "must be written as [[allow]] tables"),
+            (
+                "[[allow]]\npaths = [\"a\"]",
+                "rule 1 needs `namespace` (a name, or \"*\")",
+            ),
+            (
+                "[[allow]]\nnamespace = \"a\"",
+                "rule 1: `paths` must be a non-empty list of patterns",
+            ),
+            (
+                "[[allow]]\nnamespace = \"a\"\npaths = []",
+                "rule 1: `paths` must be a non-empty list of patterns",
+            ),
+            (
+                "[[allow]]\nnamespace = \"a\"\npath = [\"x\"]",
+                "rule 1 has an unknown key `path` (the keys are `namespace`, `job`, `paths`)",
+            ),
+            (
+                "[[allow]]\nnamespace = \"a\"\npaths = [\"{user}/*\"]",
+                "rule 1: pattern `{user}/*` has an unknown placeholder `{user}` (use {namespace} or {job})",
+            ),
+        ] {
+            let table: toml::Table = toml::from_str(text).unwrap();
+            assert_eq!(
+                Policy::parse(&table["allow"]).unwrap_err(),
+                expected,
+                "{text}"
+            );
+        }
+    }
+}
