@@ -95,9 +95,20 @@ pub struct Request {
     pub deadline: Instant,
     /// True when run by hand rather than by Nomad.
     pub manual: bool,
+    /// `NOMAD_NAMESPACE` (empty when run by hand).
+    pub namespace: String,
+    /// `NOMAD_JOB_ID` (empty when run by hand).
+    pub job: String,
 }
 
 impl Request {
+    /// Checks `path` against the operator's access policy, for backends that learn only while
+    /// reading which path they really read (a symlink's target, say). The protocol has already
+    /// checked the normalised path before the backend ran.
+    pub fn check_policy(&self, path: &str) -> Result<(), Error> {
+        policy::check(&self.settings, &self.namespace, &self.job, path)
+    }
+
     /// A variable of the job's environment, if set and UTF-8.
     pub fn env_var(&self, name: &str) -> Option<&str> {
         self.env.get(&OsString::from(name)).and_then(|v| v.to_str())

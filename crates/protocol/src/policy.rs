@@ -135,6 +135,30 @@ impl Policy {
     }
 }
 
+/// `Ok` when the settings' policy lets the caller read `path`; the error names the rule set
+/// that was consulted, never another path.
+pub fn check(
+    settings: &crate::Settings,
+    namespace: &str,
+    job: &str,
+    path: &str,
+) -> Result<(), crate::Error> {
+    if settings.policy().allows(Caller { namespace, job }, path) {
+        return Ok(());
+    }
+    let shown = |value: &str| match value {
+        "" => "(none: not run by Nomad)".to_owned(),
+        value => format!("`{value}`"),
+    };
+    Err(crate::Error::denied(format!(
+        "the operator's access policy in `{}` does not let namespace {}, job {} read `{path}`",
+        settings.file().display(),
+        shown(namespace),
+        shown(job),
+    ))
+    .hint("ask the operator to add an [[allow]] rule for it"))
+}
+
 /// A pattern piece.
 #[derive(Debug, PartialEq, Eq)]
 enum Token {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::audit;
 use crate::output::{self, Mode};
-use crate::policy::Caller;
+use crate::policy;
 use crate::{Backend, Error, ErrorKind, Request, SecretPath, Settings};
 
 /// What the command line asks for.
@@ -158,23 +158,9 @@ fn fetch<B: Backend>(
     }
     let path = SecretPath::parse(raw, B::OPTIONS)?;
     let normalised = B::normalise(path.locator())?;
-    let caller = Caller {
-        namespace: &namespace,
-        job: &job,
-    };
-    if !settings.policy().allows(caller, &normalised) {
+    if let Err(denied) = policy::check(&settings, &namespace, &job, &normalised) {
         audit::decided("denied");
-        let shown = |value: &str| match value {
-            "" => "(none: not run by Nomad)".to_owned(),
-            value => format!("`{value}`"),
-        };
-        return Err(Error::denied(format!(
-            "the operator's access policy in `{}` does not let namespace {}, job {} read `{normalised}`",
-            settings.file().display(),
-            shown(&namespace),
-            shown(&job),
-        ))
-        .hint("ask the operator to add an [[allow]] rule for it"));
+        return Err(denied);
     }
     audit::decided("allowed");
     let key = path.key().map(str::to_owned);
@@ -184,6 +170,8 @@ fn fetch<B: Backend>(
         env,
         deadline: started + limit,
         manual: mode == Mode::Manual,
+        namespace,
+        job,
     };
 
     let (sender, receiver) = mpsc::channel();

@@ -21,9 +21,10 @@ pub mod dotenv;
 pub mod resolve;
 
 use std::io::{self, Read as _};
+use std::os::fd::AsRawFd as _;
 
 use nomad_secrets_protocol::convert::base64_text;
-use nomad_secrets_protocol::{Backend, Error, Kind, Request, Secret, Secrets, Setting, Settings};
+use nomad_secrets_protocol::{Backend, Error, Kind, Request, Secret, Secrets, Setting};
 
 use crate::resolve::{Dir, Opened, Strategy, describe};
 
@@ -79,12 +80,14 @@ impl Backend for FileBackend {
             other => (other, Strategy::Beneath),
         };
         let reader = Reader {
-            settings,
+            request,
+            root: &root,
             limit,
             strategy,
         };
         match opened.map_err(|e| reader.open_error(&e, locator))? {
             Opened::File(file, size) => {
+                reader.check_real_path(file.as_raw_fd(), locator)?;
                 let bytes = reader.read(file, size, limit, locator)?;
                 format.convert(bytes, locator)
             }
@@ -94,7 +97,10 @@ impl Backend for FileBackend {
                     "`{locator}` is a folder; `format` applies to files only"
                 )))
             }
-            Opened::Dir(dir) => reader.folder(&dir, locator),
+            Opened::Dir(dir) => {
+                reader.check_real(dir.real_path(), locator)?;
+                reader.folder(&dir, locator)
+            }
             Opened::Other => Err(not_regular(locator)),
         }
     }
@@ -154,12 +160,51 @@ fn trim_newline(mut bytes: Vec<u8>) -> Vec<u8> {
 }
 
 struct Reader<'a> {
-    settings: &'a Settings,
+    request: &'a Request,
+    root: &'a Dir,
     limit: u64,
     strategy: Strategy,
 }
 
 impl Reader<'_> {
+    /// Checks the access policy against the path really opened, every symlink resolved: the
+    /// protocol checked the path as written, but a symlink inside an allowed folder may lead to
+    /// another one. Without a policy there is nothing to check.
+    fn check_real_path(&self, fd: std::os::fd::RawFd, shown: &str) -> Result<(), Error> {
+        if !self.request.settings.policy().exists() {
+            return Ok(());
+        }
+        self.check_real(resolve::real_path(fd), shown)
+    }
+
+    fn check_real(&self, real: io::Result<std::path::PathBuf>, shown: &str) -> Result<(), Error> {
+        if !self.request.settings.policy().exists() {
+            return Ok(());
+        }
+        let cannot_tell = || {
+            Error::denied(format!(
+                "cannot tell where `{shown}` really leads (is /proc mounted?), so the access policy cannot be checked"
+            ))
+        };
+        let (Ok(real), Ok(root)) = (real, self.root.real_path()) else {
+            return Err(cannot_tell());
+        };
+        let relative = real
+            .strip_prefix(&root)
+            .ok()
+            .and_then(|r| r.to_str())
+            .ok_or_else(cannot_tell)?;
+        // The target is not named: the job must not learn what other paths exist.
+        self.request.check_policy(relative).map_err(|_| {
+            Error::denied(format!(
+                "`{shown}` leads through a symbolic link to a file that the operator's access \
+                 policy in `{}` does not let this job read",
+                self.request.settings.file().display()
+            ))
+            .hint("ask the operator to add an [[allow]] rule for it, or to replace the link")
+        })
+    }
+
     /// Reads at most `budget` bytes; more is an error, whatever `fstat` said.
     fn read(
         &self,
@@ -197,12 +242,20 @@ impl Reader<'_> {
                 ))
             })?;
             let shown = format!("{}/{name}", locator.trim_end_matches('/'));
-            let opened = dir
-                .open(&[&name], self.strategy)
-                .map_err(|e| self.open_error(&e, &shown))?;
+            let opened = dir.open(&[&name], self.strategy).map_err(|e| {
+                if e.raw_os_error() == Some(libc::EXDEV) {
+                    Error::denied(format!(
+                        "`{shown}` leads outside the folder `{locator}` (through a symbolic link)"
+                    ))
+                    .hint("a folder's files are read only when they stay inside it")
+                } else {
+                    self.open_error(&e, &shown)
+                }
+            })?;
             let Opened::File(file, size) = opened else {
                 continue;
             };
+            self.check_real_path(file.as_raw_fd(), &shown)?;
             let bytes = self.read(file, size, budget, &shown)?;
             budget -= bytes.len() as u64;
             let bytes = trim_newline(bytes);
@@ -222,7 +275,7 @@ impl Reader<'_> {
         ))
         .hint(format!(
             "the operator can raise `max_size` in `{}`",
-            self.settings.file().display()
+            self.request.settings.file().display()
         ))
     }
 
@@ -231,7 +284,7 @@ impl Reader<'_> {
             Some(libc::ENOENT) => Error::not_found(format!("no secret file `{shown}` under the secrets root"))
                 .hint(format!(
                     "check the job's secret path; the operator's root is `{}`",
-                    self.settings.path("root").map(|p| p.display().to_string()).unwrap_or_default()
+                    self.request.settings.path("root").map(|p| p.display().to_string()).unwrap_or_default()
                 )),
             Some(libc::ENOTDIR) => Error::not_found(format!(
                 "no secret file `{shown}`: a part of the path is a file, not a folder"

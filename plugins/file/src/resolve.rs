@@ -101,6 +101,11 @@ impl Dir {
         })
     }
 
+    /// Where this directory really is, every symlink resolved.
+    pub fn real_path(&self) -> io::Result<std::path::PathBuf> {
+        real_path(self.fd.as_raw_fd())
+    }
+
     /// The names in this directory, sorted, without `.` and `..`.
     pub fn names(&self) -> io::Result<Vec<Vec<u8>>> {
         // SAFETY: `dup` of a valid descriptor; fdopendir takes ownership of the copy, closedir
@@ -189,6 +194,11 @@ impl Dir {
         }
         current.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
     }
+}
+
+/// Where an open descriptor really points, as the kernel resolved it (needs /proc).
+pub fn real_path(fd: std::os::fd::RawFd) -> io::Result<std::path::PathBuf> {
+    std::fs::read_link(format!("/proc/self/fd/{fd}"))
 }
 
 /// What a path turned out to be.

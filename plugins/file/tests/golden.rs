@@ -45,6 +45,9 @@ fn fixtures() -> Scratch {
     write("bad.env", b"A=1\nCANARY-a-pasted-secret-line\n");
     write("empty.env", b"# nothing here\n");
     write("plain.txt", b"CANARY-plain-value\n");
+    write("payments/db.json", br#"{"password": "CANARY-payments"}"#);
+    write("other/db.json", br#"{"password": "CANARY-other"}"#);
+    symlink("../other/db.json", root.join("payments/link-to-other")).unwrap();
     write("crlf.txt", b"CANARY-crlf\r\n");
     write("binary.bin", b"\x00\xffCANARY\xfe\n");
     write("secret.data", br#"{"k": "CANARY-data"}"#);
