@@ -80,6 +80,13 @@ pub trait Backend {
     fn normalise(locator: &str) -> Result<String, Error> {
         Ok(locator.to_owned())
     }
+
+    /// For `<plugin> check`: proves the backend is reachable and the node's credentials work,
+    /// without reading a secret; returns one line saying what was proved.
+    fn check(settings: &Settings, deadline: Instant) -> Result<String, Error> {
+        let _ = (settings, deadline);
+        Ok("this plugin has no backend check".to_owned())
+    }
 }
 
 /// Everything a backend gets for one fetch.

@@ -89,6 +89,11 @@ pub(crate) fn error(mode: Mode, plugin: &str, message: &str, usage: bool) -> ! {
     }
 }
 
+/// Ends the process with `check`'s report: exit 0 when everything checked out, 1 otherwise.
+pub(crate) fn report(text: &str, ok: bool) -> ! {
+    finish(text.as_bytes(), None, if ok { 0 } else { EXIT_ERROR })
+}
+
 /// Ends the process with a text for people (`--help`), never under Nomad.
 pub(crate) fn help(text: &str) -> ! {
     finish(text.as_bytes(), None, 0)

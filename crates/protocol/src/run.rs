@@ -23,6 +23,16 @@ enum Command {
     Fingerprint,
     Fetch(String),
     Help,
+    /// `check [--namespace N] [--job J] [--path P]`, for people.
+    Check(CheckArgs),
+}
+
+/// What `check` was asked about.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct CheckArgs {
+    namespace: String,
+    job: String,
+    path: Option<String>,
 }
 
 /// What ended the wait for the backend.
@@ -50,6 +60,14 @@ pub fn main<B: Backend>() -> ! {
     match parse_command(&args, operation.as_deref(), B::NAME) {
         Ok(Command::Fingerprint) => output::fingerprint(),
         Ok(Command::Help) if mode == Mode::Manual => output::help(&usage::<B>()),
+        Ok(Command::Check(_)) if mode == Mode::Nomad => {
+            let error = Error::new(ErrorKind::Usage, "`check` is for people, not Nomad");
+            output::error(mode, B::NAME, &error.to_string(), true)
+        }
+        Ok(Command::Check(check_args)) => {
+            let (report, ok) = check::<B>(&check_args, &executable_path(&args));
+            output::report(&report, ok)
+        }
         Ok(Command::Help) => {
             let error = Error::new(ErrorKind::Usage, "`--help` is for people, not Nomad");
             output::error(mode, B::NAME, &error.to_string(), true)
@@ -66,6 +84,27 @@ pub fn main<B: Backend>() -> ! {
         }
         Err(error) => output::error(mode, B::NAME, &error.to_string(), true),
     }
+}
+
+fn parse_check(args: &[OsString]) -> Result<CheckArgs, String> {
+    let mut check = CheckArgs::default();
+    let mut rest = args
+        .iter()
+        .map(|a| a.to_str().ok_or("arguments must be UTF-8"));
+    while let Some(flag) = rest.next() {
+        let flag = flag?;
+        let value = rest
+            .next()
+            .ok_or(format!("`{flag}` needs a value"))??
+            .to_owned();
+        match flag {
+            "--namespace" => check.namespace = value,
+            "--job" => check.job = value,
+            "--path" => check.path = Some(value),
+            other => return Err(format!("unknown `check` flag `{other}`")),
+        }
+    }
+    Ok(check)
 }
 
 fn parse_command(
@@ -90,6 +129,7 @@ fn parse_command(
         },
         Some("fetch") => return Err(usage("`fetch` takes exactly one argument, the secret path")),
         Some("-h" | "--help" | "help") => Command::Help,
+        Some("check") => Command::Check(parse_check(&args[2..]).map_err(|e| usage(&e))?),
         Some(other) => return Err(usage(&format!("unknown command `{other}`"))),
         None => return Err(usage("the command is not UTF-8")),
     };
@@ -200,6 +240,87 @@ fn fetch<B: Backend>(
     Ok(secrets)
 }
 
+/// `check`: the settings, what the caller may read, and the backend, as Nomad would run it.
+fn check<B: Backend>(args: &CheckArgs, executable: &std::path::Path) -> (String, bool) {
+    // As under Nomad: an operator's shell variables (AWS keys, say) must not make a broken
+    // node look healthy. No other thread exists yet.
+    for (name, _) in std::env::vars_os() {
+        // SAFETY: single-threaded at this point; nothing else reads the environment.
+        unsafe { std::env::remove_var(name) };
+    }
+    let file = Settings::file_for(executable);
+    let mut ok = true;
+    let mut report = format!("{} {} check\n", B::NAME, env!("CARGO_PKG_VERSION"));
+    let settings = match Settings::load(&file, B::SETTINGS, &HashMap::new()) {
+        Ok(settings) => {
+            let state = if file.exists() {
+                "ok"
+            } else {
+                "not found, defaults apply"
+            };
+            report.push_str(&format!("settings  `{}`: {state}\n", file.display()));
+            settings
+        }
+        Err(error) => {
+            report.push_str(&format!("settings  FAILED: {error}\n"));
+            return (report, false);
+        }
+    };
+    let caller = policy::Caller {
+        namespace: &args.namespace,
+        job: &args.job,
+    };
+    if !settings.policy().exists() {
+        report.push_str("policy    none: every job may read every path the backend can\n");
+    } else if args.namespace.is_empty() && args.job.is_empty() {
+        report.push_str(
+            "policy    has rules; pass --namespace and --job to see what a job may read\n",
+        );
+    } else {
+        let patterns = settings.policy().patterns_for(caller);
+        let list = match patterns.is_empty() {
+            true => "nothing".to_owned(),
+            false => patterns
+                .iter()
+                .map(|p| format!("`{p}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        report.push_str(&format!(
+            "policy    namespace `{}`, job `{}` may read: {list}\n",
+            args.namespace, args.job
+        ));
+    }
+    if let Some(raw) = &args.path {
+        let verdict = SecretPath::parse(raw, B::OPTIONS)
+            .and_then(|path| B::normalise(path.locator()))
+            .and_then(|normalised| {
+                policy::check(&settings, &args.namespace, &args.job, &normalised)
+                    .map(|()| normalised)
+            });
+        match verdict {
+            Ok(normalised) => report.push_str(&format!(
+                "path      `{raw}`: allowed (reads `{normalised}`)\n"
+            )),
+            Err(error) => {
+                ok = false;
+                report.push_str(&format!("path      `{raw}`: DENIED: {error}\n"));
+            }
+        }
+    }
+    let limit = settings
+        .duration("deadline")
+        .unwrap_or(Duration::from_secs(8));
+    match B::check(&settings, Instant::now() + limit) {
+        Ok(line) => report.push_str(&format!("backend   {line}\n")),
+        Err(error) => {
+            ok = false;
+            report.push_str(&format!("backend   FAILED: {error}\n"));
+        }
+    }
+    (report, ok)
+}
+
 fn timed_out(limit: Duration, executable: &std::path::Path) -> Error {
     Error::new(
         ErrorKind::Timeout,
@@ -272,7 +393,8 @@ fn usage<B: Backend>() -> String {
     let mut text = format!(
         "{name} {version}: a Nomad secret-provider plugin\n\n\
          Usage:\n  {name} fingerprint      what Nomad runs at client start\n  \
-         {name} fetch <path>     what Nomad runs for `secret {{ provider = \"{name}\" path = \"<path>\" }}`\n\n\
+         {name} fetch <path>     what Nomad runs for `secret {{ provider = \"{name}\" path = \"<path>\" }}`\n  \
+         {name} check [--namespace N] [--job J] [--path P]\n                         for operators: settings, policy and backend, as Nomad would run it\n\n\
          Path: <locator>[?option=value&...][#key]\n",
         name = B::NAME,
         version = env!("CARGO_PKG_VERSION"),

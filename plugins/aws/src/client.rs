@@ -76,6 +76,82 @@ pub async fn build(
     deadline: Instant,
     role: Option<&Role>,
 ) -> Result<(aws_sdk_secretsmanager::Client, Setup), Error> {
+    let base = base(settings, deadline, role).await?;
+    let region = base.region;
+    let endpoint_url = settings.text("endpoint_url");
+    let mut config = aws_sdk_secretsmanager::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(region.clone())
+        .credentials_provider(base.credentials)
+        .http_client(base.http)
+        .sleep_impl(base.sleep)
+        .identity_cache(IdentityCache::lazy().load_timeout(CREDENTIALS).build())
+        .retry_config(base.retries)
+        .timeout_config(base.timeouts);
+    if let Some(url) = endpoint_url {
+        config = config.endpoint_url(url);
+    }
+    let setup = Setup {
+        region: region.to_string(),
+        endpoint: endpoint_url
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("https://secretsmanager.{region}.amazonaws.com")),
+        imds: base.imds,
+        profile: base.profile,
+        role: role.map(|r| r.arn.clone()),
+    };
+    Ok((
+        aws_sdk_secretsmanager::Client::from_conf(config.build()),
+        setup,
+    ))
+}
+
+/// An STS client with the same region, credentials and bounds, for `check`.
+pub async fn sts(
+    settings: &Settings,
+    deadline: Instant,
+) -> Result<(aws_sdk_sts::Client, Setup), Error> {
+    let base = base(settings, deadline, None).await?;
+    let region = base.region;
+    let endpoint_url = settings.text("sts_endpoint_url");
+    let mut config = aws_sdk_sts::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(region.clone())
+        .credentials_provider(base.credentials)
+        .http_client(base.http)
+        .sleep_impl(base.sleep)
+        .identity_cache(IdentityCache::lazy().load_timeout(CREDENTIALS).build())
+        .retry_config(base.retries)
+        .timeout_config(base.timeouts);
+    if let Some(url) = endpoint_url {
+        config = config.endpoint_url(url);
+    }
+    let setup = Setup {
+        region: region.to_string(),
+        endpoint: endpoint_url
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("https://sts.{region}.amazonaws.com")),
+        imds: base.imds,
+        profile: base.profile,
+        role: None,
+    };
+    Ok((aws_sdk_sts::Client::from_conf(config.build()), setup))
+}
+
+/// What every client is built from.
+struct Base {
+    region: Region,
+    credentials: SharedCredentialsProvider,
+    http: SharedHttpClient,
+    sleep: SharedAsyncSleep,
+    retries: RetryConfig,
+    timeouts: TimeoutConfig,
+    imds: Option<String>,
+    profile: bool,
+}
+
+/// Resolves the region (which may ask IMDS) and assembles the credentials chain.
+async fn base(settings: &Settings, deadline: Instant, role: Option<&Role>) -> Result<Base, Error> {
     let http = tls_client();
     let sleep = SharedAsyncSleep::new(TokioSleep::new());
     let provider = ProviderConfig::without_region()
@@ -200,32 +276,16 @@ pub async fn build(
             )
         }
     };
-    let endpoint_url = settings.text("endpoint_url");
-    let mut config = aws_sdk_secretsmanager::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(region.clone())
-        .credentials_provider(credentials)
-        .http_client(http)
-        .sleep_impl(sleep)
-        .identity_cache(IdentityCache::lazy().load_timeout(CREDENTIALS).build())
-        .retry_config(retries)
-        .timeout_config(timeouts);
-    if let Some(url) = endpoint_url {
-        config = config.endpoint_url(url);
-    }
-    let setup = Setup {
-        region: region.to_string(),
-        endpoint: endpoint_url
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("https://secretsmanager.{region}.amazonaws.com")),
+    Ok(Base {
+        region,
+        credentials,
+        http,
+        sleep,
+        retries,
+        timeouts,
         imds: imds_endpoint,
         profile: profile_files.is_some(),
-        role: role.map(|r| r.arn.clone()),
-    };
-    Ok((
-        aws_sdk_secretsmanager::Client::from_conf(config.build()),
-        setup,
-    ))
+    })
 }
 
 /// HTTPS with rustls and ring: no aws-lc (its jitter entropy cost 37 ms of CPU per process).

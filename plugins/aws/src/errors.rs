@@ -77,6 +77,33 @@ pub fn describe<R: std::fmt::Debug + 'static>(
     }
 }
 
+/// The message for a failed `check` (STS `GetCallerIdentity`).
+pub fn describe_check<E, R>(error: SdkError<E, R>, setup: &Setup) -> Error
+where
+    E: std::error::Error + aws_sdk_sts::error::ProvideErrorMetadata + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    if let Some(credentials) = find::<CredentialsError>(&error) {
+        return no_credentials(credentials, setup);
+    }
+    match error {
+        SdkError::ServiceError(service) => {
+            let e = service.into_err();
+            Error::denied(format!(
+                "STS at `{}` refused the credentials: {}: {}",
+                setup.endpoint,
+                e.code().unwrap_or("error"),
+                e.message().unwrap_or("")
+            ))
+        }
+        SdkError::DispatchFailure(failure) => match failure.as_connector_error() {
+            Some(connector) => connection_error(connector, setup),
+            None => Error::unavailable(format!("the request to `{}` failed", setup.endpoint)),
+        },
+        other => Error::unavailable(format!("STS GetCallerIdentity failed: {}", short(&other))),
+    }
+}
+
 fn service_error(error: GetSecretValueError, asked: &Asked, setup: &Setup) -> Error {
     // Collapsed to one line: some endpoints pad their messages with runs of spaces.
     let message = error

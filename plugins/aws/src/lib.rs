@@ -18,7 +18,9 @@ pub mod client;
 mod errors;
 pub mod job_env;
 
-use nomad_secrets_protocol::{Backend, Error, Kind, Request, Secrets, Setting};
+use std::time::Instant;
+
+use nomad_secrets_protocol::{Backend, Error, Kind, Request, Secrets, Setting, Settings};
 
 use crate::client::Role;
 use crate::errors::Asked;
@@ -98,15 +100,39 @@ impl Backend for AwsBackend {
 
     fn fetch(request: &Request) -> Result<Secrets, Error> {
         job_env::check(&request.env)?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::unavailable(format!("cannot start the async runtime: {e}")))?;
-        let result = runtime.block_on(get_secret_value(request));
-        // A task stuck in a DNS lookup must not keep the process alive.
-        runtime.shutdown_background();
-        result
+        block_on(get_secret_value(request))
     }
+
+    /// STS `GetCallerIdentity`: proves the region, the endpoint and the node's credentials
+    /// without reading a secret, and says whose credentials they are.
+    fn check(settings: &Settings, deadline: Instant) -> Result<String, Error> {
+        block_on(async {
+            let (sts, setup) = client::sts(settings, deadline).await?;
+            let me = sts
+                .get_caller_identity()
+                .send()
+                .await
+                .map_err(|e| errors::describe_check(e, &setup))?;
+            Ok(format!(
+                "credentials work: AWS STS says they are `{}` (account {}); region `{}`",
+                me.arn().unwrap_or("?"),
+                me.account().unwrap_or("?"),
+                setup.region
+            ))
+        })
+    }
+}
+
+/// Runs `future` on a current-thread runtime that is shut down without waiting: a task stuck
+/// in a DNS lookup must not keep the process alive.
+fn block_on<T>(future: impl std::future::Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::unavailable(format!("cannot start the async runtime: {e}")))?;
+    let result = runtime.block_on(future);
+    runtime.shutdown_background();
+    result
 }
 
 /// The `?role=` of the path, if the operator's `assume_roles` allows it. A job must not pick any

@@ -24,7 +24,7 @@ use std::io::{self, Read as _};
 use std::os::fd::AsRawFd as _;
 
 use nomad_secrets_protocol::convert::base64_text;
-use nomad_secrets_protocol::{Backend, Error, Kind, Request, Secret, Secrets, Setting};
+use nomad_secrets_protocol::{Backend, Error, Kind, Request, Secret, Secrets, Setting, Settings};
 
 use crate::resolve::{Dir, Opened, Strategy, describe};
 
@@ -52,6 +52,26 @@ impl Backend for FileBackend {
         },
     ];
     const OPTIONS: &'static [&'static str] = &["format"];
+
+    /// The root can be opened and listed.
+    fn check(settings: &Settings, _deadline: std::time::Instant) -> Result<String, Error> {
+        let root_path = settings
+            .path("root")
+            .ok_or_else(|| settings.missing("root", "\"/etc/nomad-secrets\""))?;
+        let root = Dir::open_root(root_path)?;
+        let names = root.names().map_err(|e| {
+            Error::unavailable(format!(
+                "cannot list `{}`: {}",
+                root_path.display(),
+                describe(&e)
+            ))
+        })?;
+        Ok(format!(
+            "secrets root `{}` is readable; entries: {}",
+            root_path.display(),
+            names.len()
+        ))
+    }
 
     /// `a//./b` is `a/b`; `..` and absolute paths are refused here already.
     fn normalise(locator: &str) -> Result<String, Error> {
