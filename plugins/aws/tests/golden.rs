@@ -33,7 +33,9 @@ fn golden_cases() {
         "[default]\naws_access_key_id = from-file\naws_secret_access_key = CANARY-file-key\n",
     )
     .unwrap();
+    let audit = Scratch::new("aws-audit");
     Suite::new("aws", AWS, "aws")
+        .placeholder("[AUDIT]", audit.path().to_str().unwrap())
         .placeholder("[DB_ARN]", &arn)
         .placeholder("[ENDPOINT]", moto.endpoint())
         .placeholder("[BLACK_HOLE]", black_hole.url())
