@@ -1,0 +1,264 @@
+//! Where the Vault token comes from, and who owns it.
+//!
+//! In order, the first that applies:
+//! 1. the job's `VAULT_TOKEN`;
+//! 2. the job's `VAULT_JWT` (a Nomad workload identity token passed through `env {}`, say),
+//!    logged in at `auth/<jwt_mount>/login` with `jwt_role` (the job's `VAULT_JWT_ROLE` by default);
+//! 3. the job's `VAULT_ROLE_ID` and `VAULT_SECRET_ID`, logged in at `auth/<approle_mount>/login`;
+//! 4. the operator's `token_file`;
+//! 5. the operator's AppRole: `role_id` (or `role_id_file`) and `secret_id_file`.
+//!
+//! Whoever controls where a credential is sent controls that credential: only with the job's
+//! own credentials (1-3) may the job's `VAULT_ADDR` and `VAULT_NAMESPACE` apply. With the
+//! operator's (4-5) the address, CA and namespace are the operator's, and a job that sets them is
+//! refused. Every other `VAULT_*` variable from a job is refused too (`VAULT_SKIP_VERIFY`
+//! included: verification is never disabled).
+
+use std::path::Path;
+
+use nomad_secrets_protocol::{Error, Request, Secret};
+use serde_json::json;
+
+use crate::http::Vault;
+
+/// Job variables that are the job's own credentials.
+const JOB_CREDENTIALS: &[&str] = &[
+    "VAULT_TOKEN",
+    "VAULT_JWT",
+    "VAULT_ROLE_ID",
+    "VAULT_SECRET_ID",
+];
+/// Job variables honoured only with the job's own credentials.
+const JOB_DESTINATION: &[&str] = &["VAULT_ADDR", "VAULT_NAMESPACE"];
+/// Read through the protocol's settings (`jwt_role`).
+const SETTINGS_VARIABLES: &[&str] = &["VAULT_JWT_ROLE"];
+
+/// How the token was obtained, which decides how to get a fresh one.
+pub enum Source {
+    /// A token given as is, by the job: cannot be renewed here.
+    JobToken,
+    /// A token read from the operator's file: read again on "invalid token".
+    TokenFile(std::path::PathBuf),
+    /// A login that can be repeated on "invalid token".
+    Login(Login),
+}
+
+/// A login request.
+pub struct Login {
+    /// `approle` or `jwt`, for messages.
+    pub method: &'static str,
+    /// `auth/<mount>/login`.
+    pub path: String,
+    /// The request body (holds the credential).
+    pub body: Secret,
+}
+
+/// A token and where it came from.
+pub struct Auth {
+    /// The token.
+    pub token: Secret,
+    /// Where it came from.
+    pub source: Source,
+}
+
+/// Who owns the credentials: the job (which may then aim them) or the operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// The job's env carries them.
+    Job,
+    /// The operator's settings carry them.
+    Operator,
+}
+
+/// Refuses job variables that are not the job's to set; returns who owns the credentials.
+pub fn check_job_env(request: &Request) -> Result<Owner, Error> {
+    let mut names: Vec<&str> = request.env.keys().filter_map(|k| k.to_str()).collect();
+    names.sort_unstable();
+    let owner = match JOB_CREDENTIALS.iter().any(|v| request.env_var(v).is_some()) {
+        true => Owner::Job,
+        false => Owner::Operator,
+    };
+    for name in names.into_iter().filter(|n| n.starts_with("VAULT_")) {
+        if JOB_CREDENTIALS.contains(&name) || SETTINGS_VARIABLES.contains(&name) {
+            continue;
+        }
+        if JOB_DESTINATION.contains(&name) {
+            if owner == Owner::Job {
+                continue;
+            }
+            return Err(Error::settings(format!(
+                "the job's env sets `{name}` but uses the operator's Vault credentials: a job may \
+                 not choose where the operator's credentials are sent"
+            ))
+            .hint("remove it, or pass the job's own VAULT_TOKEN, VAULT_JWT or AppRole ids"));
+        }
+        let why = match name {
+            "VAULT_SKIP_VERIFY" => "TLS verification is never disabled",
+            "VAULT_CACERT"
+            | "VAULT_CAPATH"
+            | "VAULT_CLIENT_CERT"
+            | "VAULT_CLIENT_KEY"
+            | "VAULT_TLS_SERVER_NAME" => {
+                "TLS settings are the operator's (`ca_file`, `client_cert_file`, ...)"
+            }
+            _ => "only the operator configures this, in vault-kv.toml",
+        };
+        return Err(Error::settings(format!(
+            "the job's env sets `{name}`, which a job may not set: {why}"
+        ))
+        .hint("remove it from the secret's env block"));
+    }
+    Ok(owner)
+}
+
+/// Gets a token from the first source that applies.
+pub fn authenticate(
+    request: &Request,
+    vault: &Vault,
+    namespace: Option<&str>,
+) -> Result<Auth, Error> {
+    let settings = &request.settings;
+    let mount = |name: &str, default: &str| {
+        settings
+            .text(name)
+            .unwrap_or(default)
+            .trim_matches('/')
+            .to_owned()
+    };
+    let source = if let Some(token) = request.env_var("VAULT_TOKEN") {
+        return Ok(Auth {
+            token: Secret::new(token),
+            source: Source::JobToken,
+        });
+    } else if let Some(jwt) = request.env_var("VAULT_JWT") {
+        let role = settings.text("jwt_role").ok_or_else(|| {
+            Error::settings("JWT login needs a role: set `VAULT_JWT_ROLE` in the secret's env block, or `jwt_role` in vault-kv.toml")
+        })?;
+        Source::Login(Login {
+            method: "jwt",
+            path: format!("auth/{}/login", mount("jwt_mount", "jwt")),
+            body: Secret::new(json!({ "role": role, "jwt": jwt }).to_string()),
+        })
+    } else if let (Some(role_id), Some(secret_id)) = (
+        request.env_var("VAULT_ROLE_ID"),
+        request.env_var("VAULT_SECRET_ID"),
+    ) {
+        Source::Login(approle(
+            &mount("approle_mount", "approle"),
+            role_id,
+            secret_id,
+        ))
+    } else if let Some(file) = settings.path("token_file") {
+        Source::TokenFile(file.to_owned())
+    } else if let Some(secret_id_file) = settings.path("secret_id_file") {
+        let role_id = match (settings.text("role_id"), settings.path("role_id_file")) {
+            (Some(id), _) => id.to_owned(),
+            (None, Some(file)) => read_credential(file, "role_id_file")?.expose().to_owned(),
+            (None, None) => {
+                return Err(Error::settings(
+                    "AppRole needs `role_id` or `role_id_file` beside `secret_id_file` in vault-kv.toml",
+                ));
+            }
+        };
+        let secret_id = read_credential(secret_id_file, "secret_id_file")?;
+        Source::Login(approle(
+            &mount("approle_mount", "approle"),
+            &role_id,
+            secret_id.expose(),
+        ))
+    } else {
+        return Err(Error::denied("no Vault credentials: the job's env has no VAULT_TOKEN, VAULT_JWT or AppRole ids, and the operator set no `token_file` or AppRole in vault-kv.toml")
+            .hint("pass the job's own credentials in the secret's env block, or ask the operator to configure the node's"));
+    };
+    let token = fresh_token(&source, vault, namespace)?;
+    Ok(Auth { token, source })
+}
+
+impl Auth {
+    /// After an "invalid token" answer: a new token, once, where the source allows.
+    pub fn renew(&mut self, vault: &Vault, namespace: Option<&str>) -> Result<bool, Error> {
+        if matches!(self.source, Source::JobToken) {
+            return Ok(false);
+        }
+        self.token = fresh_token(&self.source, vault, namespace)?;
+        Ok(true)
+    }
+}
+
+fn approle(mount: &str, role_id: &str, secret_id: &str) -> Login {
+    Login {
+        method: "approle",
+        path: format!("auth/{mount}/login"),
+        body: Secret::new(json!({ "role_id": role_id, "secret_id": secret_id }).to_string()),
+    }
+}
+
+fn fresh_token(source: &Source, vault: &Vault, namespace: Option<&str>) -> Result<Secret, Error> {
+    match source {
+        Source::JobToken => unreachable!("a job's token is used as is"),
+        Source::TokenFile(file) => read_credential(file, "token_file"),
+        Source::Login(login) => {
+            let body: serde_json::Value =
+                serde_json::from_str(login.body.expose()).unwrap_or_default();
+            let answer = vault.call("POST", &login.path, None, namespace, Some(&body))?;
+            match answer.status {
+                200 => answer.body["auth"]["client_token"]
+                    .as_str()
+                    .filter(|t| !t.is_empty())
+                    .map(Secret::new)
+                    .ok_or_else(|| {
+                        Error::unavailable(format!(
+                            "Vault's {} login answer has no client token",
+                            login.method
+                        ))
+                    }),
+                503 if answer.errors().contains("sealed") => Err(sealed(vault)),
+                status => Err(Error::denied(format!(
+                    "Vault refused the {} login at `{}` (HTTP {status}): {}",
+                    login.method,
+                    login.path,
+                    answer.errors()
+                ))
+                .hint(match login.method {
+                    "jwt" => {
+                        "check the JWT, its audience and bound claims, and `jwt_role`/`jwt_mount`"
+                    }
+                    _ => "check the role id and secret id, and `approle_mount`",
+                })),
+            }
+        }
+    }
+}
+
+/// Reads a credential file: trimmed, non-empty, at most 64 KiB. Errors never show its content.
+fn read_credential(file: &Path, setting: &str) -> Result<Secret, Error> {
+    let shown = file.display();
+    let metadata = std::fs::metadata(file).map_err(|e| {
+        Error::settings(format!(
+            "cannot read `{setting}` `{shown}`: {}",
+            e.kind().to_string().to_lowercase()
+        ))
+    })?;
+    if metadata.len() > 64 << 10 {
+        return Err(Error::settings(format!(
+            "`{setting}` `{shown}` is larger than 64 KiB"
+        )));
+    }
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        Error::settings(format!(
+            "cannot read `{setting}` `{shown}`: {}",
+            e.kind().to_string().to_lowercase()
+        ))
+    })?;
+    let value = text.trim();
+    if value.is_empty() {
+        return Err(Error::settings(format!("`{setting}` `{shown}` is empty")));
+    }
+    Ok(Secret::new(value))
+}
+
+/// The error for a sealed Vault.
+pub fn sealed(vault: &Vault) -> Error {
+    Error::unavailable(format!("Vault at `{}` is sealed", vault.address))
+        .hint("an operator must unseal it (or the address points at a node that is not unsealed)")
+}

@@ -1,0 +1,208 @@
+//! Vault's HTTP API, bounded by the run's deadline.
+//!
+//! Every request carries `X-Vault-Request: true` (required by Vault Agent/Proxy with
+//! `require_request_header`) and, when set, `X-Vault-Token` and `X-Vault-Namespace`. Retried
+//! with backoff, as Vault's own client does: connection errors, 412 (Enterprise eventual
+//! consistency), 429 (rate-limit quota) and 500/502/503/504; never 501, 400, 403, 404 or 405.
+//! A standby node's 307 is followed once, same method and body. Bodies are read up to 1 MiB.
+
+use std::time::{Duration, Instant};
+
+use nomad_secrets_protocol::{Error, ErrorKind};
+use serde_json::Value;
+use ureq::Agent;
+
+/// Largest response body read.
+const MAX_BODY: u64 = 1 << 20;
+/// Attempts per request.
+const ATTEMPTS: u32 = 3;
+/// Time for one attempt at most (connect, send, answer).
+const ATTEMPT: Duration = Duration::from_secs(3);
+/// Kept back before the deadline for the answer to be printed.
+const MARGIN: Duration = Duration::from_millis(300);
+
+/// A Vault server as the operator (or the job's own credentials) configured it.
+pub struct Vault {
+    agent: Agent,
+    /// `https://vault.example:8200`, without a trailing slash.
+    pub address: String,
+    deadline: Instant,
+}
+
+/// One answer: status and JSON body (`Null` when empty or not JSON).
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// Parsed body.
+    pub body: Value,
+}
+
+impl Answer {
+    /// Vault's `errors` array, joined: go-multierror text flattened to one line.
+    pub fn errors(&self) -> String {
+        let list = self.body["errors"].as_array().cloned().unwrap_or_default();
+        list.iter()
+            .filter_map(Value::as_str)
+            .flat_map(|e| e.lines())
+            .map(|l| l.trim().trim_start_matches("* ").trim())
+            .filter(|l| !l.is_empty() && !l.ends_with("occurred:"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// True for a 403 whose errors include "invalid token" (expired, revoked, unknown).
+    pub fn invalid_token(&self) -> bool {
+        self.status == 403 && self.errors().contains("invalid token")
+    }
+}
+
+impl Vault {
+    /// A client for `address` with `agent`'s TLS settings, ending by `deadline`.
+    pub fn new(agent: Agent, address: &str, deadline: Instant) -> Vault {
+        Vault {
+            agent,
+            address: address.trim_end_matches('/').to_owned(),
+            deadline,
+        }
+    }
+
+    /// Sends one request with retries; `path` is relative to `/v1/`.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        namespace: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<Answer, Error> {
+        let mut url = format!("{}/v1/{}", self.address, path.trim_start_matches('/'));
+        let mut redirected = false;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self.once(method, &url, token, namespace, body);
+            let retry = match &result {
+                Ok(answer) if answer.status == 307 && !redirected => {
+                    if let Some(location) = answer.body["location"].as_str() {
+                        url = location.to_owned();
+                        redirected = true;
+                        attempt -= 1;
+                        continue;
+                    }
+                    false
+                }
+                Ok(answer) => matches!(answer.status, 412 | 429 | 500 | 502 | 503 | 504),
+                Err(error) => error.kind() == ErrorKind::Unavailable,
+            };
+            let backoff = Duration::from_millis(100 * 2u64.pow(attempt - 1));
+            let time_left = self.deadline.saturating_duration_since(Instant::now());
+            if !retry
+                || attempt >= ATTEMPTS
+                || time_left < backoff + MARGIN + Duration::from_millis(200)
+            {
+                return result;
+            }
+            std::thread::sleep(backoff);
+        }
+    }
+
+    fn once(
+        &self,
+        method: &str,
+        url: &str,
+        token: Option<&str>,
+        namespace: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<Answer, Error> {
+        let left = self
+            .deadline
+            .saturating_duration_since(Instant::now())
+            .saturating_sub(MARGIN);
+        if left.is_zero() {
+            return Err(self.timeout());
+        }
+        let mut request = ureq::http::Request::builder()
+            .method(method)
+            .uri(url)
+            .header("X-Vault-Request", "true")
+            .header("Content-Type", "application/json");
+        if let Some(token) = token {
+            request = request.header("X-Vault-Token", token);
+        }
+        if let Some(namespace) = namespace {
+            request = request.header("X-Vault-Namespace", namespace);
+        }
+        let payload = body.map(Value::to_string).unwrap_or_default();
+        let request = request
+            .body(payload)
+            .map_err(|e| Error::invalid_path(format!("cannot build a request for `{url}`: {e}")))?;
+        let request = self
+            .agent
+            .configure_request(request)
+            .timeout_global(Some(ATTEMPT.min(left)))
+            .build();
+        let mut response = self
+            .agent
+            .run(request)
+            .map_err(|e| self.transport_error(&e))?;
+        let status = response.status().as_u16();
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .map(str::to_owned);
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY)
+            .read_to_string()
+            .unwrap_or_default();
+        let mut body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if let (307, Some(location)) = (status, location) {
+            body = serde_json::json!({ "location": location });
+        }
+        Ok(Answer { status, body })
+    }
+
+    fn timeout(&self) -> Error {
+        Error::new(
+            ErrorKind::Timeout,
+            format!("no answer from Vault at `{}` in time", self.address),
+        )
+        .hint("check that this node can reach Vault (address, firewall, load balancer)")
+    }
+
+    fn transport_error(&self, error: &ureq::Error) -> Error {
+        let address = &self.address;
+        match error {
+            ureq::Error::Timeout(_) => self.timeout(),
+            // rustls failures reach us as I/O errors: name them as TLS, with the TLS fix.
+            ureq::Error::Io(io) if is_tls(io) => Error::denied(format!(
+                "TLS with Vault at `{address}` failed: {}",
+                io.to_string().to_lowercase()
+            ))
+            .hint("set `ca_file` to the CA that signed Vault's certificate; if Vault requires client certificates, set `client_cert_file` and `client_key_file`"),
+            ureq::Error::Io(io) => Error::unavailable(format!(
+                "cannot connect to Vault at `{address}`: {}",
+                io.to_string().split(" (os error").next().unwrap_or_default().to_lowercase()
+            ))
+            .hint("check `address` in vault-kv.toml, DNS and the network"),
+            ureq::Error::HostNotFound => Error::unavailable(format!(
+                "cannot resolve the host of Vault's address `{address}`"
+            ))
+            .hint("check `address` in vault-kv.toml and DNS"),
+            ureq::Error::Tls(_) | ureq::Error::Rustls(_) => Error::denied(format!(
+                "TLS with Vault at `{address}` failed: {error}"
+            ))
+            .hint("check `ca_file` (the CA that signed Vault's certificate), the client certificate, and the host name in `address`"),
+            other => Error::unavailable(format!("the request to Vault at `{address}` failed: {other}")),
+        }
+    }
+}
+
+fn is_tls(error: &std::io::Error) -> bool {
+    let text = error.to_string();
+    ["certificate", "alert", "handshake", "tls"]
+        .iter()
+        .any(|word| text.to_lowercase().contains(word))
+}

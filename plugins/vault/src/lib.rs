@@ -1,0 +1,241 @@
+//! The `vault-kv` backend: secrets from HashiCorp Vault and OpenBao KV v1 and v2 mounts.
+//!
+//! Installed as `secrets/vault-kv`, never `secrets/vault`: Nomad routes the provider names
+//! `vault` and `nomad` to its built-in providers, so a plugin with either name is never called.
+//!
+//! `fetch <mount>/<path>[?version=N][&kv=1|2][&mount=<mount>][#key]`. The secret's data is
+//! converted by the shared policy (one key per field). See [`auth`] for where the token comes
+//! from and who may aim it, [`kv`] for version detection and errors, [`http`] for the bounds.
+#![deny(missing_docs)]
+
+pub mod auth;
+pub mod http;
+pub mod kv;
+
+use std::sync::Arc;
+
+use nomad_secrets_protocol::{Backend, Error, Kind, Request, Secrets, Setting, Settings};
+use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
+
+use crate::auth::Owner;
+use crate::http::Vault;
+
+/// The `vault-kv` plugin.
+pub struct VaultBackend;
+
+const fn operator(name: &'static str, kind: Kind, doc: &'static str) -> Setting {
+    Setting {
+        name,
+        kind,
+        default: None,
+        job_env: None,
+        job_by_default: false,
+        doc,
+    }
+}
+
+impl Backend for VaultBackend {
+    const NAME: &'static str = "vault-kv";
+    const SETTINGS: &'static [Setting] = &[
+        operator(
+            "address",
+            Kind::Text,
+            "Vault's address, like https://vault.service.consul:8200",
+        ),
+        operator(
+            "namespace",
+            Kind::Text,
+            "namespace for reads (Vault Enterprise, HCP, OpenBao)",
+        ),
+        operator(
+            "auth_namespace",
+            Kind::Text,
+            "namespace for logins (default: `namespace`)",
+        ),
+        operator(
+            "ca_file",
+            Kind::AbsolutePath,
+            "PEM file of the CA(s) that sign Vault's certificate",
+        ),
+        operator(
+            "client_cert_file",
+            Kind::AbsolutePath,
+            "PEM client certificate chain, for mTLS",
+        ),
+        operator(
+            "client_key_file",
+            Kind::AbsolutePath,
+            "PEM private key of the client certificate",
+        ),
+        operator(
+            "token_file",
+            Kind::AbsolutePath,
+            "file holding the node's Vault token",
+        ),
+        operator("role_id", Kind::Text, "AppRole role id of the node"),
+        operator(
+            "role_id_file",
+            Kind::AbsolutePath,
+            "file holding the AppRole role id",
+        ),
+        operator(
+            "secret_id_file",
+            Kind::AbsolutePath,
+            "file holding the AppRole secret id",
+        ),
+        operator(
+            "approle_mount",
+            Kind::Text,
+            "AppRole auth mount (default `approle`)",
+        ),
+        operator("jwt_mount", Kind::Text, "JWT auth mount (default `jwt`)"),
+        Setting {
+            name: "jwt_role",
+            kind: Kind::Text,
+            default: None,
+            job_env: Some("VAULT_JWT_ROLE"),
+            job_by_default: true,
+            doc: "JWT auth role (Vault checks the token's claims against it)",
+        },
+        operator(
+            "kv_version",
+            Kind::Text,
+            "\"1\" or \"2\" to skip the mount lookup for every path",
+        ),
+    ];
+    const OPTIONS: &'static [&'static str] = &["version", "kv", "mount"];
+
+    fn fetch(request: &Request) -> Result<Secrets, Error> {
+        let owner = auth::check_job_env(request)?;
+        let settings = &request.settings;
+        let from_job = |name: &str| match owner {
+            Owner::Job => request.env_var(name),
+            Owner::Operator => None,
+        };
+        let address = from_job("VAULT_ADDR")
+            .or(settings.text("address"))
+            .ok_or_else(|| settings.missing("address", "\"https://vault.service.consul:8200\""))?;
+        let namespace = from_job("VAULT_NAMESPACE").or(settings.text("namespace"));
+        let auth_namespace = match owner {
+            Owner::Job => namespace,
+            Owner::Operator => settings.text("auth_namespace").or(namespace),
+        };
+        let vault = Vault::new(agent(settings)?, address, request.deadline);
+        let mut auth = auth::authenticate(request, &vault, auth_namespace)?;
+        let path = &request.path;
+        let version = match path.option("version") {
+            None => None,
+            Some(v) => Some(v.parse::<u64>().ok().filter(|v| *v > 0).ok_or_else(|| {
+                Error::invalid_path(format!("`version` must be a positive number, not `{v}`"))
+            })?),
+        };
+        let kv = match path.option("kv").or(settings.text("kv_version")) {
+            None => None,
+            Some("1") => Some(1),
+            Some("2") => Some(2),
+            Some(other) => {
+                return Err(Error::invalid_path(format!(
+                    "`kv` must be 1 or 2, not `{other}`"
+                )));
+            }
+        };
+        if path.option("mount").is_some() && kv.is_none() {
+            return Err(Error::invalid_path(
+                "`mount` needs `kv=1` or `kv=2` beside it",
+            ));
+        }
+        if let Some(mount) = path.option("mount") {
+            if !path.locator().starts_with(mount.trim_matches('/')) {
+                return Err(Error::invalid_path(format!(
+                    "the path does not start with the mount `{mount}`"
+                )));
+            }
+        }
+        kv::read(
+            &vault,
+            &mut auth,
+            &kv::Read {
+                locator: path.locator().trim_matches('/'),
+                version,
+                kv,
+                mount: path.option("mount"),
+                namespace,
+            },
+        )
+    }
+}
+
+/// The HTTP agent: the operator's CA (else Mozilla's roots), the client certificate for mTLS,
+/// statuses as answers rather than errors, redirects handled by hand, no proxy from the
+/// environment.
+fn agent(settings: &Settings) -> Result<ureq::Agent, Error> {
+    let mut tls = TlsConfig::builder();
+    if let Some(ca) = settings.path("ca_file") {
+        let pem = read_pem(ca, "ca_file")?;
+        let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(cert)) => Some(cert),
+                _ => None,
+            })
+            .collect();
+        if certs.is_empty() {
+            return Err(Error::settings(format!(
+                "`ca_file` `{}` holds no PEM certificate",
+                ca.display()
+            )));
+        }
+        tls = tls.root_certs(RootCerts::Specific(Arc::new(certs)));
+    }
+    match (
+        settings.path("client_cert_file"),
+        settings.path("client_key_file"),
+    ) {
+        (Some(cert), Some(key)) => {
+            let pem = read_pem(cert, "client_cert_file")?;
+            let chain: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(cert)) => Some(cert),
+                    _ => None,
+                })
+                .collect();
+            let key_pem = read_pem(key, "client_key_file")?;
+            let key = PrivateKey::from_pem(&key_pem).map_err(|_| {
+                Error::settings(format!(
+                    "`client_key_file` `{}` holds no PEM private key",
+                    key.display()
+                ))
+            })?;
+            if chain.is_empty() {
+                return Err(Error::settings(format!(
+                    "`client_cert_file` `{}` holds no PEM certificate",
+                    cert.display()
+                )));
+            }
+            tls = tls.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
+        }
+        (None, None) => {}
+        _ => {
+            return Err(Error::settings(
+                "mTLS needs both `client_cert_file` and `client_key_file`",
+            ));
+        }
+    }
+    let config = ureq::Agent::config_builder()
+        .tls_config(tls.build())
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .proxy(None)
+        .user_agent("nomad-secrets-vault-kv")
+        .build();
+    Ok(config.new_agent())
+}
+
+fn read_pem(file: &std::path::Path, setting: &str) -> Result<Vec<u8>, Error> {
+    std::fs::read(file).map_err(|e| {
+        Error::settings(format!(
+            "cannot read `{setting}` `{}`: {}",
+            file.display(),
+            e.kind().to_string().to_lowercase()
+        ))
+    })
+}

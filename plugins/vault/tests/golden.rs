@@ -1,0 +1,80 @@
+//! The `vault-kv` plugin run exactly as Nomad runs it, against the Vault API double
+//! (`tests/src/vault.rs`): plain HTTP, TLS with a CA made for this run, mTLS, and sealed.
+
+use std::time::Duration;
+
+use nomad_secrets_golden::vault::{Mode, VaultDouble, pki};
+use nomad_secrets_golden::{Outcome, Plugin, Scratch, Suite, nomad_env};
+
+const VAULT_KV: &str = env!("CARGO_BIN_EXE_vault-kv");
+
+#[test]
+fn golden_cases() {
+    let files = Scratch::new("vault-files");
+    let (material, pki) = pki(files.path());
+    let write = |name: &str, text: &str| {
+        let path = files.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let token_file = write("token", "root-token\n");
+    let empty_token = write("empty-token", "\n");
+    let role_id = write("role-id", "node-role\n");
+    let secret_id = write("secret-id", "CANARY-secret-id\n");
+    let http = VaultDouble::start(Mode::Http, None);
+    let tls = VaultDouble::start(Mode::Tls, Some(&material));
+    let mtls = VaultDouble::start(Mode::MutualTls, Some(&material));
+    let sealed = VaultDouble::start(Mode::Sealed, None);
+    Suite::new("vault", VAULT_KV, "vault-kv")
+        .placeholder("[VAULT_TLS]", tls.url())
+        .placeholder("[VAULT_MTLS]", mtls.url())
+        .placeholder("[VAULT_SEALED]", sealed.url())
+        .placeholder("[VAULT]", http.url())
+        .placeholder("[TOKEN_FILE]", &token_file)
+        .placeholder("[EMPTY_TOKEN_FILE]", &empty_token)
+        .placeholder("[ROLE_ID_FILE]", &role_id)
+        .placeholder("[SECRET_ID_FILE]", &secret_id)
+        .placeholder("[CA]", pki.ca.to_str().unwrap())
+        .placeholder("[WRONG_CA]", pki.wrong_ca.to_str().unwrap())
+        .placeholder("[CLIENT_CERT]", pki.client_cert.to_str().unwrap())
+        .placeholder("[CLIENT_KEY]", pki.client_key.to_str().unwrap())
+        .run();
+    assert!(
+        tls.served() > 0 && mtls.served() > 0,
+        "the TLS cases reached their doubles"
+    );
+}
+
+#[test]
+fn many_fetches_at_once_all_answer_exactly() {
+    let http = VaultDouble::start(Mode::Http, None);
+    let settings = format!("address = \"{}\"\n", http.url());
+    let plugin = Plugin::install(VAULT_KV.as_ref(), "vault-kv", Some(&settings), 0o644);
+    let env = nomad_env("fetch", &[("VAULT_TOKEN", "root-token")]);
+    let paths = [
+        "secret/db#password",
+        "kv1/app",
+        "secret/db?version=1#password",
+    ];
+    let expected: Vec<Outcome> = paths
+        .iter()
+        .map(|p| plugin.run(&["fetch", p], &env))
+        .collect();
+    let children: Vec<_> = (0..48)
+        .map(|i| {
+            (
+                i % 3,
+                plugin
+                    .command(&["fetch", paths[i % 3]], &env)
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    for (which, child) in children {
+        let outcome = Outcome::wait(child, Duration::from_secs(60));
+        outcome.check_contract("fetch").unwrap();
+        assert!(outcome.stdout.starts_with("{\"result\""), "{outcome:?}");
+        assert_eq!(outcome, expected[which]);
+    }
+}

@@ -1,0 +1,514 @@
+//! A Vault HTTP API double on 127.0.0.1 (plain HTTP or TLS with a CA made per run), for the
+//! vault-kv plugin: no Vault or OpenBao server can be installed here.
+//!
+//! It answers with the shapes and status codes of `shared/vault-api/` (Vault's docs and code):
+//! the usual envelope, `{"errors":[...]}` bodies with go-multierror text, the mounts lookup,
+//! the 404 forms of KV v2 (absent, deleted, destroyed, v1 path on a v2 mount, no handler), 403
+//! "permission denied" vs "permission denied + invalid token", 429, 503 sealed, a standby's 307.
+//! It checks what the plugin sends: `X-Vault-Request: true` on every request (as Vault Agent
+//! with `require_request_header` does), the token, and the namespace of logins and of reads.
+//!
+//! Data (namespace root unless said): KV v2 at `secret/` (`db` with versions 1 and 2, `deleted`,
+//! `destroyed`, `flaky` (503 twice), `limited` (429), `slow` (5 s), `standby` (307 to `db`),
+//! `rotate` (refuses the first AppRole token as invalid)); KV v1 at `kv1/` (`app`); `old/` where
+//! the mounts lookup is 404, as on old servers; `cubby/` of type cubbyhole; in namespace
+//! `team-a/`, KV v2 `secret/team`. Tokens: `root-token` (all), `narrow-token` (may not read the
+//! mounts lookup), `expired-token` (invalid), AppRole `node-role`/`CANARY-secret-id` and JWT role
+//! `nomad` with jwt `header.CANARY-claims.signature`; AppRole `ns-role` logs in only in
+//! namespace `auth-ns/` and its token reads only in `team-a/`.
+
+use std::io::{BufRead as _, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// How the double listens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Plain HTTP.
+    Http,
+    /// TLS with a server certificate for `localhost` and `127.0.0.1`.
+    Tls,
+    /// TLS that also requires a client certificate signed by the same CA.
+    MutualTls,
+    /// Plain HTTP, sealed: every request gets 503.
+    Sealed,
+}
+
+/// The PEM files a test hands the plugin.
+pub struct Pki {
+    /// The CA that signed the server and client certificates.
+    pub ca: PathBuf,
+    /// Another CA, which signed nothing here.
+    pub wrong_ca: PathBuf,
+    /// Client certificate and key, for mTLS.
+    pub client_cert: PathBuf,
+    /// The client certificate's key.
+    pub client_key: PathBuf,
+}
+
+/// A running double.
+pub struct VaultDouble {
+    url: String,
+    /// Requests served, by path.
+    served: Arc<AtomicUsize>,
+}
+
+struct State {
+    logins: AtomicUsize,
+    flaky: AtomicUsize,
+    port: u16,
+}
+
+impl VaultDouble {
+    /// Starts a double; TLS modes need `pki` (made by [`pki`]).
+    pub fn start(mode: Mode, pki: Option<&PkiMaterial>) -> VaultDouble {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().unwrap().port();
+        let scheme = if matches!(mode, Mode::Tls | Mode::MutualTls) {
+            "https"
+        } else {
+            "http"
+        };
+        let url = format!("{scheme}://127.0.0.1:{port}");
+        let served = Arc::new(AtomicUsize::new(0));
+        let state = Arc::new(State {
+            logins: AtomicUsize::new(0),
+            flaky: AtomicUsize::new(0),
+            port,
+        });
+        let tls = match mode {
+            Mode::Tls => Some(pki.expect("TLS needs PKI").server_config(false)),
+            Mode::MutualTls => Some(pki.expect("mTLS needs PKI").server_config(true)),
+            _ => None,
+        };
+        let counter = served.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (state, tls, counter) = (state.clone(), tls.clone(), counter.clone());
+                std::thread::spawn(move || {
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                    match tls {
+                        Some(config) => {
+                            let Ok(connection) = rustls::ServerConnection::new(config) else {
+                                return;
+                            };
+                            let mut tls_stream = rustls::StreamOwned::new(connection, stream);
+                            serve(&mut tls_stream, mode, &state, &counter);
+                        }
+                        None => {
+                            let mut stream: TcpStream = stream;
+                            serve(&mut stream, mode, &state, &counter);
+                        }
+                    }
+                });
+            }
+        });
+        VaultDouble { url, served }
+    }
+
+    /// `http(s)://127.0.0.1:<port>`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Requests answered so far.
+    pub fn served(&self) -> usize {
+        self.served.load(Ordering::Relaxed)
+    }
+}
+
+/// Keys and certificates made for one test run.
+pub struct PkiMaterial {
+    ca_der: rustls::pki_types::CertificateDer<'static>,
+    server_chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    server_key: rustls::pki_types::PrivateKeyDer<'static>,
+}
+
+/// Makes a CA, a server certificate for `localhost`/`127.0.0.1`, a client certificate, and an
+/// unrelated CA; writes the PEM files the plugin reads into `dir`.
+pub fn pki(dir: &Path) -> (PkiMaterial, Pki) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let ca_params = {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name
+            .push(DnType::CommonName, "vault-double test CA");
+        p
+    };
+    let ca = CertifiedIssuer::self_signed(ca_params.clone(), KeyPair::generate().unwrap()).unwrap();
+    let wrong = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&server_key, &ca)
+        .unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let mut client_params = CertificateParams::new(vec!["nomad-client".to_string()]).unwrap();
+    client_params
+        .distinguished_name
+        .push(DnType::CommonName, "nomad-client");
+    let client = client_params.signed_by(&client_key, &ca).unwrap();
+    let write = |name: &str, text: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let files = Pki {
+        ca: write("ca.pem", ca.pem()),
+        wrong_ca: write("wrong-ca.pem", wrong.pem()),
+        client_cert: write("client.pem", client.pem()),
+        client_key: write("client-key.pem", client_key.serialize_pem()),
+    };
+    let material = PkiMaterial {
+        ca_der: ca.der().clone(),
+        server_chain: vec![server.der().clone()],
+        server_key: rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into()),
+    };
+    (material, files)
+}
+
+impl PkiMaterial {
+    fn server_config(&self, client_auth: bool) -> Arc<rustls::ServerConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap();
+        let builder = if client_auth {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(self.ca_der.clone()).unwrap();
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        Arc::new(
+            builder
+                .with_single_cert(self.server_chain.clone(), self.server_key.clone_key())
+                .unwrap(),
+        )
+    }
+}
+
+/// One parsed request.
+struct Request {
+    method: String,
+    path: String,
+    query: String,
+    headers: Vec<(String, String)>,
+    body: Value,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn serve<S: Read + Write>(stream: &mut S, mode: Mode, state: &State, served: &AtomicUsize) {
+    loop {
+        let Some(request) = read_request(stream) else {
+            return;
+        };
+        served.fetch_add(1, Ordering::Relaxed);
+        let (status, body, extra) = answer(&request, mode, state);
+        let text = if body.is_null() {
+            String::new()
+        } else {
+            format!("{body}\n")
+        };
+        let response = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n{extra}Content-Length: {}\r\n\r\n{text}",
+            text.len()
+        );
+        if stream
+            .write_all(response.as_bytes())
+            .and_then(|()| stream.flush())
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+fn read_request<S: Read>(stream: &mut S) -> Option<Request> {
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_owned();
+    let target = parts.next()?.to_owned();
+    let mut headers = Vec::new();
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header).ok()?;
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        let (name, value) = header.split_once(':')?;
+        headers.push((name.trim().to_owned(), value.trim().to_owned()));
+    }
+    let length: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    Some(Request {
+        method,
+        path: path.trim_start_matches("/v1/").to_owned(),
+        query: query.to_owned(),
+        headers,
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+    })
+}
+
+fn envelope(data: Value) -> Value {
+    json!({"request_id": "d0c2a1b4-0000-4000-8000-000000000000", "lease_id": "", "renewable": false,
+           "lease_duration": 0, "data": data, "wrap_info": null, "warnings": null, "auth": null, "mount_type": "kv"})
+}
+
+fn errors(text: &str) -> Value {
+    json!({ "errors": [text] })
+}
+
+const DENIED: &str = "1 error occurred:\n\t* permission denied\n\n";
+const INVALID: &str = "2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n";
+
+fn kv2_mount(path: &str) -> Value {
+    envelope(
+        json!({"accessor": "kv_aedd93c1", "config": {"default_lease_ttl": 0, "force_no_cache": false, "max_lease_ttl": 0},
+        "description": "key/value secret storage", "local": false, "options": {"version": "2"}, "path": path,
+        "plugin_version": "", "running_plugin_version": "v0.13.0+builtin", "seal_wrap": false, "type": "kv",
+        "uuid": "8074a73f-6921-c0cd-589a-016405dc46ec"}),
+    )
+}
+
+fn metadata(version: u64, deleted: bool, destroyed: bool) -> Value {
+    json!({"created_time": "2026-11-01T10:00:00.000000000Z", "custom_metadata": null,
+           "deletion_time": if deleted { "2026-11-02T10:00:00.000000000Z" } else { "" },
+           "destroyed": destroyed, "version": version})
+}
+
+type Answer = (&'static str, Value, String);
+
+fn answer(request: &Request, mode: Mode, state: &State) -> Answer {
+    let plain = |status: &'static str, body: Value| (status, body, String::new());
+    if mode == Mode::Sealed {
+        return plain("503 Service Unavailable", errors("Vault is sealed"));
+    }
+    if request.header("X-Vault-Request") != Some("true") {
+        return plain(
+            "412 Precondition Failed",
+            errors("missing 'X-Vault-Request' header"),
+        );
+    }
+    let namespace = request
+        .header("X-Vault-Namespace")
+        .unwrap_or("")
+        .trim_matches('/');
+    let path = request.path.as_str();
+    if request.method == "POST" && path.starts_with("auth/") {
+        return login(request, namespace, state);
+    }
+    let token = request.header("X-Vault-Token").unwrap_or("");
+    let valid = match token {
+        "root-token" | "narrow-token" | "jwt-token" => namespace.is_empty(),
+        "ns-approle-token" => namespace == "team-a",
+        t if t.starts_with("approle-token-") => namespace.is_empty(),
+        _ => false,
+    };
+    if !valid {
+        return plain("403 Forbidden", errors(INVALID));
+    }
+    if let Some(rest) = path.strip_prefix("sys/internal/ui/mounts/") {
+        if token == "narrow-token" {
+            return plain(
+                "403 Forbidden",
+                errors(&format!(
+                    "preflight capability check returned 403, please ensure client's policies grant access to path \"{rest}/\""
+                )),
+            );
+        }
+        let mount = rest.split('/').next().unwrap_or("");
+        return match mount {
+            "secret" => plain("200 OK", kv2_mount("secret/")),
+            "kv1" => plain(
+                "200 OK",
+                envelope(
+                    json!({"type": "kv", "options": null, "path": "kv1/", "description": "v1"}),
+                ),
+            ),
+            "cubby" => plain(
+                "200 OK",
+                envelope(json!({"type": "cubbyhole", "options": null, "path": "cubby/"})),
+            ),
+            "old" => plain("404 Not Found", errors("")),
+            _ => plain(
+                "403 Forbidden",
+                errors(&format!(
+                    "preflight capability check returned 403, please ensure client's policies grant access to path \"{rest}/\""
+                )),
+            ),
+        };
+    }
+    if namespace == "team-a" {
+        return match path {
+            "secret/data/team" => plain(
+                "200 OK",
+                envelope(
+                    json!({"data": {"token": "CANARY-team-a"}, "metadata": metadata(1, false, false)}),
+                ),
+            ),
+            _ => plain("404 Not Found", json!({"errors": []})),
+        };
+    }
+    let version: Option<u64> = request
+        .query
+        .strip_prefix("version=")
+        .and_then(|v| v.parse().ok());
+    match path {
+        "secret/data/db" => match version.unwrap_or(2) {
+            1 => plain(
+                "200 OK",
+                envelope(
+                    json!({"data": {"password": "CANARY-v1"}, "metadata": metadata(1, false, false)}),
+                ),
+            ),
+            2 => plain(
+                "200 OK",
+                envelope(
+                    json!({"data": {"username": "app", "password": "CANARY-v2", "port": 5432, "tls": {"verify": true}}, "metadata": metadata(2, false, false)}),
+                ),
+            ),
+            _ => plain("404 Not Found", json!({"errors": []})),
+        },
+        "secret/data/deleted" => plain(
+            "404 Not Found",
+            envelope(json!({"data": null, "metadata": metadata(3, true, false)})),
+        ),
+        "secret/data/destroyed" => plain(
+            "404 Not Found",
+            envelope(json!({"data": null, "metadata": metadata(4, false, true)})),
+        ),
+        "secret/data/flaky" if state.flaky.fetch_add(1, Ordering::Relaxed) % 3 < 2 => plain(
+            "503 Service Unavailable",
+            errors(
+                "1 error occurred:\n\t* local node not active but active cluster node not found\n\n",
+            ),
+        ),
+        "secret/data/flaky" => plain(
+            "200 OK",
+            envelope(
+                json!({"data": {"ok": "CANARY-after-retries"}, "metadata": metadata(1, false, false)}),
+            ),
+        ),
+        "secret/data/limited" => plain(
+            "429 Too Many Requests",
+            errors("request path \"secret/data/limited\": rate limit quota exceeded"),
+        ),
+        "secret/data/slow" => {
+            std::thread::sleep(Duration::from_secs(5));
+            plain(
+                "200 OK",
+                envelope(
+                    json!({"data": {"late": "CANARY-late"}, "metadata": metadata(1, false, false)}),
+                ),
+            )
+        }
+        "secret/data/standby" => (
+            "307 Temporary Redirect",
+            Value::Null,
+            format!(
+                "Location: http://127.0.0.1:{}/v1/secret/data/db\r\n",
+                state.port
+            ),
+        ),
+        "secret/data/rotate" if token == "approle-token-1" => {
+            plain("403 Forbidden", errors(INVALID))
+        }
+        "secret/data/rotate" => plain(
+            "200 OK",
+            envelope(
+                json!({"data": {"rotated": "CANARY-rotated"}, "metadata": metadata(1, false, false)}),
+            ),
+        ),
+        "secret/data/forbidden" => plain("403 Forbidden", errors(DENIED)),
+        p if p.starts_with("secret/data/") => plain("404 Not Found", json!({"errors": []})),
+        p if p.starts_with("secret/") => plain(
+            "404 Not Found",
+            json!({"request_id": "0b7b0d9e-5a3c-2f4e-8e3b-7d5f3c2a1b00", "lease_id": "", "renewable": false, "lease_duration": 0, "data": null, "wrap_info": null,
+            "warnings": ["Invalid path for a versioned K/V secrets engine. See the API docs for the appropriate API endpoints to use. If using the Vault CLI, use 'vault kv get' for this operation."], "auth": null, "mount_type": ""}),
+        ),
+        "kv1/app" | "old/app" => plain(
+            "200 OK",
+            json!({"auth": null, "data": {"api_key": "CANARY-v1-key", "ttl": "1h"}, "lease_duration": 3600, "lease_id": "", "renewable": false}),
+        ),
+        "cubby/thing" => plain("200 OK", envelope(json!({"x": "y"}))),
+        p if p.starts_with("kv1/") || p.starts_with("old/") => {
+            plain("404 Not Found", json!({"errors": []}))
+        }
+        p => plain(
+            "404 Not Found",
+            errors(&format!(
+                "no handler for route \"{p}\". route entry not found."
+            )),
+        ),
+    }
+}
+
+fn login(request: &Request, namespace: &str, state: &State) -> Answer {
+    let ok = |token: String| {
+        (
+            "200 OK",
+            json!({"auth": {"renewable": true, "lease_duration": 1200, "metadata": null, "token_policies": ["default"],
+            "accessor": "fd6c9a00-d2dc-3b11-0be5-af7ae0e1d374", "client_token": token}, "warnings": null, "wrap_info": null,
+            "data": null, "lease_duration": 0, "renewable": false, "lease_id": ""}),
+            String::new(),
+        )
+    };
+    let bad = |text: &str| ("400 Bad Request", errors(text), String::new());
+    let body = &request.body;
+    match request.path.as_str() {
+        "auth/approle/login" => match (
+            body["role_id"].as_str(),
+            body["secret_id"].as_str(),
+            namespace,
+        ) {
+            (Some("node-role"), Some("CANARY-secret-id"), "") => {
+                let n = state.logins.fetch_add(1, Ordering::Relaxed) + 1;
+                ok(format!("approle-token-{n}"))
+            }
+            (Some("ns-role"), Some("CANARY-secret-id"), "auth-ns") => ok("ns-approle-token".into()),
+            _ => bad("invalid role or secret ID"),
+        },
+        "auth/jwt/login" => match (body["role"].as_str(), body["jwt"].as_str()) {
+            (Some("nomad"), Some("header.CANARY-claims.signature")) => ok("jwt-token".into()),
+            _ => bad("error validating token: invalid audience (aud) claim"),
+        },
+        p => (
+            "404 Not Found",
+            errors(&format!(
+                "no handler for route \"{p}\". route entry not found."
+            )),
+            String::new(),
+        ),
+    }
+}
