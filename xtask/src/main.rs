@@ -25,8 +25,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 /// The plugins the workspace ships: (package, installed name).
-pub const PLUGINS: &[(&str, &str)] =
-    &[("nomad-secrets-file", "file"), ("nomad-secrets-aws", "aws")];
+pub const PLUGINS: &[(&str, &str)] = &[
+    ("nomad-secrets-file", "file"),
+    ("nomad-secrets-aws", "aws"),
+    ("nomad-secrets-vault", "vault-kv"),
+];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
