@@ -193,14 +193,19 @@ impl Outcome {
         text
     }
 
-    /// Every secret in the fixtures holds `CANARY`: it may appear in a result, never in an
-    /// error or on stderr.
+    /// Every secret in the fixtures holds `CANARY`: it may appear in a fetched result, and
+    /// nowhere else: not in an error, on stderr, or in any other stdout (`check`, `--help`).
     pub fn check_no_canary(&self) -> Result<(), String> {
-        let error = serde_json::from_str::<serde_json::Value>(&self.stdout)
-            .ok()
-            .and_then(|v| v.get("error").map(|e| e.to_string()))
-            .unwrap_or_default();
-        for (place, text) in [("the error", &error), ("stderr", &self.stderr)] {
+        let parsed = serde_json::from_str::<serde_json::Value>(&self.stdout).ok();
+        let is_result = parsed.as_ref().is_some_and(|v| v.get("result").is_some());
+        let not_result = match is_result {
+            true => String::new(),
+            false => self.stdout.clone(),
+        };
+        for (place, text) in [
+            ("stdout that is not a result", &not_result),
+            ("stderr", &self.stderr),
+        ] {
             if text.contains(CANARY) {
                 return Err(format!("{place} holds `{CANARY}`"));
             }
@@ -430,6 +435,12 @@ impl Suite {
             if let Some(log) = &case.audit_log {
                 let log = self.fill(log);
                 let mut audit = audit_lines(Path::new(&log));
+                if audit.contains(CANARY) {
+                    failures.push(format!(
+                        "case `{}` leaks a secret into its audit log:\n{audit}",
+                        case.name
+                    ));
+                }
                 for (real, placeholder) in &real_to_placeholder {
                     audit = audit.replace(real.as_str(), placeholder);
                 }

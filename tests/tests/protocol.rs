@@ -109,3 +109,27 @@ fn concurrent_fetches_write_every_audit_line_whole() {
     let mode = std::fs::metadata(&log).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "the audit log is the operator's alone");
 }
+
+#[test]
+fn the_canary_check_catches_a_planted_leak() {
+    let scratch = Scratch::new("leak");
+    let log = scratch.path().join("audit.jsonl");
+    let settings = format!("audit_log = \"{}\"\n", log.display());
+    let plugin = Plugin::install(PROBE.as_ref(), "probe", Some(&settings), 0o644);
+    let leaked = plugin.run(&["fetch", "leak"], &nomad_env("fetch", &[]));
+    leaked.check_contract("fetch").unwrap();
+    let caught = leaked.check_no_canary().unwrap_err();
+    assert_eq!(caught, "stdout that is not a result holds `CANARY`");
+    let audit = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        audit.contains("CANARY-planted-leak"),
+        "the audit line carries the leak too"
+    );
+    let by_hand = plugin.run(&["fetch", "leak"], &Default::default());
+    assert!(
+        by_hand.check_no_canary().is_err(),
+        "stderr by hand is scanned too"
+    );
+    let clean = plugin.run(&["fetch", "tricky"], &nomad_env("fetch", &[]));
+    assert_eq!(clean.check_no_canary(), Ok(()), "a result may hold secrets");
+}

@@ -8,6 +8,7 @@
 //! | `panic-thread` | panics on a thread of its own                                  |
 //! | `stderr`     | writes to stderr like a chatty library, then succeeds            |
 //! | `fail`       | returns an error                                                 |
+//! | `leak`       | returns an error that quotes a canary: a planted leak            |
 //! | `empty`      | returns no keys                                                  |
 //! | `tricky`     | returns values that need JSON escaping                           |
 #![allow(
@@ -50,6 +51,8 @@ impl Backend for Probe {
                 secrets.insert("ok", Secret::new("yes"))?;
             }
             "fail" => return Err(Error::unavailable("the backend is down").hint("try later")),
+            // A deliberate leak, to prove the canary check catches one (never used as a case).
+            "leak" => return Err(Error::unavailable("could not parse CANARY-planted-leak")),
             "empty" => {}
             "tricky" => {
                 secrets.insert("quote", Secret::new("a\"b\\c"))?;
