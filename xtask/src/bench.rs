@@ -226,6 +226,24 @@ pub fn run(args: &[String]) -> Result {
             ));
         }
         table(&mut report, "fetch of a JSON file", runs, &fetches)?;
+        let audit = bench.join("file-audit.jsonl");
+        std::fs::write(
+            &settings,
+            format!(
+                "root = \"{}\"\naudit_log = \"{}\"\n",
+                examples.display(),
+                audit.display()
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        burst(
+            &mut report,
+            "file",
+            &file,
+            &["db.json", "app.env", "tls", "db.json#password"],
+            &[],
+            &audit,
+        )?;
         aws_table(&mut report, runs.min(30), &secrets)?;
         vault_table(&mut report, runs.min(100), &secrets)?;
     }
@@ -362,6 +380,23 @@ fn aws_table(report: &mut String, runs: usize, secrets: &std::path::Path) -> Res
             runs,
             &contenders,
         )?;
+        let audit = secrets.join("../aws-audit.jsonl");
+        std::fs::write(
+            &settings,
+            format!(
+                "endpoint_url = \"{endpoint}\"\nimds_endpoint = \"off\"\naudit_log = \"{}\"\n",
+                audit.display()
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        burst(
+            report,
+            "aws",
+            &secrets.join("aws"),
+            &["prod/db", "plain", "binary", "prod/db?stage=AWSPREVIOUS"],
+            &keys,
+            &audit,
+        )?;
         let size = std::fs::metadata(secrets.join("aws"))
             .map_err(|e| e.to_string())?
             .len();
@@ -437,12 +472,130 @@ fn vault_table(report: &mut String, runs: usize, secrets: &std::path::Path) -> R
             runs,
             &contenders,
         )?;
+        let audit = secrets.join("../vault-audit.jsonl");
+        std::fs::write(
+            &settings,
+            format!("address = \"{url}\"\naudit_log = \"{}\"\n", audit.display()),
+        )
+        .map_err(|e| e.to_string())?;
+        burst(
+            report,
+            "vault-kv",
+            &secrets.join("vault-kv"),
+            &["secret/db", "kv1/app", "secret/db?version=1"],
+            &[("VAULT_TOKEN", "root-token")],
+            &audit,
+        )?;
         Ok(())
     })();
     drop(double.stdin.take());
     let _ = double.kill();
     let _ = double.wait();
     result
+}
+
+/// Fetches started at once in a burst.
+const BURST: usize = 200;
+
+/// `BURST` fetches at once, as many allocations starting together would cause. Every one must
+/// answer with a result (a timeout would be an error, so none passed the deadline) and leave
+/// one whole audit line. Reports the time for all and the burst's peak memory: how far
+/// `MemAvailable` fell below its level before the burst, sampled every 2 ms.
+fn burst(
+    report: &mut String,
+    plugin: &str,
+    program: &std::path::Path,
+    paths: &[&str],
+    env: &[(&str, &str)],
+    audit: &std::path::Path,
+) -> Result {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let _ = std::fs::remove_file(audit);
+    let baseline = mem_available_kib()?;
+    let lowest = Arc::new(AtomicU64::new(baseline));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (lowest, stop) = (lowest.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(now) = mem_available_kib() {
+                    lowest.fetch_min(now, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    let job = [
+        ("CPI_OPERATION", "fetch"),
+        ("NOMAD_NAMESPACE", "bench"),
+        ("NOMAD_JOB_ID", "burst"),
+    ];
+    let env: Vec<(&str, &str)> = job.into_iter().chain(env.iter().copied()).collect();
+    let started = Instant::now();
+    let children = (0..BURST)
+        .map(|i| {
+            Command::new(program)
+                .args(["fetch", paths[i % paths.len()]])
+                .env_clear()
+                .envs(env.iter().copied())
+                .current_dir("/")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|e| format!("{plugin}: {e}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut failures = Vec::new();
+    for child in children {
+        let output = child.wait_with_output().map_err(|e| e.to_string())?;
+        let answered = output.stdout.starts_with(b"{\"result\"");
+        if !output.status.success() || !output.stderr.is_empty() || !answered {
+            failures.push(String::from_utf8_lossy(&output.stdout).into_owned());
+        }
+    }
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let _ = sampler.join();
+    let peak_mib = baseline.saturating_sub(lowest.load(Ordering::Relaxed)) as f64 / 1024.0;
+    let lines = std::fs::read_to_string(audit).unwrap_or_default();
+    let whole = lines.lines().filter(|l| whole_ok_line(l)).count();
+    if !report.contains("## load:") {
+        report.push_str(&format!(
+            "## load: {BURST} fetches started at once, per plugin\n\n\
+             | plugin | failed | all done in | peak memory of the burst | whole audit lines |\n\
+             |---|---:|---:|---:|---:|\n"
+        ));
+    }
+    report.push_str(&format!(
+        "| {plugin} | {} | {:.0} ms | {peak_mib:.0} MiB | {whole} of {BURST} |\n",
+        failures.len(),
+        elapsed.as_secs_f64() * 1e3
+    ));
+    if !failures.is_empty() || whole != BURST {
+        return Err(format!(
+            "{plugin}: {} of {BURST} fetches failed, {whole} whole audit lines; first failure: {}",
+            failures.len(),
+            failures.first().map(String::as_str).unwrap_or("-")
+        ));
+    }
+    Ok(())
+}
+
+/// A whole audit line of a successful fetch (the xtask has no JSON parser: the shape suffices).
+fn whole_ok_line(line: &str) -> bool {
+    line.starts_with('{') && line.ends_with('}') && line.contains("\"outcome\":\"ok\"")
+}
+
+fn mem_available_kib() -> Result<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").map_err(|e| e.to_string())?;
+    meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| "no MemAvailable in /proc/meminfo".into())
 }
 
 /// The AWS CLI (v1, from PyPI) in `target/bench-venv`, installed on first use.

@@ -50,6 +50,9 @@ mod run;
 mod secret;
 pub mod settings;
 
+#[cfg(test)]
+mod properties;
+
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::time::Instant;

@@ -184,3 +184,49 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_text_parses_or_errors_without_panicking(text in "(?s).{0,200}") {
+            let _ = parse(&text);
+        }
+
+        #[test]
+        fn double_quoted_values_round_trip(
+            map in proptest::collection::btree_map("[A-Za-z_][A-Za-z0-9_]{0,8}", "[^\\x00]{0,30}", 1..6),
+        ) {
+            let text: String = map
+                .iter()
+                .map(|(k, v)| {
+                    let escaped = v
+                        .replace('\\', "\\\\")
+                        .replace('"', "\\\"")
+                        .replace('$', "\\$")
+                        .replace('\n', "\\n")
+                        .replace('\r', "\\r")
+                        .replace('\t', "\\t");
+                    format!("{k}=\"{escaped}\"\n")
+                })
+                .collect();
+            let secrets = parse(&text).unwrap();
+            for (key, value) in &map {
+                prop_assert_eq!(secrets.get(key).map(|s| s.expose()), Some(value.as_str()));
+            }
+        }
+
+        #[test]
+        fn errors_never_quote_the_text(lines in proptest::collection::vec("[A-Za-z0-9_ =#'\"\\\\-]{0,20}", 1..6)) {
+            let text = lines.iter().map(|l| format!("{l}CANARY")).collect::<Vec<_>>().join("\n");
+            if let Err(error) = parse(&text) {
+                prop_assert!(!error.to_string().contains("CANARY"), "{}", error);
+            }
+        }
+    }
+}
