@@ -31,7 +31,8 @@ use serde_json::{Value, json};
 pub enum Mode {
     /// Plain HTTP.
     Http,
-    /// TLS with a server certificate for `localhost` and `127.0.0.1`.
+    /// TLS with a server certificate for `localhost`, `127.0.0.1` and `vault.test` (a name no DNS
+    /// resolves, to prove `tls_server_name`).
     Tls,
     /// TLS that also requires a client certificate signed by the same CA.
     MutualTls,
@@ -143,10 +144,14 @@ pub fn pki(dir: &Path) -> (PkiMaterial, Pki) {
     let ca = CertifiedIssuer::self_signed(ca_params.clone(), KeyPair::generate().unwrap()).unwrap();
     let wrong = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
     let server_key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-        .unwrap()
-        .signed_by(&server_key, &ca)
-        .unwrap();
+    let server = CertificateParams::new(vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "vault.test".to_string(),
+    ])
+    .unwrap()
+    .signed_by(&server_key, &ca)
+    .unwrap();
     let client_key = KeyPair::generate().unwrap();
     let mut client_params = CertificateParams::new(vec!["nomad-client".to_string()]).unwrap();
     client_params

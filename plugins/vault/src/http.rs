@@ -24,8 +24,10 @@ const MARGIN: Duration = Duration::from_millis(300);
 /// A Vault server as the operator (or the job's own credentials) configured it.
 pub struct Vault {
     agent: Agent,
-    /// `https://vault.example:8200`, without a trailing slash.
+    /// The operator's `address` (or the job's), for messages.
     pub address: String,
+    /// Where requests go: the address, with `tls_server_name` as host when set.
+    base: String,
     deadline: Instant,
 }
 
@@ -57,11 +59,13 @@ impl Answer {
 }
 
 impl Vault {
-    /// A client for `address` with `agent`'s TLS settings, ending by `deadline`.
-    pub fn new(agent: Agent, address: &str, deadline: Instant) -> Vault {
+    /// A client sending to `base` with `agent`'s TLS settings, ending by `deadline`; messages
+    /// name `address`.
+    pub fn new(agent: Agent, address: &str, base: &str, deadline: Instant) -> Vault {
         Vault {
             agent,
             address: address.trim_end_matches('/').to_owned(),
+            base: base.trim_end_matches('/').to_owned(),
             deadline,
         }
     }
@@ -75,7 +79,7 @@ impl Vault {
         namespace: Option<&str>,
         body: Option<&Value>,
     ) -> Result<Answer, Error> {
-        let mut url = format!("{}/v1/{}", self.address, path.trim_start_matches('/'));
+        let mut url = format!("{}/v1/{}", self.base, path.trim_start_matches('/'));
         let mut redirected = false;
         let mut attempt = 0;
         loop {

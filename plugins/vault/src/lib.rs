@@ -102,6 +102,11 @@ impl Backend for VaultBackend {
             Kind::Text,
             "\"1\" or \"2\" to skip the mount lookup for every path",
         ),
+        operator(
+            "tls_server_name",
+            Kind::Text,
+            "name to verify Vault's certificate against, when `address` is an IP or another name",
+        ),
     ];
     const OPTIONS: &'static [&'static str] = &["version", "kv", "mount"];
 
@@ -120,7 +125,8 @@ impl Backend for VaultBackend {
             Owner::Job => namespace,
             Owner::Operator => settings.text("auth_namespace").or(namespace),
         };
-        let vault = Vault::new(agent(settings)?, address, request.deadline);
+        let (agent, base) = agent(settings, address)?;
+        let vault = Vault::new(agent, address, &base, request.deadline);
         let mut auth = auth::authenticate(request, &vault, auth_namespace)?;
         let path = &request.path;
         let version = match path.option("version") {
@@ -168,7 +174,9 @@ impl Backend for VaultBackend {
 /// The HTTP agent: the operator's CA (else Mozilla's roots), the client certificate for mTLS,
 /// statuses as answers rather than errors, redirects handled by hand, no proxy from the
 /// environment.
-fn agent(settings: &Settings) -> Result<ureq::Agent, Error> {
+/// With `tls_server_name`, requests name that host (so TLS verifies it) while the resolver
+/// connects to `address`'s host: the agent and the address to put in URLs.
+fn agent(settings: &Settings, address: &str) -> Result<(ureq::Agent, String), Error> {
     let mut tls = TlsConfig::builder();
     if let Some(ca) = settings.path("ca_file") {
         let pem = read_pem(ca, "ca_file")?;
@@ -227,7 +235,46 @@ fn agent(settings: &Settings) -> Result<ureq::Agent, Error> {
         .proxy(None)
         .user_agent("nomad-secrets-vault-kv")
         .build();
-    Ok(config.new_agent())
+    let Some(name) = settings.text("tls_server_name") else {
+        return Ok((config.new_agent(), address.to_owned()));
+    };
+    let real: ureq::http::Uri = address
+        .parse()
+        .map_err(|_| Error::settings(format!("`address` `{address}` is not a valid URL")))?;
+    let (Some(host), Some("https")) = (real.host(), real.scheme_str()) else {
+        return Err(Error::settings(
+            "`tls_server_name` needs an https `address`",
+        ));
+    };
+    let named = address.replacen(host, name, 1);
+    let resolver = PinnedName {
+        name: name.to_owned(),
+        real,
+    };
+    let connector = ureq::unversioned::transport::DefaultConnector::default();
+    Ok((ureq::Agent::with_parts(config, connector, resolver), named))
+}
+
+/// Resolves `name` as the operator's real address, and every other host as usual.
+#[derive(Debug)]
+struct PinnedName {
+    name: String,
+    real: ureq::http::Uri,
+}
+
+impl ureq::unversioned::resolver::Resolver for PinnedName {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let default = ureq::unversioned::resolver::DefaultResolver::default();
+        match uri.host() == Some(self.name.as_str()) {
+            true => default.resolve(&self.real, config, timeout),
+            false => default.resolve(uri, config, timeout),
+        }
+    }
 }
 
 fn read_pem(file: &std::path::Path, setting: &str) -> Result<Vec<u8>, Error> {
