@@ -14,6 +14,8 @@
 //! | `throttled`       | `ThrottlingException` every time                              |
 //! | `broken`          | HTTP 500 `InternalServiceError` every time                    |
 //! | `garbage`         | HTTP 200 with a body that is not JSON                         |
+//! | `half`            | half an HTTP answer, then the connection closes               |
+//! | `huge`            | a 5 MB `SecretString`                                         |
 //! | anything else     | `ResourceNotFoundException`                                   |
 
 use std::collections::HashMap;
@@ -95,6 +97,26 @@ fn serve(stream: std::net::TcpStream, seen: &Mutex<HashMap<String, usize>>) {
             *count += 1;
             *count
         };
+        match id.as_str() {
+            "half" => {
+                let _ = (&stream).write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: 300\r\n\r\n{\"ARN\":\"arn:aws:secr");
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                return;
+            }
+            "huge" => {
+                let filler = "x".repeat(5 << 20);
+                let body = format!("{{\"Name\":\"huge\",\"SecretString\":\"CANARY{filler}\"}}");
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                let _ = (&stream)
+                    .write_all(head.as_bytes())
+                    .and_then(|()| (&stream).write_all(body.as_bytes()));
+                continue;
+            }
+            _ => {}
+        }
         let (status, body) = answer(&id, count);
         let response = format!(
             "HTTP/1.1 {status}\r\nContent-Type: application/x-amz-json-1.1\r\nx-amzn-RequestId: 0\r\nContent-Length: {}\r\n\r\n{body}",

@@ -8,6 +8,9 @@
 //! It checks what the plugin sends: `X-Vault-Request: true` on every request (as Vault Agent
 //! with `require_request_header` does), the token, and the namespace of logins and of reads.
 //!
+//! Faults: `secret/half` sends half an answer and closes, `secret/huge` a 5 MB answer,
+//! `secret/html` an HTML page with a 200.
+//!
 //! Data (namespace root unless said): KV v2 at `secret/` (`db` with versions 1 and 2, `deleted`,
 //! `destroyed`, `flaky` (503 twice), `limited` (429), `slow` (5 s), `standby` (307 to `db`),
 //! `rotate` (refuses the first AppRole token as invalid)); KV v1 at `kv1/` (`app`); `old/` where
@@ -228,6 +231,39 @@ fn serve<S: Read + Write>(stream: &mut S, mode: Mode, state: &State, served: &At
             return;
         };
         served.fetch_add(1, Ordering::Relaxed);
+        // Faults that break HTTP itself.
+        match request.path.as_str() {
+            "secret/data/half" => {
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n{\"data\": {\"data\": {\"pass");
+                let _ = stream.flush();
+                std::thread::sleep(Duration::from_millis(100));
+                return;
+            }
+            "secret/data/huge" => {
+                let filler = "x".repeat(5 << 20);
+                let body = format!("{{\"data\":{{\"data\":{{\"big\":\"CANARY{filler}\"}}}}}}");
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream
+                    .write_all(head.as_bytes())
+                    .and_then(|()| stream.write_all(body.as_bytes()));
+                return;
+            }
+            "secret/data/html" => {
+                let body = "<html><body>CANARY proxy login</body></html>";
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream
+                    .write_all(head.as_bytes())
+                    .and_then(|()| stream.write_all(body.as_bytes()));
+                continue;
+            }
+            _ => {}
+        }
         let (status, body, extra) = answer(&request, mode, state);
         let text = if body.is_null() {
             String::new()

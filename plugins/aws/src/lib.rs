@@ -28,6 +28,9 @@ use crate::errors::Asked;
 /// The `aws` plugin.
 pub struct AwsBackend;
 
+/// Secrets Manager's largest secret value: anything larger did not come from it.
+const MAX_SECRET: usize = 65_536;
+
 impl Backend for AwsBackend {
     const NAME: &'static str = "aws";
     const SETTINGS: &'static [Setting] = &[
@@ -193,6 +196,18 @@ async fn get_secret_value(request: &Request) -> Result<Secrets, Error> {
         .send()
         .await
         .map_err(|e| errors::describe(e, &asked, &setup))?;
+    let size = output.secret_string.as_ref().map_or(0, String::len)
+        + output
+            .secret_binary
+            .as_ref()
+            .map_or(0, |b| b.as_ref().len());
+    if size > MAX_SECRET {
+        return Err(Error::invalid_secret(format!(
+            "the answer for `{}` holds {size} bytes, more than Secrets Manager's {MAX_SECRET}-byte maximum",
+            asked.id
+        ))
+        .hint(format!("check `endpoint_url` in `{}`: it may not point at Secrets Manager", request.settings.file().display())));
+    }
     if let Some(text) = output.secret_string {
         Secrets::from_text_or_json_object(text)
     } else if let Some(binary) = output.secret_binary {

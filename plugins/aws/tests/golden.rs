@@ -92,3 +92,33 @@ fn many_fetches_at_once_all_answer_exactly() {
         assert_eq!(outcome, expected[which]);
     }
 }
+
+#[test]
+fn sigterm_in_the_middle_of_a_fetch_ends_it_with_a_protocol_error() {
+    let black_hole = BlackHole::new();
+    let settings = format!(
+        "endpoint_url = \"{}\"\nimds_endpoint = \"off\"\ndeadline = \"30s\"\n",
+        black_hole.url()
+    );
+    let plugin = Plugin::install(Path::new(AWS), "aws", Some(&settings), 0o644);
+    let env = nomad_env(
+        "fetch",
+        &[
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "k"),
+            ("AWS_SECRET_ACCESS_KEY", "CANARY-s"),
+        ],
+    );
+    let child = plugin.command(&["fetch", "prod/db"], &env).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let outcome = Outcome::wait(child, Duration::from_secs(20));
+    outcome.check_contract("fetch").unwrap();
+    assert!(
+        outcome
+            .stdout
+            .contains("stopped by SIGTERM before the backend answered"),
+        "{outcome:?}"
+    );
+}

@@ -150,6 +150,11 @@ impl Vault {
             .run(request)
             .map_err(|e| self.transport_error(&e))?;
         let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|c| c.to_str().ok())
+            .map(str::to_owned);
         let location = response
             .headers()
             .get("location")
@@ -160,8 +165,26 @@ impl Vault {
             .with_config()
             .limit(MAX_BODY)
             .read_to_string()
-            .unwrap_or_default();
-        let mut body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            .map_err(|e| match e {
+                ureq::Error::BodyExceedsLimit(_) => Error::invalid_secret(format!(
+                    "Vault at `{}` answered with more than 1 MiB; no KV secret is that large",
+                    self.address
+                ))
+                .hint("check `address`: it may not point at Vault"),
+                other => self.transport_error(&other),
+            })?;
+        let mut body: Value = match serde_json::from_str(&text) {
+            Ok(body) => body,
+            Err(_) if text.trim().is_empty() => Value::Null,
+            Err(_) => {
+                return Err(Error::unavailable(format!(
+                    "Vault at `{}` answered HTTP {status} with something that is not JSON (Content-Type: {})",
+                    self.address,
+                    content_type.as_deref().unwrap_or("none")
+                ))
+                .hint("check `address`: a proxy or load balancer may be answering instead of Vault"));
+            }
+        };
         if let (307, Some(location)) = (status, location) {
             body = serde_json::json!({ "location": location });
         }
@@ -186,6 +209,10 @@ impl Vault {
                 io.to_string().to_lowercase()
             ))
             .hint("set `ca_file` to the CA that signed Vault's certificate; if Vault requires client certificates, set `client_cert_file` and `client_key_file`"),
+            ureq::Error::Io(io) if io.to_string().contains("disconnected") || io.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Error::unavailable(format!("Vault at `{address}` closed the connection in the middle of its answer"))
+                    .hint("try again; if it persists, check Vault and any proxy in front of it")
+            }
             ureq::Error::Io(io) => Error::unavailable(format!(
                 "cannot connect to Vault at `{address}`: {}",
                 io.to_string().split(" (os error").next().unwrap_or_default().to_lowercase()

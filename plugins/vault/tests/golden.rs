@@ -78,3 +78,27 @@ fn many_fetches_at_once_all_answer_exactly() {
         assert_eq!(outcome, expected[which]);
     }
 }
+
+#[test]
+fn sigterm_in_the_middle_of_a_fetch_ends_it_with_a_protocol_error() {
+    let http = VaultDouble::start(Mode::Http, None);
+    let settings = format!("address = \"{}\"\ndeadline = \"30s\"\n", http.url());
+    let plugin = Plugin::install(VAULT_KV.as_ref(), "vault-kv", Some(&settings), 0o644);
+    let env = nomad_env("fetch", &[("VAULT_TOKEN", "root-token")]);
+    // `secret/slow` answers after 5 s.
+    let child = plugin
+        .command(&["fetch", "secret/slow"], &env)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let outcome = Outcome::wait(child, Duration::from_secs(20));
+    outcome.check_contract("fetch").unwrap();
+    assert!(
+        outcome
+            .stdout
+            .contains("stopped by SIGTERM before the backend answered"),
+        "{outcome:?}"
+    );
+}
