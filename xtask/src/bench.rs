@@ -174,6 +174,7 @@ pub fn run(args: &[String]) -> Result {
         env!("CARGO_PKG_VERSION")
     );
     let mut report = String::from("# Benchmarks\n\n");
+    let mut loads = Vec::new();
     let mut contenders = vec![Contender::new(
         "/bin/echo of the same line",
         "/bin/echo",
@@ -237,15 +238,26 @@ pub fn run(args: &[String]) -> Result {
         )
         .map_err(|e| e.to_string())?;
         burst(
-            &mut report,
+            &mut loads,
             "file",
             &file,
             &["db.json", "app.env", "tls", "db.json#password"],
             &[],
             &audit,
         )?;
-        aws_table(&mut report, runs.min(30), &secrets)?;
-        vault_table(&mut report, runs.min(100), &secrets)?;
+        aws_table(&mut report, &mut loads, runs.min(30), &secrets)?;
+        vault_table(&mut report, &mut loads, runs.min(100), &secrets)?;
+        report.push_str(&format!(
+            "## load: {BURST} fetches started at once, per plugin
+
+\
+             | plugin | failed | all done in | MemAvailable drop (approx.) | whole audit lines |
+\
+             |---|---:|---:|---:|---:|
+{}
+",
+            loads.concat()
+        ));
     }
     std::fs::write(bench.join("results.md"), &report).map_err(|e| e.to_string())?;
     print!("{report}");
@@ -283,7 +295,12 @@ fn forget_cached_pages(path: &std::path::Path) -> Result {
 
 /// `aws fetch` against a seeded moto server, beside one `curl --aws-sigv4` request (the floor:
 /// one signed HTTP exchange) and the AWS CLI (what a shell plugin would call).
-fn aws_table(report: &mut String, runs: usize, secrets: &std::path::Path) -> Result {
+fn aws_table(
+    report: &mut String,
+    loads: &mut Vec<String>,
+    runs: usize,
+    secrets: &std::path::Path,
+) -> Result {
     let venv = crate::moto::target_dir().join("moto-venv");
     if !venv.join("bin/moto_server").exists() {
         report.push_str("## aws\n\nSkipped: run `cargo xtask moto` first.\n\n");
@@ -390,7 +407,7 @@ fn aws_table(report: &mut String, runs: usize, secrets: &std::path::Path) -> Res
         )
         .map_err(|e| e.to_string())?;
         burst(
-            report,
+            loads,
             "aws",
             &secrets.join("aws"),
             &["prod/db", "plain", "binary", "prod/db?stage=AWSPREVIOUS"],
@@ -412,7 +429,12 @@ fn aws_table(report: &mut String, runs: usize, secrets: &std::path::Path) -> Res
 }
 
 /// `vault-kv fetch` against the Vault API double, beside one `curl` request (the floor).
-fn vault_table(report: &mut String, runs: usize, secrets: &std::path::Path) -> Result {
+fn vault_table(
+    report: &mut String,
+    loads: &mut Vec<String>,
+    runs: usize,
+    secrets: &std::path::Path,
+) -> Result {
     crate::run(crate::cargo().args([
         "build",
         "--release",
@@ -479,7 +501,7 @@ fn vault_table(report: &mut String, runs: usize, secrets: &std::path::Path) -> R
         )
         .map_err(|e| e.to_string())?;
         burst(
-            report,
+            loads,
             "vault-kv",
             &secrets.join("vault-kv"),
             &["secret/db", "kv1/app", "secret/db?version=1"],
@@ -502,7 +524,7 @@ const BURST: usize = 200;
 /// one whole audit line. Reports the time for all and the burst's peak memory: how far
 /// `MemAvailable` fell below its level before the burst, sampled every 2 ms.
 fn burst(
-    report: &mut String,
+    loads: &mut Vec<String>,
     plugin: &str,
     program: &std::path::Path,
     paths: &[&str],
@@ -561,14 +583,7 @@ fn burst(
     let peak_mib = baseline.saturating_sub(lowest.load(Ordering::Relaxed)) as f64 / 1024.0;
     let lines = std::fs::read_to_string(audit).unwrap_or_default();
     let whole = lines.lines().filter(|l| whole_ok_line(l)).count();
-    if !report.contains("## load:") {
-        report.push_str(&format!(
-            "## load: {BURST} fetches started at once, per plugin\n\n\
-             | plugin | failed | all done in | peak memory of the burst | whole audit lines |\n\
-             |---|---:|---:|---:|---:|\n"
-        ));
-    }
-    report.push_str(&format!(
+    loads.push(format!(
         "| {plugin} | {} | {:.0} ms | {peak_mib:.0} MiB | {whole} of {BURST} |\n",
         failures.len(),
         elapsed.as_secs_f64() * 1e3
