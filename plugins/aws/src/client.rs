@@ -77,29 +77,12 @@ pub async fn build(
     role: Option<&Role>,
 ) -> Result<(aws_sdk_secretsmanager::Client, Setup), Error> {
     let base = base(settings, deadline, role).await?;
-    let region = base.region;
     let endpoint_url = settings.text("endpoint_url");
-    let mut config = aws_sdk_secretsmanager::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(region.clone())
-        .credentials_provider(base.credentials)
-        .http_client(base.http)
-        .sleep_impl(base.sleep)
-        .identity_cache(IdentityCache::lazy().load_timeout(CREDENTIALS).build())
-        .retry_config(base.retries)
-        .timeout_config(base.timeouts);
+    let mut config = aws_sdk_secretsmanager::config::Builder::from(&base.sdk);
     if let Some(url) = endpoint_url {
         config = config.endpoint_url(url);
     }
-    let setup = Setup {
-        region: region.to_string(),
-        endpoint: endpoint_url
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("https://secretsmanager.{region}.amazonaws.com")),
-        imds: base.imds,
-        profile: base.profile,
-        role: role.map(|r| r.arn.clone()),
-    };
+    let setup = base.setup(endpoint_url, "secretsmanager", role);
     Ok((
         aws_sdk_secretsmanager::Client::from_conf(config.build()),
         setup,
@@ -112,48 +95,71 @@ pub async fn sts(
     deadline: Instant,
 ) -> Result<(aws_sdk_sts::Client, Setup), Error> {
     let base = base(settings, deadline, None).await?;
-    let region = base.region;
     let endpoint_url = settings.text("sts_endpoint_url");
-    let mut config = aws_sdk_sts::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(region.clone())
-        .credentials_provider(base.credentials)
-        .http_client(base.http)
-        .sleep_impl(base.sleep)
-        .identity_cache(IdentityCache::lazy().load_timeout(CREDENTIALS).build())
-        .retry_config(base.retries)
-        .timeout_config(base.timeouts);
+    let mut config = aws_sdk_sts::config::Builder::from(&base.sdk);
     if let Some(url) = endpoint_url {
         config = config.endpoint_url(url);
     }
-    let setup = Setup {
-        region: region.to_string(),
-        endpoint: endpoint_url
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("https://sts.{region}.amazonaws.com")),
-        imds: base.imds,
-        profile: base.profile,
-        role: None,
-    };
+    let setup = base.setup(endpoint_url, "sts", None);
     Ok((aws_sdk_sts::Client::from_conf(config.build()), setup))
 }
 
-/// What every client is built from.
+/// What every client is built from: one bounded configuration, and facts for messages.
 struct Base {
+    sdk: SdkConfig,
     region: Region,
-    credentials: SharedCredentialsProvider,
-    http: SharedHttpClient,
-    sleep: SharedAsyncSleep,
-    retries: RetryConfig,
-    timeouts: TimeoutConfig,
     imds: Option<String>,
     profile: bool,
+}
+
+impl Base {
+    fn setup(self, endpoint_url: Option<&str>, service: &str, role: Option<&Role>) -> Setup {
+        let region = self.region;
+        Setup {
+            region: region.to_string(),
+            endpoint: endpoint_url
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("https://{service}.{region}.amazonaws.com")),
+            imds: self.imds,
+            profile: self.profile,
+            role: role.map(|r| r.arn.clone()),
+        }
+    }
+}
+
+/// The configuration every client (and the assume-role STS client) starts from.
+fn bounded(
+    region: &Region,
+    credentials: SharedCredentialsProvider,
+    http: &SharedHttpClient,
+    remaining: Duration,
+) -> aws_types::sdk_config::Builder {
+    SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(region.clone())
+        .credentials_provider(credentials)
+        .http_client(http.clone())
+        .sleep_impl(SharedAsyncSleep::new(TokioSleep::new()))
+        .time_source(SharedTimeSource::default())
+        .identity_cache(IdentityCache::lazy().load_timeout(CREDENTIALS).build())
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(ATTEMPTS)
+                .with_initial_backoff(Duration::from_millis(100))
+                .with_max_backoff(Duration::from_secs(1)),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(CONNECT)
+                .operation_attempt_timeout(ATTEMPT.min(remaining))
+                .operation_timeout(remaining)
+                .build(),
+        )
 }
 
 /// Resolves the region (which may ask IMDS) and assembles the credentials chain.
 async fn base(settings: &Settings, deadline: Instant, role: Option<&Role>) -> Result<Base, Error> {
     let http = tls_client();
-    let sleep = SharedAsyncSleep::new(TokioSleep::new());
     let provider = ProviderConfig::without_region()
         .with_http_client(http.clone())
         .with_sleep_impl(TokioSleep::new());
@@ -243,27 +249,11 @@ async fn base(settings: &Settings, deadline: Instant, role: Option<&Role>) -> Re
         .saturating_duration_since(Instant::now())
         .saturating_sub(MARGIN)
         .max(Duration::from_millis(100));
-    let retries = RetryConfig::standard()
-        .with_max_attempts(ATTEMPTS)
-        .with_initial_backoff(Duration::from_millis(100))
-        .with_max_backoff(Duration::from_secs(1));
-    let timeouts = TimeoutConfig::builder()
-        .connect_timeout(CONNECT)
-        .operation_attempt_timeout(ATTEMPT.min(remaining))
-        .operation_timeout(remaining)
-        .build();
     let credentials = match role {
         None => SharedCredentialsProvider::new(chain),
         Some(role) => {
-            let mut sts = SdkConfig::builder()
-                .behavior_version(BehaviorVersion::latest())
-                .region(region.clone())
-                .credentials_provider(SharedCredentialsProvider::new(chain))
-                .http_client(http.clone())
-                .sleep_impl(sleep.clone())
-                .time_source(SharedTimeSource::default())
-                .retry_config(retries.clone())
-                .timeout_config(timeouts.clone());
+            let chain = SharedCredentialsProvider::new(chain);
+            let mut sts = bounded(&region, chain, &http, remaining);
             if let Some(url) = settings.text("sts_endpoint_url") {
                 sts = sts.endpoint_url(url);
             }
@@ -277,12 +267,8 @@ async fn base(settings: &Settings, deadline: Instant, role: Option<&Role>) -> Re
         }
     };
     Ok(Base {
+        sdk: bounded(&region, credentials, &http, remaining).build(),
         region,
-        credentials,
-        http,
-        sleep,
-        retries,
-        timeouts,
         imds: imds_endpoint,
         profile: profile_files.is_some(),
     })
