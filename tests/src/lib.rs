@@ -110,6 +110,21 @@ impl Plugin {
         command
     }
 
+    /// Starts a run, sends `signal` after `delay`, and collects what it printed.
+    pub fn run_and_signal(
+        &self,
+        args: &[&str],
+        env: &BTreeMap<String, String>,
+        delay: Duration,
+        signal: i32,
+    ) -> Outcome {
+        let child = self.command(args, env).spawn().expect("start the plugin");
+        std::thread::sleep(delay);
+        // SAFETY: a signal to our own child, which has not been reaped yet.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        Outcome::wait(child, Duration::from_secs(30))
+    }
+
     /// Runs to completion (killed after `limit`, so a hung plugin fails the test, not the suite).
     pub fn run(&self, args: &[&str], env: &BTreeMap<String, String>) -> Outcome {
         let child = self.command(args, env).spawn().expect("start the plugin");

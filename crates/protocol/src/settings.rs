@@ -62,6 +62,20 @@ pub struct Setting {
     pub doc: &'static str,
 }
 
+impl Setting {
+    /// A setting only the operator may set, without a default.
+    pub const fn operator(name: &'static str, kind: Kind, doc: &'static str) -> Setting {
+        Setting {
+            name,
+            kind,
+            default: None,
+            job_env: None,
+            job_by_default: false,
+            doc,
+        }
+    }
+}
+
 /// The settings every plugin has.
 pub const COMMON: &[Setting] = &[
     Setting {

@@ -109,11 +109,12 @@ fn sigterm_in_the_middle_of_a_fetch_ends_it_with_a_protocol_error() {
             ("AWS_SECRET_ACCESS_KEY", "CANARY-s"),
         ],
     );
-    let child = plugin.command(&["fetch", "prod/db"], &env).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    // SAFETY: a signal to our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let outcome = Outcome::wait(child, Duration::from_secs(20));
+    let outcome = plugin.run_and_signal(
+        &["fetch", "prod/db"],
+        &env,
+        Duration::from_millis(500),
+        libc::SIGTERM,
+    );
     outcome.check_contract("fetch").unwrap();
     assert!(
         outcome

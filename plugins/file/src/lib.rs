@@ -34,14 +34,11 @@ pub struct FileBackend;
 impl Backend for FileBackend {
     const NAME: &'static str = "file";
     const SETTINGS: &'static [Setting] = &[
-        Setting {
-            name: "root",
-            kind: Kind::AbsolutePath,
-            default: None,
-            job_env: None,
-            job_by_default: false,
-            doc: "folder that holds the secrets; jobs can read nothing outside it",
-        },
+        Setting::operator(
+            "root",
+            Kind::AbsolutePath,
+            "folder that holds the secrets; jobs can read nothing outside it",
+        ),
         Setting {
             name: "max_size",
             kind: Kind::Size,

@@ -23,72 +23,61 @@ use crate::http::Vault;
 /// The `vault-kv` plugin.
 pub struct VaultBackend;
 
-const fn operator(name: &'static str, kind: Kind, doc: &'static str) -> Setting {
-    Setting {
-        name,
-        kind,
-        default: None,
-        job_env: None,
-        job_by_default: false,
-        doc,
-    }
-}
-
 impl Backend for VaultBackend {
     const NAME: &'static str = "vault-kv";
     const SETTINGS: &'static [Setting] = &[
-        operator(
+        Setting::operator(
             "address",
             Kind::Text,
             "Vault's address, like https://vault.service.consul:8200",
         ),
-        operator(
+        Setting::operator(
             "namespace",
             Kind::Text,
             "namespace for reads (Vault Enterprise, HCP, OpenBao)",
         ),
-        operator(
+        Setting::operator(
             "auth_namespace",
             Kind::Text,
             "namespace for logins (default: `namespace`)",
         ),
-        operator(
+        Setting::operator(
             "ca_file",
             Kind::AbsolutePath,
             "PEM file of the CA(s) that sign Vault's certificate",
         ),
-        operator(
+        Setting::operator(
             "client_cert_file",
             Kind::AbsolutePath,
             "PEM client certificate chain, for mTLS",
         ),
-        operator(
+        Setting::operator(
             "client_key_file",
             Kind::AbsolutePath,
             "PEM private key of the client certificate",
         ),
-        operator(
+        Setting::operator(
             "token_file",
             Kind::AbsolutePath,
             "file holding the node's Vault token",
         ),
-        operator("role_id", Kind::Text, "AppRole role id of the node"),
-        operator(
+        Setting::operator("role_id", Kind::Text, "AppRole role id of the node"),
+        Setting::operator(
             "role_id_file",
             Kind::AbsolutePath,
             "file holding the AppRole role id",
         ),
-        operator(
+        Setting::operator(
             "secret_id_file",
             Kind::AbsolutePath,
             "file holding the AppRole secret id",
         ),
-        operator(
+        Setting::operator(
             "approle_mount",
             Kind::Text,
             "AppRole auth mount (default `approle`)",
         ),
-        operator("jwt_mount", Kind::Text, "JWT auth mount (default `jwt`)"),
+        Setting::operator("jwt_mount", Kind::Text, "JWT auth mount (default `jwt`)"),
         Setting {
             name: "jwt_role",
             kind: Kind::Text,
@@ -97,12 +86,12 @@ impl Backend for VaultBackend {
             job_by_default: true,
             doc: "JWT auth role (Vault checks the token's claims against it)",
         },
-        operator(
+        Setting::operator(
             "kv_version",
             Kind::Text,
             "\"1\" or \"2\" to skip the mount lookup for every path",
         ),
-        operator(
+        Setting::operator(
             "tls_server_name",
             Kind::Text,
             "name to verify Vault's certificate against, when `address` is an IP or another name",
@@ -180,12 +169,7 @@ fn agent(settings: &Settings, address: &str) -> Result<(ureq::Agent, String), Er
     let mut tls = TlsConfig::builder();
     if let Some(ca) = settings.path("ca_file") {
         let pem = read_pem(ca, "ca_file")?;
-        let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
-            .filter_map(|item| match item {
-                Ok(ureq::tls::PemItem::Certificate(cert)) => Some(cert),
-                _ => None,
-            })
-            .collect();
+        let certs = certificates(&pem);
         if certs.is_empty() {
             return Err(Error::settings(format!(
                 "`ca_file` `{}` holds no PEM certificate",
@@ -200,12 +184,7 @@ fn agent(settings: &Settings, address: &str) -> Result<(ureq::Agent, String), Er
     ) {
         (Some(cert), Some(key)) => {
             let pem = read_pem(cert, "client_cert_file")?;
-            let chain: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
-                .filter_map(|item| match item {
-                    Ok(ureq::tls::PemItem::Certificate(cert)) => Some(cert),
-                    _ => None,
-                })
-                .collect();
+            let chain = certificates(&pem);
             let key_pem = read_pem(key, "client_key_file")?;
             let key = PrivateKey::from_pem(&key_pem).map_err(|_| {
                 Error::settings(format!(
@@ -275,6 +254,16 @@ impl ureq::unversioned::resolver::Resolver for PinnedName {
             false => default.resolve(uri, config, timeout),
         }
     }
+}
+
+/// The certificates of a PEM file, skipping anything else in it.
+fn certificates(pem: &[u8]) -> Vec<Certificate<'static>> {
+    ureq::tls::parse_pem(pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(cert)) => Some(cert),
+            _ => None,
+        })
+        .collect()
 }
 
 fn read_pem(file: &std::path::Path, setting: &str) -> Result<Vec<u8>, Error> {

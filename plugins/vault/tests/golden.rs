@@ -86,14 +86,12 @@ fn sigterm_in_the_middle_of_a_fetch_ends_it_with_a_protocol_error() {
     let plugin = Plugin::install(VAULT_KV.as_ref(), "vault-kv", Some(&settings), 0o644);
     let env = nomad_env("fetch", &[("VAULT_TOKEN", "root-token")]);
     // `secret/slow` answers after 5 s.
-    let child = plugin
-        .command(&["fetch", "secret/slow"], &env)
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    // SAFETY: a signal to our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let outcome = Outcome::wait(child, Duration::from_secs(20));
+    let outcome = plugin.run_and_signal(
+        &["fetch", "secret/slow"],
+        &env,
+        Duration::from_millis(500),
+        libc::SIGTERM,
+    );
     outcome.check_contract("fetch").unwrap();
     assert!(
         outcome
