@@ -366,6 +366,16 @@ fn answer(request: &Request, mode: Mode, state: &State) -> Answer {
         .unwrap_or("")
         .trim_matches('/');
     let path = request.path.as_str();
+    if path == "sys/health" {
+        // Documented shape (Vault API docs, sys/health): unauthenticated, 200 when active.
+        return plain(
+            "200 OK",
+            json!({"initialized": true, "sealed": false, "standby": false,
+            "performance_standby": false, "replication_performance_mode": "disabled",
+            "replication_dr_mode": "disabled", "server_time_utc": 1795392000,
+            "version": "1.17.0", "cluster_name": "vault-cluster-double", "cluster_id": "00af5aa8-c87d-b5fc-e82e-97cd8dfaf731"}),
+        );
+    }
     if request.method == "POST" && path.starts_with("auth/") {
         return login(request, namespace, state);
     }
@@ -426,6 +436,15 @@ fn answer(request: &Request, mode: Mode, state: &State) -> Answer {
         .strip_prefix("version=")
         .and_then(|v| v.parse().ok());
     match path {
+        "auth/token/lookup-self" => plain(
+            "200 OK",
+            json!({"data": {"accessor": "8609694a-cdbc-db9b-d345-e782dbb562ed",
+            "creation_time": 1795392000, "creation_ttl": 2764800, "display_name": format!("double-{}", token.split('-').next().unwrap_or("")),
+            "entity_id": "7d2e3179-f69b-450c-7179-ac8ee8bd8ca9", "expire_time": "2026-12-25T00:00:00Z", "explicit_max_ttl": 0,
+            "id": token, "identity_policies": [], "issue_time": "2026-11-23T00:00:00Z", "meta": null, "num_uses": 0,
+            "orphan": true, "path": "auth/token/create", "policies": ["default", "nomad-node"], "renewable": true,
+            "ttl": 2764790, "type": "service"}}),
+        ),
         "secret/data/db" => match version.unwrap_or(2) {
             1 => plain(
                 "200 OK",

@@ -99,6 +99,10 @@ impl Backend for VaultBackend {
     ];
     const OPTIONS: &'static [&'static str] = &["version", "kv", "mount"];
 
+    fn check(settings: &Settings, deadline: std::time::Instant) -> Result<String, Error> {
+        check_vault(settings, deadline)
+    }
+
     fn fetch(request: &Request) -> Result<Secrets, Error> {
         let owner = auth::check_job_env(request)?;
         let settings = &request.settings;
@@ -158,6 +162,80 @@ impl Backend for VaultBackend {
             },
         )
     }
+}
+
+/// `check`: Vault answers `sys/health` (reachable, initialised, unsealed), and the node's own
+/// credentials, if the operator configured any, log in and pass `auth/token/lookup-self`. The
+/// report names the token's display name, policies and TTL, never the token.
+fn check_vault(settings: &Settings, deadline: std::time::Instant) -> Result<String, Error> {
+    let address = settings
+        .text("address")
+        .ok_or_else(|| settings.missing("address", "\"https://vault.service.consul:8200\""))?;
+    let (agent, base) = agent(settings, address)?;
+    let vault = Vault::new(agent, address, &base, deadline);
+    let health = vault.call("GET", "sys/health", None, None, None)?;
+    let state = match health.status {
+        200 => "active",
+        429 | 472 | 473 => "standby",
+        501 => {
+            return Err(Error::unavailable(format!(
+                "Vault at `{address}` is not initialised"
+            )));
+        }
+        503 => return Err(auth::sealed(&vault)),
+        status => {
+            return Err(Error::unavailable(format!(
+                "Vault at `{address}` answered sys/health with HTTP {status}"
+            )));
+        }
+    };
+    let version = health.body["version"].as_str().unwrap_or("?");
+    let reached = format!("Vault {version} at `{address}` is reachable ({state}, unsealed)");
+    let node_credentials = ["token_file", "secret_id_file"]
+        .iter()
+        .any(|name| settings.path(name).is_some());
+    if !node_credentials {
+        return Ok(format!(
+            "{reached}; no node credentials configured: jobs must bring their own"
+        ));
+    }
+    let request = Request {
+        path: nomad_secrets_protocol::SecretPath::parse("check", &[])?,
+        settings: settings.clone(),
+        env: Default::default(),
+        deadline,
+        manual: true,
+        namespace: String::new(),
+        job: String::new(),
+    };
+    let namespace = settings.text("namespace");
+    let login_namespace = settings.text("auth_namespace").or(namespace);
+    let auth = auth::authenticate(&request, &vault, login_namespace)?;
+    let me = vault.call(
+        "GET",
+        "auth/token/lookup-self",
+        Some(auth.token.expose()),
+        namespace,
+        None,
+    )?;
+    if me.status != 200 {
+        return Err(Error::denied(format!(
+            "the node's token does not pass lookup-self (HTTP {}): {}",
+            me.status,
+            me.errors()
+        )));
+    }
+    let data = &me.body["data"];
+    let policies: Vec<&str> = data["policies"]
+        .as_array()
+        .map(|p| p.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    Ok(format!(
+        "{reached}; the node's credentials work: token `{}`, policies {}, ttl {}s",
+        data["display_name"].as_str().unwrap_or("?"),
+        policies.join(", "),
+        data["ttl"].as_u64().unwrap_or(0)
+    ))
 }
 
 /// The HTTP agent: the operator's CA (else Mozilla's roots), the client certificate for mTLS,
