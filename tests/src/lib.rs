@@ -110,6 +110,31 @@ impl Plugin {
         command
     }
 
+    /// Fetches each of `paths` once, then `count` fetches of them at once (round robin), and
+    /// asserts that every concurrent run keeps the contract, answers with a result, and prints
+    /// exactly what the lone run of its path printed.
+    pub fn assert_concurrent_fetches(
+        &self,
+        paths: &[&str],
+        env: &BTreeMap<String, String>,
+        count: usize,
+    ) {
+        let expected: Vec<Outcome> = paths.iter().map(|p| self.run(&["fetch", p], env)).collect();
+        let children: Vec<_> = (0..count)
+            .map(|i| {
+                let which = i % paths.len();
+                let child = self.command(&["fetch", paths[which]], env).spawn().unwrap();
+                (which, child)
+            })
+            .collect();
+        for (which, child) in children {
+            let outcome = Outcome::wait(child, Duration::from_secs(60));
+            outcome.check_contract("fetch").unwrap();
+            assert!(outcome.stdout.starts_with("{\"result\""), "{outcome:?}");
+            assert_eq!(outcome, expected[which]);
+        }
+    }
+
     /// Starts a run, sends `signal` after `delay`, and collects what it printed.
     pub fn run_and_signal(
         &self,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use nomad_secrets_golden::aws_faults::AwsFaults;
 use nomad_secrets_golden::imds::Imds;
 use nomad_secrets_golden::moto::{BlackHole, Moto, free_port};
-use nomad_secrets_golden::{Outcome, Plugin, Scratch, Suite, nomad_env};
+use nomad_secrets_golden::{Plugin, Scratch, Suite, nomad_env};
 
 const AWS: &str = env!("CARGO_BIN_EXE_aws");
 
@@ -72,25 +72,7 @@ fn many_fetches_at_once_all_answer_exactly() {
         "binary",
         "prod/db?stage=AWSPREVIOUS#password",
     ];
-    let expected: Vec<Outcome> = paths
-        .iter()
-        .map(|p| plugin.run(&["fetch", p], &env))
-        .collect();
-    let children: Vec<_> = (0..40)
-        .map(|i| {
-            let child = plugin
-                .command(&["fetch", paths[i % 4]], &env)
-                .spawn()
-                .unwrap();
-            (i % 4, child)
-        })
-        .collect();
-    for (which, child) in children {
-        let outcome = Outcome::wait(child, Duration::from_secs(60));
-        outcome.check_contract("fetch").unwrap();
-        assert!(outcome.stdout.starts_with("{\"result\""), "{outcome:?}");
-        assert_eq!(outcome, expected[which]);
-    }
+    plugin.assert_concurrent_fetches(&paths, &env, 40);
 }
 
 #[test]

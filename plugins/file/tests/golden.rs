@@ -3,9 +3,8 @@
 
 use std::os::unix::fs::symlink;
 use std::path::Path;
-use std::time::Duration;
 
-use nomad_secrets_golden::{Outcome, Plugin, Scratch, Suite, nomad_env};
+use nomad_secrets_golden::{Plugin, Scratch, Suite, nomad_env};
 
 const FILE: &str = env!("CARGO_BIN_EXE_file");
 
@@ -108,24 +107,5 @@ fn many_fetches_at_once_all_answer_exactly() {
     let scratch = fixtures();
     let plugin = install(&scratch, "");
     let paths = ["db.json", "app.env", "dir", "plain.txt"];
-    let expected: Vec<Outcome> = paths
-        .iter()
-        .map(|p| plugin.run(&["fetch", p], &nomad_env("fetch", &[])))
-        .collect();
-    let children: Vec<_> = (0..64)
-        .map(|i| {
-            let path = paths[i % paths.len()];
-            let child = plugin
-                .command(&["fetch", path], &nomad_env("fetch", &[]))
-                .spawn()
-                .unwrap();
-            (i % paths.len(), child)
-        })
-        .collect();
-    for (which, child) in children {
-        let outcome = Outcome::wait(child, Duration::from_secs(60));
-        outcome.check_contract("fetch").unwrap();
-        assert_eq!(outcome, expected[which]);
-        assert!(outcome.stdout.starts_with("{\"result\""));
-    }
+    plugin.assert_concurrent_fetches(&paths, &nomad_env("fetch", &[]), 64);
 }

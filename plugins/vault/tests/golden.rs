@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use nomad_secrets_golden::vault::{Mode, VaultDouble, pki};
-use nomad_secrets_golden::{Outcome, Plugin, Scratch, Suite, nomad_env};
+use nomad_secrets_golden::{Plugin, Scratch, Suite, nomad_env};
 
 const VAULT_KV: &str = env!("CARGO_BIN_EXE_vault-kv");
 
@@ -56,27 +56,7 @@ fn many_fetches_at_once_all_answer_exactly() {
         "kv1/app",
         "secret/db?version=1#password",
     ];
-    let expected: Vec<Outcome> = paths
-        .iter()
-        .map(|p| plugin.run(&["fetch", p], &env))
-        .collect();
-    let children: Vec<_> = (0..48)
-        .map(|i| {
-            (
-                i % 3,
-                plugin
-                    .command(&["fetch", paths[i % 3]], &env)
-                    .spawn()
-                    .unwrap(),
-            )
-        })
-        .collect();
-    for (which, child) in children {
-        let outcome = Outcome::wait(child, Duration::from_secs(60));
-        outcome.check_contract("fetch").unwrap();
-        assert!(outcome.stdout.starts_with("{\"result\""), "{outcome:?}");
-        assert_eq!(outcome, expected[which]);
-    }
+    plugin.assert_concurrent_fetches(&paths, &env, 48);
 }
 
 #[test]
