@@ -104,7 +104,7 @@ impl Backend for FileBackend {
         };
         match opened.map_err(|e| reader.open_error(&e, locator))? {
             Opened::File(file, size) => {
-                reader.check_real_path(file.as_raw_fd(), locator)?;
+                reader.check_real_path(|| resolve::real_path(file.as_raw_fd()), locator)?;
                 let bytes = reader.read(file, size, limit, locator)?;
                 format.convert(bytes, locator)
             }
@@ -115,7 +115,7 @@ impl Backend for FileBackend {
                 )))
             }
             Opened::Dir(dir) => {
-                reader.check_real(dir.real_path(), locator)?;
+                reader.check_real_path(|| dir.real_path(), locator)?;
                 reader.folder(&dir, locator)
             }
             Opened::Other => Err(not_regular(locator)),
@@ -187,14 +187,12 @@ impl Reader<'_> {
     /// Checks the access policy against the path really opened, every symlink resolved: the
     /// protocol checked the path as written, but a symlink inside an allowed folder may lead to
     /// another one. Without a policy there is nothing to check.
-    fn check_real_path(&self, fd: std::os::fd::RawFd, shown: &str) -> Result<(), Error> {
-        if !self.request.settings.policy().exists() {
-            return Ok(());
-        }
-        self.check_real(resolve::real_path(fd), shown)
-    }
-
-    fn check_real(&self, real: io::Result<std::path::PathBuf>, shown: &str) -> Result<(), Error> {
+    /// `real` is only called when there is a policy: it costs a readlink.
+    fn check_real_path(
+        &self,
+        real: impl FnOnce() -> io::Result<std::path::PathBuf>,
+        shown: &str,
+    ) -> Result<(), Error> {
         if !self.request.settings.policy().exists() {
             return Ok(());
         }
@@ -203,7 +201,7 @@ impl Reader<'_> {
                 "cannot tell where `{shown}` really leads (is /proc mounted?), so the access policy cannot be checked"
             ))
         };
-        let (Ok(real), Ok(root)) = (real, self.root.real_path()) else {
+        let (Ok(real), Ok(root)) = (real(), self.root.real_path()) else {
             return Err(cannot_tell());
         };
         let relative = real
@@ -272,7 +270,7 @@ impl Reader<'_> {
             let Opened::File(file, size) = opened else {
                 continue;
             };
-            self.check_real_path(file.as_raw_fd(), &shown)?;
+            self.check_real_path(|| resolve::real_path(file.as_raw_fd()), &shown)?;
             let bytes = self.read(file, size, budget, &shown)?;
             budget -= bytes.len() as u64;
             let bytes = trim_newline(bytes);
