@@ -86,14 +86,11 @@ pub const COMMON: &[Setting] = &[
         job_by_default: false,
         doc: "time allowed for the whole run, under Nomad's fetch timeout (10 s in 1.11, 60 s from 2.0)",
     },
-    Setting {
-        name: "audit_log",
-        kind: Kind::AbsolutePath,
-        default: None,
-        job_env: None,
-        job_by_default: false,
-        doc: "file that gets one JSON line per fetch (created mode 0600)",
-    },
+    Setting::operator(
+        "audit_log",
+        Kind::AbsolutePath,
+        "file that gets one JSON line per fetch (created mode 0600)",
+    ),
     Setting {
         name: "audit_required",
         kind: Kind::Bool,
@@ -504,14 +501,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt as _;
 
     const SPECS: &[Setting] = &[
-        Setting {
-            name: "root",
-            kind: Kind::AbsolutePath,
-            default: None,
-            job_env: None,
-            job_by_default: false,
-            doc: "where secrets live",
-        },
+        Setting::operator("root", Kind::AbsolutePath, "where secrets live"),
         Setting {
             name: "max_size",
             kind: Kind::Size,
@@ -684,14 +674,7 @@ mod tests {
     #[test]
     fn lists_and_settings_jobs_may_set_by_default() {
         const SPECS: &[Setting] = &[
-            Setting {
-                name: "roles",
-                kind: Kind::List,
-                default: None,
-                job_env: None,
-                job_by_default: false,
-                doc: "roles",
-            },
+            Setting::operator("roles", Kind::List, "roles"),
             Setting {
                 name: "region",
                 kind: Kind::Text,
