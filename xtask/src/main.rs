@@ -8,6 +8,8 @@
 //! - `test`: everything CI checks: build, clippy with warnings denied, rustfmt, all tests.
 //! - `bench`: fingerprint and fetch cost against the programs users would otherwise run.
 //! - `moto`: installs the AWS emulator the aws plugin's tests run against.
+//! - `leak`, `faults`, `fuzz`, `load`: the hostile-input suites, each on its own, summarised
+//!   in `target/suites/` (README, "Hostile input, faults and load").
 #![allow(
     clippy::print_stdout,
     clippy::print_stderr,
@@ -17,8 +19,10 @@
 mod bench;
 mod demo;
 mod dist;
+mod fuzz;
 mod install;
 mod moto;
+mod suites;
 mod test;
 
 use std::path::{Path, PathBuf};
@@ -40,8 +44,12 @@ fn main() -> ExitCode {
         Some("test") => test::run(),
         Some("bench") => bench::run(&args[1..]),
         Some("moto") => moto::run(),
+        Some("fuzz") => fuzz::run(&args[1..]),
+        Some("leak") => suites::leak(),
+        Some("faults") => suites::faults(),
         _ => Err(
-            "usage: cargo xtask <install --plugin-dir DIR | dist | demo | test | bench [--runs N] | moto>"
+            "usage: cargo xtask <install --plugin-dir DIR | dist | demo | test | bench [--runs N] | moto \
+             | leak | faults | fuzz [--seconds N] [--target NAME] [--save] | load>"
                 .into(),
         ),
     };
@@ -121,7 +129,7 @@ pub fn build_release() -> Result<Vec<(String, PathBuf)>> {
 }
 
 /// The host's target triple, as rustc reports it.
-fn host_triple() -> Result<String> {
+pub fn host_triple() -> Result<String> {
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let output = Command::new(rustc)
         .arg("-vV")

@@ -43,6 +43,11 @@
 mod audit;
 pub mod convert;
 mod error;
+/// The exact stdout of a run, for the fuzz targets in `fuzz/` (built only with `--cfg fuzzing`).
+#[cfg(fuzzing)]
+pub mod fuzzing {
+    pub use crate::output::{error_json, result_json};
+}
 mod output;
 pub mod path;
 pub mod policy;

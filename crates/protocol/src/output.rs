@@ -43,7 +43,7 @@ pub(crate) fn fingerprint_json() -> &'static str {
 }
 
 /// `{"result":{...}}`: every value a JSON string, keys in order.
-pub(crate) fn result_json(secrets: &Secrets) -> String {
+pub fn result_json(secrets: &Secrets) -> String {
     let mut json = String::from(r#"{"result":{"#);
     for (i, (key, value)) in secrets.iter().enumerate() {
         if i > 0 {
@@ -58,7 +58,7 @@ pub(crate) fn result_json(secrets: &Secrets) -> String {
 }
 
 /// `{"error":"..."}`.
-pub(crate) fn error_json(message: &str) -> String {
+pub fn error_json(message: &str) -> String {
     format!("{{\"error\":{}}}\n", json_string(message))
 }
 

@@ -143,6 +143,17 @@ impl Settings {
         env: &HashMap<OsString, OsString>,
     ) -> Result<Settings, Error> {
         let text = read_file(file)?;
+        Settings::from_text(file, text.as_deref(), specs, env)
+    }
+
+    /// [`Settings::load`] once the file is read: `text` is its content, `None` when there is
+    /// no file. `file` is named in errors.
+    pub fn from_text(
+        file: &Path,
+        text: Option<&str>,
+        specs: &[Setting],
+        env: &HashMap<OsString, OsString>,
+    ) -> Result<Settings, Error> {
         let mut settings = Settings {
             file: file.to_owned(),
             values: BTreeMap::new(),
@@ -150,7 +161,7 @@ impl Settings {
         };
         let all: Vec<&Setting> = COMMON.iter().chain(specs).collect();
         let mut job_may_set = None;
-        if let Some(text) = &text {
+        if let Some(text) = text {
             job_may_set = settings.read_toml(text, &all)?;
         }
         let job_may_set = job_may_set.unwrap_or_else(|| {

@@ -128,7 +128,7 @@ impl Base {
 }
 
 /// The configuration every client (and the assume-role STS client) starts from.
-fn bounded(
+pub(crate) fn bounded(
     region: &Region,
     credentials: SharedCredentialsProvider,
     http: &SharedHttpClient,

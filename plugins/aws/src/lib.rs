@@ -16,6 +16,8 @@
 
 pub mod client;
 mod errors;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 pub mod job_env;
 
 use std::time::Instant;
@@ -170,6 +172,17 @@ async fn get_secret_value(request: &Request) -> Result<Secrets, Error> {
         stage: request.path.option("stage"),
         version_id: request.path.option("version_id"),
     };
+    read_secret(&client, &asked, &setup, request.settings.file()).await
+}
+
+/// Sends `GetSecretValue` and turns the answer (or the failure) into secrets or one error:
+/// everything the plugin does with what the endpoint sent. `settings_file` is named in hints.
+async fn read_secret(
+    client: &aws_sdk_secretsmanager::Client,
+    asked: &Asked<'_>,
+    setup: &client::Setup,
+    settings_file: &std::path::Path,
+) -> Result<Secrets, Error> {
     let output = client
         .get_secret_value()
         .secret_id(asked.id)
@@ -177,7 +190,7 @@ async fn get_secret_value(request: &Request) -> Result<Secrets, Error> {
         .set_version_id(asked.version_id.map(str::to_owned))
         .send()
         .await
-        .map_err(|e| errors::describe(e, &asked, &setup))?;
+        .map_err(|e| errors::describe(e, asked, setup))?;
     let size = output.secret_string.as_ref().map_or(0, String::len)
         + output
             .secret_binary
@@ -188,7 +201,7 @@ async fn get_secret_value(request: &Request) -> Result<Secrets, Error> {
             "the answer for `{}` holds {size} bytes, more than Secrets Manager's {MAX_SECRET}-byte maximum",
             asked.id
         ))
-        .hint(format!("check `endpoint_url` in `{}`: it may not point at Secrets Manager", request.settings.file().display())));
+        .hint(format!("check `endpoint_url` in `{}`: it may not point at Secrets Manager", settings_file.display())));
     }
     if let Some(text) = output.secret_string {
         Secrets::from_text_or_json_object(text)

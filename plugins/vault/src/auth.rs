@@ -212,7 +212,7 @@ fn fresh_token(source: &Source, vault: &Vault, namespace: Option<&str>) -> Resul
                             login.method
                         ))
                     }),
-                503 if answer.errors().contains("sealed") => Err(sealed(vault)),
+                503 if answer.errors().contains("sealed") => Err(sealed(&vault.address)),
                 status => Err(Error::denied(format!(
                     "Vault refused the {} login at `{}` (HTTP {status}): {}",
                     login.method,
@@ -258,7 +258,7 @@ fn read_credential(file: &Path, setting: &str) -> Result<Secret, Error> {
 }
 
 /// The error for a sealed Vault.
-pub fn sealed(vault: &Vault) -> Error {
-    Error::unavailable(format!("Vault at `{}` is sealed", vault.address))
+pub fn sealed(address: &str) -> Error {
+    Error::unavailable(format!("Vault at `{address}` is sealed"))
         .hint("an operator must unseal it (or the address points at a node that is not unsealed)")
 }

@@ -40,6 +40,33 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// Reads a response body: JSON, or nothing (`Null`); anything else is an error naming the
+    /// content type (a proxy's HTML page, say), never the body. A 307's `location` becomes the
+    /// body's `location`.
+    pub fn parse(
+        status: u16,
+        text: &str,
+        content_type: Option<&str>,
+        location: Option<String>,
+        address: &str,
+    ) -> Result<Answer, Error> {
+        let mut body: Value = match serde_json::from_str(text) {
+            Ok(body) => body,
+            Err(_) if text.trim().is_empty() => Value::Null,
+            Err(_) => {
+                return Err(Error::unavailable(format!(
+                    "Vault at `{address}` answered HTTP {status} with something that is not JSON (Content-Type: {})",
+                    content_type.unwrap_or("none")
+                ))
+                .hint("check `address`: a proxy or load balancer may be answering instead of Vault"));
+            }
+        };
+        if let (307, Some(location)) = (status, location) {
+            body = serde_json::json!({ "location": location });
+        }
+        Ok(Answer { status, body })
+    }
+
     /// Vault's `errors` array, joined: go-multierror text flattened to one line.
     pub fn errors(&self) -> String {
         let list = self.body["errors"].as_array().cloned().unwrap_or_default();
@@ -173,22 +200,13 @@ impl Vault {
                 .hint("check `address`: it may not point at Vault"),
                 other => self.transport_error(&other),
             })?;
-        let mut body: Value = match serde_json::from_str(&text) {
-            Ok(body) => body,
-            Err(_) if text.trim().is_empty() => Value::Null,
-            Err(_) => {
-                return Err(Error::unavailable(format!(
-                    "Vault at `{}` answered HTTP {status} with something that is not JSON (Content-Type: {})",
-                    self.address,
-                    content_type.as_deref().unwrap_or("none")
-                ))
-                .hint("check `address`: a proxy or load balancer may be answering instead of Vault"));
-            }
-        };
-        if let (307, Some(location)) = (status, location) {
-            body = serde_json::json!({ "location": location });
-        }
-        Ok(Answer { status, body })
+        Answer::parse(
+            status,
+            &text,
+            content_type.as_deref(),
+            location,
+            &self.address,
+        )
     }
 
     fn timeout(&self) -> Error {
@@ -204,6 +222,10 @@ impl Vault {
         match error {
             ureq::Error::Timeout(_) => self.timeout(),
             // rustls failures reach us as I/O errors: name them as TLS, with the TLS fix.
+            ureq::Error::Io(io) if is_tls(io) && io.to_string().contains("expired") => Error::denied(format!(
+                "TLS with Vault at `{address}` failed: Vault's certificate has expired"
+            ))
+            .hint("Vault's operators must renew its certificate; if it is current, check this node's clock"),
             ureq::Error::Io(io) if is_tls(io) => Error::denied(format!(
                 "TLS with Vault at `{address}` failed: {}",
                 io.to_string().to_lowercase()

@@ -40,7 +40,9 @@ pub struct Read<'a> {
 pub fn read(vault: &Vault, auth: &mut Auth, read: &Read) -> Result<Secrets, Error> {
     let mut renewed = false;
     loop {
-        match attempt(vault, auth, read) {
+        let token = auth.token.expose();
+        let get = |path: &str| vault.call("GET", path, Some(token), read.namespace, None);
+        match attempt(&get, read, &vault.address) {
             Err(Retry::InvalidToken) if !renewed && auth.renew(vault, read.namespace)? => {
                 renewed = true
             }
@@ -56,8 +58,11 @@ pub fn read(vault: &Vault, auth: &mut Auth, read: &Read) -> Result<Secrets, Erro
     }
 }
 
-enum Retry {
+/// Why an attempt did not give secrets.
+pub enum Retry {
+    /// Vault says the token is invalid: a fresh login may help.
     InvalidToken,
+    /// Anything else, final.
     Failed(Error),
 }
 
@@ -67,8 +72,13 @@ impl From<Error> for Retry {
     }
 }
 
-fn attempt(vault: &Vault, auth: &Auth, read: &Read) -> Result<Secrets, Retry> {
-    let token = Some(auth.token.expose());
+/// One read: the mounts lookup (unless the version is known), then the secret. `get` sends a
+/// GET to a path under `/v1/`; `address` is Vault's, for messages.
+pub fn attempt(
+    get: &dyn Fn(&str) -> Result<Answer, Error>,
+    read: &Read,
+    address: &str,
+) -> Result<Secrets, Retry> {
     let mount = match read.kv {
         Some(version) => Mount {
             path: read
@@ -80,11 +90,11 @@ fn attempt(vault: &Vault, auth: &Auth, read: &Read) -> Result<Secrets, Retry> {
         },
         None => {
             let lookup = format!("sys/internal/ui/mounts/{}", read.locator);
-            let answer = vault.call("GET", &lookup, token, read.namespace, None)?;
+            let answer = get(&lookup)?;
             if answer.invalid_token() {
                 return Err(Retry::InvalidToken);
             }
-            detect(&answer, read.locator, vault)?
+            detect(&answer, read.locator, address)?
         }
     };
     let rest = read.locator[mount.path.len()..].trim_start_matches('/');
@@ -121,7 +131,7 @@ fn attempt(vault: &Vault, auth: &Auth, read: &Read) -> Result<Secrets, Retry> {
             )
         }
     };
-    let answer = vault.call("GET", &path, token, read.namespace, None)?;
+    let answer = get(&path)?;
     if answer.invalid_token() {
         return Err(Retry::InvalidToken);
     }
@@ -146,12 +156,12 @@ fn attempt(vault: &Vault, auth: &Auth, read: &Read) -> Result<Secrets, Retry> {
             }
         }
         404 => Err(not_found(&answer, &shown, read.version, &mount, assumed).into()),
-        _ => Err(failure(&answer, &path, vault, assumed).into()),
+        _ => Err(failure(&answer, &path, address, assumed).into()),
     }
 }
 
 /// Reads the mounts lookup's answer.
-fn detect(answer: &Answer, locator: &str, vault: &Vault) -> Result<Mount, Error> {
+fn detect(answer: &Answer, locator: &str, address: &str) -> Result<Mount, Error> {
     match answer.status {
         200 => {
             let data = &answer.body["data"];
@@ -195,7 +205,7 @@ fn detect(answer: &Answer, locator: &str, vault: &Vault) -> Result<Mount, Error>
         _ => Err(failure(
             answer,
             &format!("sys/internal/ui/mounts/{locator}"),
-            vault,
+            address,
             "",
         )),
     }
@@ -252,12 +262,12 @@ fn not_found(
     }
 }
 
-fn failure(answer: &Answer, path: &str, vault: &Vault, assumed: &str) -> Error {
+fn failure(answer: &Answer, path: &str, address: &str, assumed: &str) -> Error {
     let errors = answer.errors();
     match answer.status {
         403 => Error::denied(format!("Vault denied reading `{path}`: {errors}{assumed}"))
             .hint("the token's policy needs `read` on that path"),
-        503 if errors.contains("sealed") => sealed(vault),
+        503 if errors.contains("sealed") => sealed(address),
         400 => Error::invalid_path(format!("Vault refused the request for `{path}`: {errors}")),
         429 => Error::unavailable(format!(
             "Vault's rate limit refused `{path}` after retries: {errors}"

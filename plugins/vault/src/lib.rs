@@ -9,6 +9,8 @@
 #![deny(missing_docs)]
 
 pub mod auth;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 pub mod http;
 pub mod kv;
 
@@ -182,7 +184,7 @@ fn check_vault(settings: &Settings, deadline: std::time::Instant) -> Result<Stri
                 "Vault at `{address}` is not initialised"
             )));
         }
-        503 => return Err(auth::sealed(&vault)),
+        503 => return Err(auth::sealed(&vault.address)),
         status => {
             return Err(Error::unavailable(format!(
                 "Vault at `{address}` answered sys/health with HTTP {status}"

@@ -1,0 +1,51 @@
+//! The JSON conversion policy (`file`'s json format, Vault's data, Secrets Manager's
+//! SecretString): any bytes give exact results or an error naming no value.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use nomad_secrets_fuzz::{assert_no_canary, check_output, named};
+use nomad_secrets_protocol::Secrets;
+use nomad_secrets_protocol::convert::json_text;
+use serde_json::Value;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        check_output(&Ok(Secrets::from_bytes(data.to_vec())));
+        return;
+    };
+    let outcome = Secrets::from_json(text);
+    check_output(&outcome);
+    match &outcome {
+        // A duplicate field is named by its key; keys are not secret.
+        Err(error) => assert_no_canary(&outcome, &[named(error, "` appears twice").unwrap_or("")]),
+        Ok(secrets) => {
+            // Exact: every field of an object (or the one value) as the policy says.
+            let value: Value = serde_json::from_str(text).expect("accepted text is JSON");
+            match value {
+                Value::Object(map) if text.trim_start().starts_with('{') => {
+                    assert_eq!(map.len(), secrets.len());
+                    for (key, field) in map {
+                        let secret = secrets.get(&key).expect("every field kept");
+                        assert_eq!(secret.expose(), json_text(field));
+                    }
+                }
+                other => {
+                    assert_eq!(secrets.len(), 1);
+                    assert_eq!(secrets.get("value").unwrap().expose(), json_text(other));
+                }
+            }
+        }
+    }
+    let lenient = Secrets::from_text_or_json_object(text.to_owned());
+    check_output(&lenient);
+    let lenient = lenient.expect("any text is a secret");
+    match outcome {
+        Ok(strict) if text.trim_start().starts_with('{') => {
+            assert!(
+                lenient.iter().eq(strict.iter()),
+                "an object gives its fields"
+            );
+        }
+        _ => assert_eq!(lenient.get("value").map(|s| s.expose()), Some(text)),
+    }
+});

@@ -1,0 +1,155 @@
+//! `cargo xtask leak` and `cargo xtask faults`: the golden tests that prove no plugin leaks a
+//! secret or hangs, run on their own and summarised. Each plugin run the tests make is recorded
+//! by the harness (`SUITE_REPORT`, one JSON line each); the summary is printed and written to
+//! `target/suites/<suite>.txt`, beside `fuzz.txt` and `load.txt`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::{Result, cargo, moto::target_dir};
+
+/// The packages whose golden tests run the plugins, and the harness's own tests (the planted
+/// leak among them).
+const GOLDEN: &[&str] = &[
+    "nomad-secrets-golden",
+    "nomad-secrets-file",
+    "nomad-secrets-aws",
+    "nomad-secrets-vault",
+];
+
+/// Writes `text` to `target/suites/<suite>.txt`.
+pub fn record(suite: &str, text: &str) -> Result {
+    let dir = target_dir().join("suites");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let file = dir.join(format!("{suite}.txt"));
+    std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))
+}
+
+/// One plugin run, as the harness recorded it.
+struct Run {
+    suite: String,
+    case: String,
+    fault: Option<String>,
+    ms: u64,
+    scanned_bytes: u64,
+    answer: String,
+}
+
+/// Runs the golden tests of `packages` (with `filters` and `env`), recording every plugin run.
+fn run_golden(
+    name: &str,
+    packages: &[&str],
+    filters: &[&str],
+    env: &[(&str, &str)],
+) -> Result<Vec<Run>> {
+    crate::moto::run()?;
+    let report = target_dir().join("suites").join(format!("{name}.jsonl"));
+    std::fs::create_dir_all(report.parent().unwrap()).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(&report);
+    let mut command = cargo();
+    command.args(["test", "--locked"]);
+    for package in packages {
+        command.args(["--package", package]);
+    }
+    command.args(["--test", "golden"]);
+    if packages.contains(&"nomad-secrets-golden") {
+        command.args(["--test", "protocol"]);
+    }
+    command.arg("--");
+    command.args(filters);
+    command.env("SUITE_REPORT", &report);
+    command.envs(env.iter().copied());
+    crate::run(&mut command)?;
+    read_runs(&report)
+}
+
+fn read_runs(report: &PathBuf) -> Result<Vec<Run>> {
+    let text = std::fs::read_to_string(report).unwrap_or_default();
+    text.lines()
+        .map(|line| {
+            let value: serde_json::Value =
+                serde_json::from_str(line).map_err(|e| format!("{}: {e}", report.display()))?;
+            let text = |name: &str| value[name].as_str().unwrap_or_default().to_owned();
+            Ok(Run {
+                suite: text("suite"),
+                case: text("case"),
+                fault: value["fault"].as_str().map(str::to_owned),
+                ms: value["ms"].as_u64().unwrap_or(0),
+                scanned_bytes: value["scanned_bytes"].as_u64().unwrap_or(0),
+                // What the job sees: the error's text, or the answer as printed.
+                answer: serde_json::from_str::<serde_json::Value>(&text("answer"))
+                    .ok()
+                    .and_then(|v| v["error"].as_str().map(str::to_owned))
+                    .unwrap_or_else(|| text("answer")),
+            })
+        })
+        .collect()
+}
+
+/// `cargo xtask leak`: every golden case of every plugin, each checked for the canary in
+/// everything but a fetched result (errors, stderr, `check` output, audit lines), and the
+/// harness's proof that the check catches a planted leak.
+pub fn leak() -> Result {
+    let runs = run_golden("leak", GOLDEN, &[], &[])?;
+    let mut per_suite: BTreeMap<&str, (usize, u64)> = BTreeMap::new();
+    for run in &runs {
+        let entry = per_suite.entry(&run.suite).or_default();
+        entry.0 += 1;
+        entry.1 += run.scanned_bytes;
+    }
+    let mut text = String::from(
+        "leak: every plugin run of the golden suites scanned for the canary outside fetched results\n\n",
+    );
+    text.push_str(&format!(
+        "{:<8} {:>6} {:>14}\n",
+        "suite", "runs", "bytes scanned"
+    ));
+    for (suite, (count, bytes)) in &per_suite {
+        text.push_str(&format!("{suite:<8} {count:>6} {bytes:>14}\n"));
+    }
+    text.push_str(&format!(
+        "\n{} runs, canary found: none (a run that leaked fails its test); the planted leak \
+         (tests/tests/protocol.rs) was caught\n",
+        runs.len()
+    ));
+    print!("{text}");
+    record("leak", &text)
+}
+
+/// `cargo xtask faults`: only the fault cases of the network plugins (each must end in one
+/// protocol error before Nomad's 10 s kill, stderr empty, no canary) and SIGTERM mid-fetch.
+pub fn faults() -> Result {
+    let runs = run_golden(
+        "faults",
+        &["nomad-secrets-aws", "nomad-secrets-vault"],
+        &["golden_cases", "sigterm", "expire"],
+        &[("GOLDEN_CASES", "faults")],
+    )?;
+    let mut text = String::from(
+        "faults: each ends in one protocol error before Nomad's 10 s kill, with an empty stderr\n\n",
+    );
+    text.push_str(&format!(
+        "{:<6} {:<44} {:>7}  {}\n",
+        "plugin", "fault", "ms", "what the job sees"
+    ));
+    let mut faults: Vec<&Run> = runs.iter().filter(|r| r.fault.is_some()).collect();
+    faults.sort_by(|a, b| (&a.suite, &a.fault).cmp(&(&b.suite, &b.fault)));
+    for run in &faults {
+        let answer: String = run.answer.chars().take(110).collect();
+        text.push_str(&format!(
+            "{:<6} {:<44} {:>7}  {answer}  ({})\n",
+            run.suite,
+            run.fault.as_deref().unwrap_or_default(),
+            run.ms,
+            run.case,
+        ));
+    }
+    text.push_str(&format!(
+        "\n{} faults, all ended in a protocol error in time (the tests fail otherwise); \
+         slowest {} ms\n",
+        faults.len(),
+        faults.iter().map(|r| r.ms).max().unwrap_or(0)
+    ));
+    print!("{text}");
+    record("faults", &text)
+}
