@@ -13,10 +13,14 @@
 //! | `throttled-twice` | `ThrottlingException` twice, then the secret                  |
 //! | `throttled`       | `ThrottlingException` every time                              |
 //! | `broken`          | HTTP 500 `InternalServiceError` every time                    |
-//! | `garbage`         | HTTP 200 with a body that is not JSON                         |
+//! | `garbage`         | HTTP 200 with an HTML page (`text/html`)                      |
+//! | `garbled-json`    | HTTP 200 with broken JSON, as `application/x-amz-json-1.1`    |
+//! | `good`            | the secret                                                    |
 //! | `half`            | half an HTTP answer, then the connection closes               |
 //! | `huge`            | a 5 MB `SecretString`                                         |
 //! | anything else     | `ResourceNotFoundException`                                   |
+//!
+//! Whatever the id, a request signed with [`EXPIRED_KEY`] gets `ExpiredTokenException`.
 
 use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -61,6 +65,9 @@ impl AwsFaults {
     }
 }
 
+/// Requests signed with this access key are refused as expired, whatever they ask.
+pub const EXPIRED_KEY: &str = "ASIAEXPIREDSESSION";
+
 fn serve(stream: std::net::TcpStream, seen: &Mutex<HashMap<String, usize>>) {
     let mut reader = BufReader::new(&stream);
     loop {
@@ -69,6 +76,7 @@ fn serve(stream: std::net::TcpStream, seen: &Mutex<HashMap<String, usize>>) {
             return;
         }
         let mut length = 0;
+        let mut expired = false;
         loop {
             let mut line = String::new();
             if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -80,6 +88,9 @@ fn serve(stream: std::net::TcpStream, seen: &Mutex<HashMap<String, usize>>) {
             if let Some((name, value)) = line.split_once(':') {
                 if name.eq_ignore_ascii_case("content-length") {
                     length = value.trim().parse().unwrap_or(0);
+                }
+                if name.eq_ignore_ascii_case("authorization") {
+                    expired = value.contains(&format!("Credential={EXPIRED_KEY}/"));
                 }
             }
         }
@@ -117,9 +128,22 @@ fn serve(stream: std::net::TcpStream, seen: &Mutex<HashMap<String, usize>>) {
             }
             _ => {}
         }
-        let (status, body) = answer(&id, count);
+        let (status, body) = match expired {
+            true => (
+                "400 Bad Request",
+                error(
+                    "ExpiredTokenException",
+                    "The security token included in the request is expired",
+                ),
+            ),
+            false => answer(&id, count),
+        };
+        let content_type = match id.as_str() {
+            "garbage" => "text/html",
+            _ => "application/x-amz-json-1.1",
+        };
         let response = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: application/x-amz-json-1.1\r\nx-amzn-RequestId: 0\r\nContent-Length: {}\r\n\r\n{body}",
+            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nx-amzn-RequestId: 0\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
         if (&stream).write_all(response.as_bytes()).is_err() {
@@ -172,6 +196,11 @@ fn answer(id: &str, count: usize) -> (&'static str, String) {
             error("InternalServiceError", "An internal error occurred."),
         ),
         "garbage" => ("200 OK", "<html>CANARY proxy login page</html>".to_owned()),
+        "garbled-json" => (
+            "200 OK",
+            "{\"Name\":\"garbled-json\",\"SecretString\":\"CANARY-garbled\",}}".to_owned(),
+        ),
+        "good" => ("200 OK", secret.to_string()),
         _ => (
             BAD,
             error(

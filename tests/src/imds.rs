@@ -9,8 +9,8 @@
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::TcpListener;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 const TOKEN: &str = "AQAEAFakeImdsV2Token==";
 const ROLE: &str = "nomad-client-role";
@@ -19,6 +19,7 @@ const ROLE: &str = "nomad-client-role";
 pub struct Imds {
     url: String,
     served: Arc<AtomicUsize>,
+    keys: Arc<Mutex<(String, String)>>,
 }
 
 impl Imds {
@@ -27,11 +28,9 @@ impl Imds {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let url = format!("http://{}", listener.local_addr().unwrap());
         let served = Arc::new(AtomicUsize::new(0));
-        let (region, access_key, secret_key) = (
-            region.to_owned(),
-            access_key.to_owned(),
-            secret_key.to_owned(),
-        );
+        let region = region.to_owned();
+        let keys = Arc::new(Mutex::new((access_key.to_owned(), secret_key.to_owned())));
+        let served_keys = keys.clone();
         let counter = served.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
@@ -58,6 +57,7 @@ impl Imds {
                 }
                 let mut parts = request_line.split_whitespace();
                 let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                let (access_key, secret_key) = served_keys.lock().unwrap().clone();
                 let credentials = format!(
                     "{{\"Code\":\"Success\",\"LastUpdated\":\"2026-11-23T00:00:00Z\",\"Type\":\"AWS-HMAC\",\
                      \"AccessKeyId\":\"{access_key}\",\"SecretAccessKey\":\"{secret_key}\",\
@@ -96,7 +96,12 @@ impl Imds {
                 );
             }
         });
-        Imds { url, served }
+        Imds { url, served, keys }
+    }
+
+    /// Serves other role credentials from now on, as when AWS rotates them.
+    pub fn rotate(&self, access_key: &str, secret_key: &str) {
+        *self.keys.lock().unwrap() = (access_key.to_owned(), secret_key.to_owned());
     }
 
     /// `http://127.0.0.1:<port>`.

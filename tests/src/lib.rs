@@ -27,6 +27,46 @@ use serde::Deserialize;
 /// The marker every test secret carries (see [`Outcome::check_no_canary`]).
 pub const CANARY: &str = "CANARY";
 
+/// When the Nomad client kills a plugin (Nomad 1.11): every fault must end before it.
+pub const NOMAD_KILL: Duration = Duration::from_secs(10);
+
+/// True when `GOLDEN_CASES=faults` (`cargo xtask faults`): suites run their fault cases only,
+/// and checks that need every case are skipped.
+pub fn only_faults() -> bool {
+    std::env::var_os("GOLDEN_CASES").is_some_and(|v| v == "faults")
+}
+
+/// Appends one JSON line about a plugin run to the file named by `SUITE_REPORT`, if set: what
+/// `cargo xtask leak` and `cargo xtask faults` summarise. One `write` per line, `O_APPEND`, so
+/// test binaries running at once do not interleave.
+pub fn record_run(
+    suite: &str,
+    case: &str,
+    fault: Option<&str>,
+    outcome: &Outcome,
+    elapsed: Duration,
+) {
+    use std::io::Write as _;
+    let Some(report) = std::env::var_os("SUITE_REPORT") else {
+        return;
+    };
+    let line = serde_json::json!({
+        "suite": suite,
+        "case": case,
+        "fault": fault,
+        "ms": elapsed.as_millis() as u64,
+        "scanned_bytes": outcome.scanned().len(),
+        "answer": outcome.stdout.lines().next().unwrap_or_default(),
+    });
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&report)
+        .expect("open SUITE_REPORT");
+    file.write_all(format!("{line}\n").as_bytes())
+        .expect("write SUITE_REPORT");
+}
+
 /// A scratch folder, removed on drop.
 pub struct Scratch {
     path: PathBuf,
@@ -236,14 +276,8 @@ impl Outcome {
     /// Every secret in the fixtures holds `CANARY`: it may appear in a fetched result, and
     /// nowhere else: not in an error, on stderr, or in any other stdout (`check`, `--help`).
     pub fn check_no_canary(&self) -> Result<(), String> {
-        let parsed = serde_json::from_str::<serde_json::Value>(&self.stdout).ok();
-        let is_result = parsed.as_ref().is_some_and(|v| v.get("result").is_some());
-        let not_result = match is_result {
-            true => String::new(),
-            false => self.stdout.clone(),
-        };
         for (place, text) in [
-            ("stdout that is not a result", &not_result),
+            ("stdout that is not a result", self.not_result()),
             ("stderr", &self.stderr),
         ] {
             if text.contains(CANARY) {
@@ -251,6 +285,20 @@ impl Outcome {
             }
         }
         Ok(())
+    }
+
+    /// Stdout unless it is a fetched result.
+    fn not_result(&self) -> &str {
+        let parsed = serde_json::from_str::<serde_json::Value>(&self.stdout).ok();
+        match parsed.as_ref().is_some_and(|v| v.get("result").is_some()) {
+            true => "",
+            false => &self.stdout,
+        }
+    }
+
+    /// Everything [`Outcome::check_no_canary`] scans.
+    pub fn scanned(&self) -> String {
+        format!("{}{}", self.not_result(), self.stderr)
     }
 
     /// Checks what the Nomad client requires of a run it started, whatever the case:
@@ -362,6 +410,10 @@ pub struct Case {
     /// Suite-level environment entries this case goes without.
     #[serde(default)]
     pub unset: Vec<String>,
+    /// The fault this case injects (`cargo xtask faults` runs these): it must end in one
+    /// protocol error before Nomad's kill.
+    #[serde(default)]
+    pub fault: Option<String>,
     /// An audit log the case writes (placeholders allowed): its lines are appended to the
     /// snapshot, with `time` and `duration_ms` masked, and the file is removed.
     #[serde(default)]
@@ -458,13 +510,40 @@ impl Suite {
         std::fs::create_dir_all(&snapshots).unwrap();
         let mut failures = Vec::new();
         let mut seen = std::collections::BTreeSet::new();
+        let only_faults = only_faults();
         for case in &suite.case {
             assert!(
                 seen.insert(case.name.clone()),
                 "case `{}` is defined twice",
                 case.name
             );
+            if only_faults && case.fault.is_none() {
+                continue;
+            }
+            let started = std::time::Instant::now();
             let (outcome, plugin_dir) = self.run_case(case, &suite);
+            let elapsed = started.elapsed();
+            record_run(
+                &self.name,
+                &case.name,
+                case.fault.as_deref(),
+                &outcome,
+                elapsed,
+            );
+            if case.fault.is_some() {
+                if !outcome.stdout.starts_with("{\"error\":") {
+                    failures.push(format!(
+                        "fault case `{}` did not end in an error",
+                        case.name
+                    ));
+                }
+                if elapsed >= NOMAD_KILL {
+                    failures.push(format!(
+                        "fault case `{}` took {elapsed:?}: Nomad would have killed it",
+                        case.name
+                    ));
+                }
+            }
             let mut real_to_placeholder = vec![(plugin_dir, "[PLUGINS]".to_owned())];
             real_to_placeholder.extend(
                 self.placeholders

@@ -9,14 +9,15 @@
 //! with `require_request_header` does), the token, and the namespace of logins and of reads.
 //!
 //! Faults: `secret/half` sends half an answer and closes, `secret/huge` a 5 MB answer,
-//! `secret/html` an HTML page with a 200.
+//! `secret/html` an HTML page with a 200, `secret/garbled` broken JSON as application/json.
 //!
 //! Data (namespace root unless said): KV v2 at `secret/` (`db` with versions 1 and 2, `deleted`,
 //! `destroyed`, `flaky` (503 twice), `limited` (429), `slow` (5 s), `standby` (307 to `db`),
 //! `rotate` (refuses the first AppRole token as invalid)); KV v1 at `kv1/` (`app`); `old/` where
 //! the mounts lookup is 404, as on old servers; `cubby/` of type cubbyhole; in namespace
 //! `team-a/`, KV v2 `secret/team`. Tokens: `root-token` (all), `narrow-token` (may not read the
-//! mounts lookup), `expired-token` (invalid), AppRole `node-role`/`CANARY-secret-id` and JWT role
+//! mounts lookup), `expired-token` (invalid), `expiring-token` (valid for the mounts lookup,
+//! invalid by the read that follows), AppRole `node-role`/`CANARY-secret-id` and JWT role
 //! `nomad` with jwt `header.CANARY-claims.signature`; AppRole `ns-role` logs in only in
 //! namespace `auth-ns/` and its token reads only in `team-a/`.
 
@@ -39,6 +40,8 @@ pub enum Mode {
     Tls,
     /// TLS that also requires a client certificate signed by the same CA.
     MutualTls,
+    /// TLS with a certificate signed by the same CA for the same names, expired in 2021.
+    ExpiredTls,
     /// Plain HTTP, sealed: every request gets 503.
     Sealed,
 }
@@ -73,7 +76,7 @@ impl VaultDouble {
     pub fn start(mode: Mode, pki: Option<&PkiMaterial>) -> VaultDouble {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().unwrap().port();
-        let scheme = if matches!(mode, Mode::Tls | Mode::MutualTls) {
+        let scheme = if matches!(mode, Mode::Tls | Mode::MutualTls | Mode::ExpiredTls) {
             "https"
         } else {
             "http"
@@ -88,6 +91,7 @@ impl VaultDouble {
         let tls = match mode {
             Mode::Tls => Some(pki.expect("TLS needs PKI").server_config(false)),
             Mode::MutualTls => Some(pki.expect("mTLS needs PKI").server_config(true)),
+            Mode::ExpiredTls => Some(pki.expect("TLS needs PKI").expired_server_config()),
             _ => None,
         };
         let counter = served.clone();
@@ -130,6 +134,7 @@ impl VaultDouble {
 pub struct PkiMaterial {
     ca_der: rustls::pki_types::CertificateDer<'static>,
     server_chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    expired_chain: Vec<rustls::pki_types::CertificateDer<'static>>,
     server_key: rustls::pki_types::PrivateKeyDer<'static>,
 }
 
@@ -147,14 +152,21 @@ pub fn pki(dir: &Path) -> (PkiMaterial, Pki) {
     let ca = CertifiedIssuer::self_signed(ca_params.clone(), KeyPair::generate().unwrap()).unwrap();
     let wrong = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
     let server_key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec![
+    let names = vec![
         "localhost".to_string(),
         "127.0.0.1".to_string(),
         "vault.test".to_string(),
-    ])
-    .unwrap()
-    .signed_by(&server_key, &ca)
-    .unwrap();
+    ];
+    let server = CertificateParams::new(names.clone())
+        .unwrap()
+        .signed_by(&server_key, &ca)
+        .unwrap();
+    let expired = {
+        let mut p = CertificateParams::new(names).unwrap();
+        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        p.signed_by(&server_key, &ca).unwrap()
+    };
     let client_key = KeyPair::generate().unwrap();
     let mut client_params = CertificateParams::new(vec!["nomad-client".to_string()]).unwrap();
     client_params
@@ -175,12 +187,24 @@ pub fn pki(dir: &Path) -> (PkiMaterial, Pki) {
     let material = PkiMaterial {
         ca_der: ca.der().clone(),
         server_chain: vec![server.der().clone()],
+        expired_chain: vec![expired.der().clone()],
         server_key: rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into()),
     };
     (material, files)
 }
 
 impl PkiMaterial {
+    fn expired_server_config(&self) -> Arc<rustls::ServerConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(self.expired_chain.clone(), self.server_key.clone_key())
+            .unwrap();
+        Arc::new(config)
+    }
+
     fn server_config(&self, client_auth: bool) -> Arc<rustls::ServerConfig> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
@@ -250,6 +274,17 @@ fn serve<S: Read + Write>(stream: &mut S, mode: Mode, state: &State, served: &At
                     .write_all(head.as_bytes())
                     .and_then(|()| stream.write_all(body.as_bytes()));
                 return;
+            }
+            "secret/data/garbled" => {
+                let body = "{\"data\": {\"data\": {\"password\": \"CANARY-garbled\", }}";
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream
+                    .write_all(head.as_bytes())
+                    .and_then(|()| stream.write_all(body.as_bytes()));
+                continue;
             }
             "secret/data/html" => {
                 let body = "<html><body>CANARY proxy login</body></html>";
@@ -384,6 +419,8 @@ fn answer(request: &Request, mode: Mode, state: &State) -> Answer {
         "root-token" | "narrow-token" | "jwt-token" => namespace.is_empty(),
         "ns-approle-token" => namespace == "team-a",
         t if t.starts_with("approle-token-") => namespace.is_empty(),
+        // Its TTL runs out between the mounts lookup and the read.
+        "expiring-token" => path.starts_with("sys/internal/ui/mounts/"),
         _ => false,
     };
     if !valid {

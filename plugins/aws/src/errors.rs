@@ -152,12 +152,15 @@ fn service_error(error: GetSecretValueError, asked: &Asked, setup: &Setup) -> Er
         _ => match error.code() {
             Some("AccessDeniedException") => Error::denied(format!("access denied: {message}"))
                 .hint("grant secretsmanager:GetSecretValue on the secret to the principal named above"),
+            Some("ExpiredTokenException") => Error::denied(format!(
+                "AWS rejected the credentials as expired: {message}"
+            ))
+            .hint("session credentials end with their session: a job's AWS_SESSION_TOKEN must be renewed with its keys; the node's own are loaded afresh at every fetch, so check that their source (a profile's session, the container or instance role) is current and that the node's clock is right"),
             Some(
                 "UnrecognizedClientException"
                 | "InvalidClientTokenId"
                 | "InvalidSignatureException"
-                | "SignatureDoesNotMatch"
-                | "ExpiredTokenException",
+                | "SignatureDoesNotMatch",
             ) => Error::denied(format!("AWS rejected the credentials: {message}"))
                 .hint("check the access key, secret key and session token, and their expiry"),
             Some("ThrottlingException") => Error::unavailable(format!(
@@ -186,6 +189,12 @@ fn connection_error(error: &ConnectorError, setup: &Setup) -> Error {
         .hint(
             "check that this node can reach the endpoint (security groups, VPC endpoints, proxies)",
         )
+    } else if is_tls(&short(error)) {
+        // rustls names the verification time in its expiry message: the rest is what matters.
+        let text = short(error);
+        let why = text.split(": verification time").next().unwrap_or_default();
+        Error::denied(format!("TLS with `{endpoint}` failed: {why}"))
+            .hint("the endpoint's certificate must be valid and signed by a CA in the node's trust store (/etc/ssl/certs); a TLS-inspecting proxy's CA belongs there, and `endpoint_url` must name the real endpoint")
     } else {
         Error::unavailable(format!("cannot connect to `{endpoint}`: {}", short(error)))
             .hint("check `endpoint_url` in aws.toml, DNS and the network")
@@ -213,6 +222,13 @@ fn no_credentials(error: &CredentialsError, setup: &Setup) -> Error {
         "no AWS credentials ({why}): the job's env has no AWS_ACCESS_KEY_ID, {profile}, and {imds}"
     ))
     .hint("give the node an instance role, or set credentials in the operator's `credentials_file`, or pass AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the secret's env block")
+}
+
+/// Whether a connection failure's text is rustls's: a certificate or handshake failure.
+fn is_tls(text: &str) -> bool {
+    ["certificate", "handshake", "tls"]
+        .iter()
+        .any(|word| text.contains(word))
 }
 
 /// The first error of type `E` in `error`'s source chain.

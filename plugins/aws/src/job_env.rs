@@ -20,6 +20,10 @@ const JOB_MAY_PASS: &[&str] = &[
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
 ];
 
+/// Variables outside `AWS_*` that the TLS stack reads: which CAs the plugin trusts is the
+/// node's trust store, not the job's (a job's CA plus its DNS would see every secret).
+const TRUST_VARIABLES: &[&str] = &["SSL_CERT_FILE", "SSL_CERT_DIR"];
+
 /// Variables read by the protocol's settings (allowed or refused there).
 const SETTINGS_VARIABLES: &[&str] = &["AWS_REGION", "AWS_PROFILE"];
 
@@ -33,6 +37,9 @@ fn instead(variable: &str) -> &'static str {
         "AWS_EC2_METADATA_SERVICE_ENDPOINT" | "AWS_EC2_METADATA_DISABLED" => {
             "the operator sets `imds_endpoint` in aws.toml"
         }
+        "SSL_CERT_FILE" | "SSL_CERT_DIR" => {
+            "the plugin trusts the node's CA store (/etc/ssl/certs), which the operator manages"
+        }
         "AWS_WEB_IDENTITY_TOKEN_FILE" | "AWS_ROLE_ARN" | "AWS_ROLE_SESSION_NAME" => {
             "web identity and roles come from a profile in the operator's `config_file`"
         }
@@ -40,13 +47,16 @@ fn instead(variable: &str) -> &'static str {
     }
 }
 
-/// Fails on the first `AWS_*` variable (in name order) that a job may not set.
+/// Fails on the first `AWS_*` or trust-store variable (in name order) that a job may not set.
 pub fn check(env: &HashMap<OsString, OsString>) -> Result<(), Error> {
     let mut names: Vec<&str> = env.keys().filter_map(|k| k.to_str()).collect();
     names.sort_unstable();
     for name in names {
         let is_aws = name.starts_with("AWS_");
-        if is_aws && !JOB_MAY_PASS.contains(&name) && !SETTINGS_VARIABLES.contains(&name) {
+        let refused =
+            (is_aws && !JOB_MAY_PASS.contains(&name) && !SETTINGS_VARIABLES.contains(&name))
+                || TRUST_VARIABLES.contains(&name);
+        if refused {
             return Err(Error::settings(format!(
                 "the job's env sets `{name}`, which a job may not set: it decides where \
                  credentials are sent or which files the plugin reads"
@@ -107,6 +117,14 @@ mod tests {
             (
                 "AWS_WEB_IDENTITY_TOKEN_FILE",
                 "web identity and roles come from a profile in the operator's `config_file`",
+            ),
+            (
+                "SSL_CERT_FILE",
+                "the plugin trusts the node's CA store (/etc/ssl/certs), which the operator manages",
+            ),
+            (
+                "SSL_CERT_DIR",
+                "the plugin trusts the node's CA store (/etc/ssl/certs), which the operator manages",
             ),
         ] {
             let error = check(&env(&[name])).unwrap_err().to_string();

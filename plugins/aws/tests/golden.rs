@@ -2,12 +2,13 @@
 //! 127.0.0.1, plus endpoints that refuse or never answer.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use nomad_secrets_golden::aws_faults::AwsFaults;
+use nomad_secrets_golden::aws_faults::{AwsFaults, EXPIRED_KEY};
 use nomad_secrets_golden::imds::Imds;
 use nomad_secrets_golden::moto::{BlackHole, Moto, free_port};
-use nomad_secrets_golden::{Plugin, Scratch, Suite, nomad_env};
+use nomad_secrets_golden::vault::{Mode, VaultDouble, pki};
+use nomad_secrets_golden::{NOMAD_KILL, Plugin, Scratch, Suite, nomad_env, record_run};
 
 const AWS: &str = env!("CARGO_BIN_EXE_aws");
 
@@ -34,6 +35,10 @@ fn golden_cases() {
     )
     .unwrap();
     let audit = Scratch::new("aws-audit");
+    // Any TLS server whose certificate a private CA signed (the Vault double is one) stands for
+    // an endpoint or proxy that no CA the node trusts vouches for.
+    let (material, _) = pki(profiles.path());
+    let untrusted = VaultDouble::start(Mode::Tls, Some(&material));
     Suite::new("aws", AWS, "aws")
         .placeholder("[AUDIT]", audit.path().to_str().unwrap())
         .placeholder("[DB_ARN]", &arn)
@@ -42,10 +47,11 @@ fn golden_cases() {
         .placeholder("[IMDS]", imds.url())
         .placeholder("[FAULTS]", faults.url())
         .placeholder("[REFUSED]", &refused)
+        .placeholder("[UNTRUSTED_TLS]", untrusted.url())
         .placeholder("[CREDENTIALS_FILE]", credentials.to_str().unwrap())
         .run();
     assert!(
-        imds.served() >= 4,
+        nomad_secrets_golden::only_faults() || imds.served() >= 4,
         "the instance-role case never reached the IMDS double"
     );
 }
@@ -91,11 +97,19 @@ fn sigterm_in_the_middle_of_a_fetch_ends_it_with_a_protocol_error() {
             ("AWS_SECRET_ACCESS_KEY", "CANARY-s"),
         ],
     );
+    let started = std::time::Instant::now();
     let outcome = plugin.run_and_signal(
         &["fetch", "prod/db"],
         &env,
         Duration::from_millis(500),
         libc::SIGTERM,
+    );
+    nomad_secrets_golden::record_run(
+        "aws",
+        "sigterm-mid-fetch",
+        Some("SIGTERM in the middle of a fetch"),
+        &outcome,
+        started.elapsed(),
     );
     outcome.check_contract("fetch").unwrap();
     assert!(
@@ -104,4 +118,42 @@ fn sigterm_in_the_middle_of_a_fetch_ends_it_with_a_protocol_error() {
             .contains("stopped by SIGTERM before the backend answered"),
         "{outcome:?}"
     );
+}
+
+/// The node's instance-role credentials work for one fetch and have expired by the next (the
+/// metadata service still hands out the old session): the second fetch ends in one clear error
+/// before Nomad's kill. Each run loads credentials anew; nothing stale is kept between runs.
+#[test]
+fn instance_credentials_that_expire_between_two_fetches() {
+    let faults = AwsFaults::start();
+    let imds = Imds::start("us-east-1", "ASIAVALIDSESSION", "CANARY-role-key");
+    let settings = format!(
+        "endpoint_url = \"{}\"\nimds_endpoint = \"{}\"\n",
+        faults.url(),
+        imds.url()
+    );
+    let plugin = Plugin::install(Path::new(AWS), "aws", Some(&settings), 0o644);
+    let env = nomad_env("fetch", &[]);
+    let first = plugin.run(&["fetch", "good#password"], &env);
+    first.check_contract("fetch").unwrap();
+    assert!(first.stdout.starts_with("{\"result\""), "{first:?}");
+
+    imds.rotate(EXPIRED_KEY, "CANARY-expired-role-key");
+    let started = Instant::now();
+    let second = plugin.run(&["fetch", "good#password"], &env);
+    let elapsed = started.elapsed();
+    record_run(
+        "aws",
+        "credentials-expire-between-fetches",
+        Some("credentials expire between two calls"),
+        &second,
+        elapsed,
+    );
+    second.check_contract("fetch").unwrap();
+    second.check_no_canary().unwrap();
+    assert!(
+        second.stdout.starts_with("{\"error\"") && second.stdout.contains("expired"),
+        "{second:?}"
+    );
+    assert!(elapsed < NOMAD_KILL, "{elapsed:?}");
 }

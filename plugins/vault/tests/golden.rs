@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use nomad_secrets_golden::moto::BlackHole;
 use nomad_secrets_golden::vault::{Mode, VaultDouble, pki};
 use nomad_secrets_golden::{Plugin, Scratch, Suite, nomad_env};
 
@@ -25,10 +26,14 @@ fn golden_cases() {
     let tls = VaultDouble::start(Mode::Tls, Some(&material));
     let mtls = VaultDouble::start(Mode::MutualTls, Some(&material));
     let sealed = VaultDouble::start(Mode::Sealed, None);
+    let expired = VaultDouble::start(Mode::ExpiredTls, Some(&material));
+    let black_hole = BlackHole::new();
     Suite::new("vault", VAULT_KV, "vault-kv")
         .placeholder("[VAULT_TLS]", tls.url())
         .placeholder("[VAULT_MTLS]", mtls.url())
         .placeholder("[VAULT_SEALED]", sealed.url())
+        .placeholder("[VAULT_EXPIRED_TLS]", expired.url())
+        .placeholder("[BLACK_HOLE]", black_hole.url())
         .placeholder("[VAULT]", http.url())
         .placeholder("[TOKEN_FILE]", &token_file)
         .placeholder("[EMPTY_TOKEN_FILE]", &empty_token)
@@ -40,7 +45,7 @@ fn golden_cases() {
         .placeholder("[CLIENT_KEY]", pki.client_key.to_str().unwrap())
         .run();
     assert!(
-        tls.served() > 0 && mtls.served() > 0,
+        nomad_secrets_golden::only_faults() || tls.served() > 0 && mtls.served() > 0,
         "the TLS cases reached their doubles"
     );
 }
@@ -66,11 +71,19 @@ fn sigterm_in_the_middle_of_a_fetch_ends_it_with_a_protocol_error() {
     let plugin = Plugin::install(VAULT_KV.as_ref(), "vault-kv", Some(&settings), 0o644);
     let env = nomad_env("fetch", &[("VAULT_TOKEN", "root-token")]);
     // `secret/slow` answers after 5 s.
+    let started = std::time::Instant::now();
     let outcome = plugin.run_and_signal(
         &["fetch", "secret/slow"],
         &env,
         Duration::from_millis(500),
         libc::SIGTERM,
+    );
+    nomad_secrets_golden::record_run(
+        "vault",
+        "sigterm-mid-fetch",
+        Some("SIGTERM in the middle of a fetch"),
+        &outcome,
+        started.elapsed(),
     );
     outcome.check_contract("fetch").unwrap();
     assert!(
