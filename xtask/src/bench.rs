@@ -1,5 +1,6 @@
-//! `cargo xtask bench [--runs N] [--fingerprint-only] [--check]`: what a plugin run costs,
-//! side by side with the programs users would otherwise run.
+//! `cargo xtask bench [--runs N] [--fingerprint-only | --load-only] [--check]`: what a plugin
+//! run costs, side by side with the programs users would otherwise run, and what a burst of
+//! fetches at once costs (`--load-only` is `cargo xtask load`).
 //!
 //! Each contender is started `N` times (interleaved, so machine noise hits all alike) with a
 //! cleared environment as Nomad starts plugins. Wall time is measured around spawn and wait of an
@@ -139,6 +140,7 @@ struct Row {
 pub fn run(args: &[String]) -> Result {
     let mut runs = 200;
     let mut fingerprint_only = false;
+    let mut load_only = false;
     let mut check = false;
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
@@ -150,6 +152,7 @@ pub fn run(args: &[String]) -> Result {
                     .ok_or("--runs takes a number")?
             }
             "--fingerprint-only" => fingerprint_only = true,
+            "--load-only" => load_only = true,
             "--check" => check = true,
             other => return Err(format!("unknown bench flag {other}")),
         }
@@ -189,12 +192,16 @@ pub fn run(args: &[String]) -> Result {
             &[("CPI_OPERATION", "fingerprint")],
         ));
     }
-    let fingerprint_rows = table(
-        &mut report,
-        "fingerprint (runs at every client start and SIGHUP)",
-        runs,
-        &contenders,
-    )?;
+    let fingerprint_rows = match load_only {
+        true => Vec::new(),
+        false => table(
+            &mut report,
+            "fingerprint (runs at every client start and SIGHUP)",
+            runs,
+            &contenders,
+        )?,
+    };
+    let tables = !load_only;
     if !fingerprint_only {
         let db = examples.join("db.json");
         let script = format!(
@@ -226,7 +233,9 @@ pub fn run(args: &[String]) -> Result {
                 &[],
             ));
         }
-        table(&mut report, "fetch of a JSON file", runs, &fetches)?;
+        if tables {
+            table(&mut report, "fetch of a JSON file", runs, &fetches)?;
+        }
         let audit = bench.join("file-audit.jsonl");
         std::fs::write(
             &settings,
@@ -245,19 +254,32 @@ pub fn run(args: &[String]) -> Result {
             &[],
             &audit,
         )?;
-        aws_table(&mut report, &mut loads, runs.min(30), &secrets)?;
-        vault_table(&mut report, &mut loads, runs.min(100), &secrets)?;
+        aws_table(
+            &mut report,
+            &mut loads,
+            tables.then_some(runs.min(30)),
+            &secrets,
+        )?;
+        vault_table(
+            &mut report,
+            &mut loads,
+            tables.then_some(runs.min(100)),
+            &secrets,
+        )?;
         report.push_str(&format!(
             "## load: {BURST} fetches started at once, per plugin
 
 \
-             | plugin | failed | all done in | MemAvailable drop (approx.) | whole audit lines |
+             | plugin | failed | all done in | peak memory of the burst (sum of PSS) | largest process (peak RSS) | whole audit lines |
 \
-             |---|---:|---:|---:|---:|
+             |---|---:|---:|---:|---:|---:|
 {}
 ",
             loads.concat()
         ));
+        if load_only {
+            crate::suites::record("load", &report)?;
+        }
     }
     std::fs::write(bench.join("results.md"), &report).map_err(|e| e.to_string())?;
     print!("{report}");
@@ -298,7 +320,7 @@ fn forget_cached_pages(path: &std::path::Path) -> Result {
 fn aws_table(
     report: &mut String,
     loads: &mut Vec<String>,
-    runs: usize,
+    runs: Option<usize>,
     secrets: &std::path::Path,
 ) -> Result {
     let venv = crate::moto::target_dir().join("moto-venv");
@@ -391,12 +413,14 @@ fn aws_table(
                 .concat(),
             ));
         }
-        table(
-            report,
-            "aws: GetSecretValue against moto on 127.0.0.1",
-            runs,
-            &contenders,
-        )?;
+        if let Some(runs) = runs {
+            table(
+                report,
+                "aws: GetSecretValue against moto on 127.0.0.1",
+                runs,
+                &contenders,
+            )?;
+        }
         let audit = secrets.join("../aws-audit.jsonl");
         std::fs::write(
             &settings,
@@ -432,7 +456,7 @@ fn aws_table(
 fn vault_table(
     report: &mut String,
     loads: &mut Vec<String>,
-    runs: usize,
+    runs: Option<usize>,
     secrets: &std::path::Path,
 ) -> Result {
     crate::run(crate::cargo().args([
@@ -488,12 +512,14 @@ fn vault_table(
                 &env,
             ),
         ];
-        table(
-            report,
-            "vault-kv: KV v2 read against the Vault API double on 127.0.0.1",
-            runs,
-            &contenders,
-        )?;
+        if let Some(runs) = runs {
+            table(
+                report,
+                "vault-kv: KV v2 read against the Vault API double on 127.0.0.1",
+                runs,
+                &contenders,
+            )?;
+        }
         let audit = secrets.join("../vault-audit.jsonl");
         std::fs::write(
             &settings,
@@ -521,8 +547,10 @@ const BURST: usize = 200;
 
 /// `BURST` fetches at once, as many allocations starting together would cause. Every one must
 /// answer with a result (a timeout would be an error, so none passed the deadline) and leave
-/// one whole audit line. Reports the time for all and the burst's peak memory: how far
-/// `MemAvailable` fell below its level before the burst, sampled every 2 ms.
+/// one whole audit line. Reports the time for all and the burst's memory: the peak of the sum
+/// of the live plugin processes' proportional set sizes (PSS: shared pages counted once across
+/// them), sampled as fast as /proc allows, and the largest single process's peak RSS (from
+/// `wait4`).
 fn burst(
     loads: &mut Vec<String>,
     plugin: &str,
@@ -531,21 +559,25 @@ fn burst(
     env: &[(&str, &str)],
     audit: &std::path::Path,
 ) -> Result {
-    use std::sync::Arc;
+    use std::io::Read as _;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
     let _ = std::fs::remove_file(audit);
-    let baseline = mem_available_kib()?;
-    let lowest = Arc::new(AtomicU64::new(baseline));
+    let pids: Arc<Mutex<Vec<u32>>> = Arc::default();
+    let peak_pss = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = {
-        let (lowest, stop) = (lowest.clone(), stop.clone());
+        let (pids, peak_pss, stop) = (pids.clone(), peak_pss.clone(), stop.clone());
         std::thread::spawn(move || {
+            let mut sweeps = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                if let Ok(now) = mem_available_kib() {
-                    lowest.fetch_min(now, Ordering::Relaxed);
-                }
-                std::thread::sleep(Duration::from_millis(2));
+                let live = pids.lock().unwrap().clone();
+                let total: u64 = live.iter().filter_map(|pid| pss_kib(*pid)).sum();
+                peak_pss.fetch_max(total, Ordering::Relaxed);
+                sweeps += 1;
+                std::thread::sleep(Duration::from_millis(1));
             }
+            sweeps
         })
     };
     let job = [
@@ -555,38 +587,48 @@ fn burst(
     ];
     let env: Vec<(&str, &str)> = job.into_iter().chain(env.iter().copied()).collect();
     let started = Instant::now();
-    let children = (0..BURST)
-        .map(|i| {
-            Command::new(program)
-                .args(["fetch", paths[i % paths.len()]])
-                .env_clear()
-                .envs(env.iter().copied())
-                .current_dir("/")
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .map_err(|e| format!("{plugin}: {e}"))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let mut children = Vec::new();
+    for i in 0..BURST {
+        let child = Command::new(program)
+            .args(["fetch", paths[i % paths.len()]])
+            .env_clear()
+            .envs(env.iter().copied())
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("{plugin}: {e}"))?;
+        pids.lock().unwrap().push(child.id());
+        children.push(child);
+    }
     let mut failures = Vec::new();
-    for child in children {
-        let output = child.wait_with_output().map_err(|e| e.to_string())?;
-        let answered = output.stdout.starts_with(b"{\"result\"");
-        if !output.status.success() || !output.stderr.is_empty() || !answered {
-            failures.push(String::from_utf8_lossy(&output.stdout).into_owned());
+    let mut largest_rss_kib = 0;
+    for mut child in children {
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        if let Some(mut pipe) = child.stdout.take() {
+            let _ = pipe.read_to_end(&mut stdout);
+        }
+        if let Some(mut pipe) = child.stderr.take() {
+            let _ = pipe.read_to_end(&mut stderr);
+        }
+        let (code, max_rss_kib) = wait_with_rusage(child.id())?;
+        largest_rss_kib = largest_rss_kib.max(max_rss_kib);
+        if code != Some(0) || !stderr.is_empty() || !stdout.starts_with(b"{\"result\"") {
+            failures.push(String::from_utf8_lossy(&stdout).into_owned());
         }
     }
     let elapsed = started.elapsed();
     stop.store(true, Ordering::Relaxed);
-    let _ = sampler.join();
-    let peak_mib = baseline.saturating_sub(lowest.load(Ordering::Relaxed)) as f64 / 1024.0;
+    let sweeps = sampler.join().unwrap_or(0);
+    let peak_mib = peak_pss.load(Ordering::Relaxed) as f64 / 1024.0;
     let lines = std::fs::read_to_string(audit).unwrap_or_default();
     let whole = lines.lines().filter(|l| whole_ok_line(l)).count();
     loads.push(format!(
-        "| {plugin} | {} | {:.0} ms | {peak_mib:.0} MiB | {whole} of {BURST} |\n",
+        "| {plugin} | {} | {:.0} ms | {peak_mib:.1} MiB ({sweeps} samples) | {:.1} MiB | {whole} of {BURST} |\n",
         failures.len(),
-        elapsed.as_secs_f64() * 1e3
+        elapsed.as_secs_f64() * 1e3,
+        largest_rss_kib as f64 / 1024.0,
     ));
     if !failures.is_empty() || whole != BURST {
         return Err(format!(
@@ -598,19 +640,32 @@ fn burst(
     Ok(())
 }
 
+/// A live process's proportional set size, from `/proc/<pid>/smaps_rollup`.
+fn pss_kib(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Reaps `pid`; returns its exit code (`None` when a signal ended it) and its peak RSS in KiB.
+fn wait_with_rusage(pid: u32) -> Result<(Option<i32>, u64)> {
+    let mut status = 0;
+    // SAFETY: zeroed rusage is a valid value for wait4 to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: our own child, not reaped yet; both pointers are valid for the call.
+    let reaped = unsafe { libc::wait4(pid as i32, &mut status, 0, &mut usage) };
+    if reaped != pid as i32 {
+        return Err(format!("wait4({pid}): {}", std::io::Error::last_os_error()));
+    }
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    Ok((code, usage.ru_maxrss as u64))
+}
+
 /// A whole audit line of a successful fetch (the xtask has no JSON parser: the shape suffices).
 fn whole_ok_line(line: &str) -> bool {
     line.starts_with('{') && line.ends_with('}') && line.contains("\"outcome\":\"ok\"")
-}
-
-fn mem_available_kib() -> Result<u64> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").map_err(|e| e.to_string())?;
-    meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemAvailable:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| "no MemAvailable in /proc/meminfo".into())
 }
 
 /// The AWS CLI (v1, from PyPI) in `target/bench-venv`, installed on first use.

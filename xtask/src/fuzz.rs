@@ -4,8 +4,9 @@
 //! The targets are built with SanitizerCoverage (the flags `cargo fuzz` passes, all stable) and
 //! `--cfg fuzzing`, into `target/fuzz`. Each runs for N seconds (default 60) from its seed corpus
 //! `fuzz/corpus/<target>` (read only) plus a working corpus in `target/fuzz/corpus/<target>`
-//! that persists between runs. `--save` merges what the run found that adds coverage into the
-//! seed corpus, to be committed. A panic, a failed check, a timeout (10 s for one input) or
+//! that persists between runs (libFuzzer reads corpus folders recursively). `--save` replaces
+//! `fuzz/corpus/<target>/found/` with a minimal set of inputs covering all that the seeds and
+//! the runs reached, to be committed. A panic, a failed check, a timeout (10 s for one input) or
 //! 2 GiB of memory is a finding: its input is kept under `target/fuzz/artifacts/<target>/` and
 //! the task fails once every target has run. The executions and time of each target are
 //! printed and written to `target/suites/fuzz.txt`.
@@ -122,15 +123,9 @@ fn build() -> Result<PathBuf> {
             &host,
         ])
         .arg("--target-dir")
-        .arg(&target)
-        // Only the target's code: build scripts and proc-macros run uninstrumented.
-        .env(
-            format!(
-                "CARGO_TARGET_{}_RUSTFLAGS",
-                host.to_uppercase().replace('-', "_")
-            ),
-            COVERAGE,
-        );
+        .arg(&target);
+    // Only the target's code: build scripts and proc-macros run uninstrumented.
+    crate::for_target_only(&mut command, &host, COVERAGE);
     crate::run(&mut command)?;
     Ok(target.join(host).join("release"))
 }
@@ -223,16 +218,30 @@ fn fuzz(target: &str, binary: &Path, work: &Path, seconds: u64) -> Result<Run> {
     })
 }
 
-/// Adds what the working corpus covers beyond the seeds to `fuzz/corpus/<target>`.
+/// Replaces `fuzz/corpus/<target>/found/` with the smallest set of inputs (libFuzzer's set
+/// cover merge) that keeps the coverage of the seeds, the previous finds and this run's corpus.
+/// The hand-written seeds beside it stay as they are.
 fn merge(target: &str, binary: &Path, work: &Path) -> Result {
     let seeds = root().join("fuzz/corpus").join(target);
+    let found = seeds.join("found");
+    let fresh = work.join("merge").join(target);
+    let _ = std::fs::remove_dir_all(&fresh);
+    std::fs::create_dir_all(&fresh).map_err(|e| format!("{}: {e}", fresh.display()))?;
     crate::run(
         Command::new(binary)
-            .arg("-merge=1")
+            .arg("-set_cover_merge=1")
+            .arg(&fresh)
             .arg(&seeds)
             .arg(work.join("corpus").join(target))
             .stderr(Stdio::null()),
-    )
+    )?;
+    let _ = std::fs::remove_dir_all(&found);
+    std::fs::create_dir_all(&found).map_err(|e| format!("{}: {e}", found.display()))?;
+    for entry in std::fs::read_dir(&fresh).map_err(|e| e.to_string())? {
+        let entry = entry.map_err(|e| e.to_string())?;
+        std::fs::copy(entry.path(), found.join(entry.file_name())).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// A number from libFuzzer's final statistics.

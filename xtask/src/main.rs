@@ -47,6 +47,7 @@ fn main() -> ExitCode {
         Some("fuzz") => fuzz::run(&args[1..]),
         Some("leak") => suites::leak(),
         Some("faults") => suites::faults(),
+        Some("load") => bench::run(&["--load-only".into()]),
         _ => Err(
             "usage: cargo xtask <install --plugin-dir DIR | dist | demo | test | bench [--runs N] | moto \
              | leak | faults | fuzz [--seconds N] [--target NAME] [--save] | load>"
@@ -105,11 +106,9 @@ pub fn build_release() -> Result<Vec<(String, PathBuf)>> {
     let host = host_triple()?;
     let mut command = cargo();
     command.args(["build", "--release", "--locked", "--target", &host]);
-    command.env(
-        format!(
-            "CARGO_TARGET_{}_RUSTFLAGS",
-            host.to_uppercase().replace('-', "_")
-        ),
+    for_target_only(
+        &mut command,
+        &host,
         "-C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs",
     );
     for (package, _) in PLUGINS {
@@ -126,6 +125,16 @@ pub fn build_release() -> Result<Vec<(String, PathBuf)>> {
             )
         })
         .collect())
+}
+
+/// Sets `flags` for the code built for `host` with an explicit `--target`: build scripts and
+/// proc-macros, built for the host without it, do not get them.
+pub fn for_target_only(command: &mut Command, host: &str, flags: &str) {
+    let variable = format!(
+        "CARGO_TARGET_{}_RUSTFLAGS",
+        host.to_uppercase().replace('-', "_")
+    );
+    command.env(variable, flags);
 }
 
 /// The host's target triple, as rustc reports it.

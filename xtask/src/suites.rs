@@ -35,6 +35,22 @@ struct Run {
     answer: String,
 }
 
+/// `cargo test --workspace`, as `cargo xtask test` runs it, recording every plugin run; then
+/// the leak and fault summaries of that one run.
+pub fn test_workspace() -> Result {
+    let report = target_dir().join("suites").join("test.jsonl");
+    std::fs::create_dir_all(report.parent().unwrap()).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(&report);
+    crate::run(
+        cargo()
+            .args(["test", "--workspace", "--locked"])
+            .env("SUITE_REPORT", &report),
+    )?;
+    let runs = read_runs(&report)?;
+    summarise_leak(&runs)?;
+    summarise_faults(&runs)
+}
+
 /// Runs the golden tests of `packages` (with `filters` and `env`), recording every plugin run.
 fn run_golden(
     name: &str,
@@ -91,8 +107,13 @@ fn read_runs(report: &PathBuf) -> Result<Vec<Run>> {
 /// harness's proof that the check catches a planted leak.
 pub fn leak() -> Result {
     let runs = run_golden("leak", GOLDEN, &[], &[])?;
+    summarise_leak(&runs)
+}
+
+/// Prints and records what the leak check scanned.
+fn summarise_leak(runs: &[Run]) -> Result {
     let mut per_suite: BTreeMap<&str, (usize, u64)> = BTreeMap::new();
-    for run in &runs {
+    for run in runs {
         let entry = per_suite.entry(&run.suite).or_default();
         entry.0 += 1;
         entry.1 += run.scanned_bytes;
@@ -125,6 +146,11 @@ pub fn faults() -> Result {
         &["golden_cases", "sigterm", "expire"],
         &[("GOLDEN_CASES", "faults")],
     )?;
+    summarise_faults(&runs)
+}
+
+/// Prints and records the fault matrix.
+fn summarise_faults(runs: &[Run]) -> Result {
     let mut text = String::from(
         "faults: each ends in one protocol error before Nomad's 10 s kill, with an empty stderr\n\n",
     );
