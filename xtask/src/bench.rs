@@ -22,7 +22,8 @@ use crate::{Result, root};
 /// 1.2 for every plugin; aws (1.48 measured) and vault-kv (1.30) miss it: what remains is the
 /// code and read-only data that start-up faults in across their larger binaries (the SDK; TLS
 /// and its bundled root certificates), so their bounds only guard against getting worse.
-const FINGERPRINT_RSS_RATIO: &[(&str, f64)] = &[("file", 1.2), ("aws", 1.6), ("vault-kv", 1.4)];
+/// vault-kv's bound is 1.5: the same binary measured 1.30 one day and 1.39-1.42 the next.
+const FINGERPRINT_RSS_RATIO: &[(&str, f64)] = &[("file", 1.2), ("aws", 1.6), ("vault-kv", 1.5)];
 
 struct Contender {
     label: String,
