@@ -159,7 +159,7 @@ pub(crate) fn bounded(
 
 /// Resolves the region (which may ask IMDS) and assembles the credentials chain.
 async fn base(settings: &Settings, deadline: Instant, role: Option<&Role>) -> Result<Base, Error> {
-    let http = tls_client();
+    let http = tls_client(settings)?;
     let provider = ProviderConfig::without_region()
         .with_http_client(http.clone())
         .with_sleep_impl(TokioSleep::new());
@@ -275,10 +275,50 @@ async fn base(settings: &Settings, deadline: Instant, role: Option<&Role>) -> Re
 }
 
 /// HTTPS with rustls and ring: no aws-lc (its jitter entropy cost 37 ms of CPU per process).
-fn tls_client() -> SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .build_https()
+/// Trusts the node's CA store, plus the operator's `ca_file` (a TLS-inspecting proxy's or a
+/// private endpoint's CA), never a job's: `SSL_CERT_FILE` is refused in `job_env`.
+fn tls_client(settings: &Settings) -> Result<SharedHttpClient, Error> {
+    let mut builder = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring));
+    if let Some(file) = settings.path("ca_file") {
+        let trust = tls::TrustStore::default().with_pem_certificate(operator_cas(file)?);
+        let context = tls::TlsContext::builder()
+            .with_trust_store(trust)
+            .build()
+            .map_err(|e| Error::settings(format!("`ca_file` `{}`: {e}", file.display())))?;
+        builder = builder.tls_context(context);
+    }
+    Ok(builder.build_https())
+}
+
+/// The PEM text of `ca_file`, checked here: the SDK parses it later and panics on a bad one.
+fn operator_cas(file: &Path) -> Result<Vec<u8>, Error> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject as _;
+    let shown = file.display();
+    let pem = std::fs::read(file).map_err(|e| {
+        Error::settings(format!(
+            "cannot read `ca_file` `{shown}`: {}",
+            e.kind().to_string().to_lowercase()
+        ))
+    })?;
+    let certificates = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| Error::settings(format!("`ca_file` `{shown}` is not valid PEM")))?;
+    if certificates.is_empty() {
+        return Err(Error::settings(format!(
+            "`ca_file` `{shown}` holds no PEM certificate"
+        )));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in certificates {
+        roots.add(certificate).map_err(|e| {
+            Error::settings(format!(
+                "`ca_file` `{shown}` holds a certificate that cannot be parsed: {e}"
+            ))
+        })?;
+    }
+    Ok(pem)
 }
 
 /// The operator's config and credentials files, if any; never `~/.aws` (Nomad sets no `HOME`,

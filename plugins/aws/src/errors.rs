@@ -190,11 +190,15 @@ fn connection_error(error: &ConnectorError, setup: &Setup) -> Error {
             "check that this node can reach the endpoint (security groups, VPC endpoints, proxies)",
         )
     } else if is_tls(&short(error)) {
-        // rustls names the verification time in its expiry message: the rest is what matters.
         let text = short(error);
-        let why = text.split(": verification time").next().unwrap_or_default();
-        Error::denied(format!("TLS with `{endpoint}` failed: {why}"))
-            .hint("the endpoint's certificate must be valid and signed by a CA in the node's trust store (/etc/ssl/certs); a TLS-inspecting proxy's CA belongs there, and `endpoint_url` must name the real endpoint")
+        if text.contains("certificate expired") {
+            return Error::denied(format!(
+                "TLS with `{endpoint}` failed: its certificate has expired"
+            ))
+            .hint("the endpoint's (or a proxy's) certificate must be renewed; if it is current, check this node's clock");
+        }
+        Error::denied(format!("TLS with `{endpoint}` failed: {text}"))
+            .hint("the endpoint's certificate must be signed by a CA in the node's trust store (/etc/ssl/certs) or in `ca_file` in aws.toml (a TLS-inspecting proxy's CA, a private endpoint's); `endpoint_url` must name the real endpoint")
     } else {
         Error::unavailable(format!("cannot connect to `{endpoint}`: {}", short(error)))
             .hint("check `endpoint_url` in aws.toml, DNS and the network")

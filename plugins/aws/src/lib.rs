@@ -50,6 +50,11 @@ impl Backend for AwsBackend {
             "Secrets Manager endpoint override (FIPS, VPC endpoint, emulator)",
         ),
         Setting::operator(
+            "ca_file",
+            Kind::AbsolutePath,
+            "CA certificates (PEM) trusted beside the node's store: a TLS-inspecting proxy's, a private endpoint's",
+        ),
+        Setting::operator(
             "imds_endpoint",
             Kind::Text,
             "instance metadata endpoint, or \"off\" on nodes that are not EC2",

@@ -37,8 +37,9 @@ fn golden_cases() {
     let audit = Scratch::new("aws-audit");
     // Any TLS server whose certificate a private CA signed (the Vault double is one) stands for
     // an endpoint or proxy that no CA the node trusts vouches for.
-    let (material, _) = pki(profiles.path());
+    let (material, pki_files) = pki(profiles.path());
     let untrusted = VaultDouble::start(Mode::Tls, Some(&material));
+    let expired = VaultDouble::start(Mode::ExpiredTls, Some(&material));
     Suite::new("aws", AWS, "aws")
         .placeholder("[AUDIT]", audit.path().to_str().unwrap())
         .placeholder("[DB_ARN]", &arn)
@@ -48,6 +49,9 @@ fn golden_cases() {
         .placeholder("[FAULTS]", faults.url())
         .placeholder("[REFUSED]", &refused)
         .placeholder("[UNTRUSTED_TLS]", untrusted.url())
+        .placeholder("[EXPIRED_TLS]", expired.url())
+        .placeholder("[CA]", pki_files.ca.to_str().unwrap())
+        .placeholder("[WRONG_CA]", pki_files.wrong_ca.to_str().unwrap())
         .placeholder("[CREDENTIALS_FILE]", credentials.to_str().unwrap())
         .run();
     assert!(
