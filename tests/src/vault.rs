@@ -266,35 +266,17 @@ fn serve<S: Read + Write>(stream: &mut S, mode: Mode, state: &State, served: &At
             "secret/data/huge" => {
                 let filler = "x".repeat(5 << 20);
                 let body = format!("{{\"data\":{{\"data\":{{\"big\":\"CANARY{filler}\"}}}}}}");
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-                    body.len()
-                );
-                let _ = stream
-                    .write_all(head.as_bytes())
-                    .and_then(|()| stream.write_all(body.as_bytes()));
+                send_200(stream, "application/json", &body);
                 return;
             }
             "secret/data/garbled" => {
                 let body = "{\"data\": {\"data\": {\"password\": \"CANARY-garbled\", }}";
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-                    body.len()
-                );
-                let _ = stream
-                    .write_all(head.as_bytes())
-                    .and_then(|()| stream.write_all(body.as_bytes()));
+                send_200(stream, "application/json", body);
                 continue;
             }
             "secret/data/html" => {
                 let body = "<html><body>CANARY proxy login</body></html>";
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\r\n",
-                    body.len()
-                );
-                let _ = stream
-                    .write_all(head.as_bytes())
-                    .and_then(|()| stream.write_all(body.as_bytes()));
+                send_200(stream, "text/html", body);
                 continue;
             }
             _ => {}
@@ -317,6 +299,17 @@ fn serve<S: Read + Write>(stream: &mut S, mode: Mode, state: &State, served: &At
             return;
         }
     }
+}
+
+/// A 200 with `body` as `content_type`, whatever the body is.
+fn send_200<S: Write>(stream: &mut S, content_type: &str, body: &str) {
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let _ = stream
+        .write_all(head.as_bytes())
+        .and_then(|()| stream.write_all(body.as_bytes()));
 }
 
 fn read_request<S: Read>(stream: &mut S) -> Option<Request> {
