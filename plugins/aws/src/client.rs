@@ -35,6 +35,7 @@ use aws_smithy_async::time::SharedTimeSource;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_types::SdkConfig;
+use nomad_secrets_protocol::settings::unreadable;
 use nomad_secrets_protocol::{Error, Settings};
 
 /// Connecting to any endpoint.
@@ -296,12 +297,7 @@ fn operator_cas(file: &Path) -> Result<Vec<u8>, Error> {
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject as _;
     let shown = file.display();
-    let pem = std::fs::read(file).map_err(|e| {
-        Error::settings(format!(
-            "cannot read `ca_file` `{shown}`: {}",
-            e.kind().to_string().to_lowercase()
-        ))
-    })?;
+    let pem = std::fs::read(file).map_err(|e| unreadable("ca_file", file, &e))?;
     let certificates = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| Error::settings(format!("`ca_file` `{shown}` is not valid PEM")))?;

@@ -16,6 +16,7 @@
 
 use std::path::Path;
 
+use nomad_secrets_protocol::settings::unreadable;
 use nomad_secrets_protocol::{Error, Request, Secret};
 use serde_json::json;
 
@@ -233,23 +234,13 @@ fn fresh_token(source: &Source, vault: &Vault, namespace: Option<&str>) -> Resul
 /// Reads a credential file: trimmed, non-empty, at most 64 KiB. Errors never show its content.
 fn read_credential(file: &Path, setting: &str) -> Result<Secret, Error> {
     let shown = file.display();
-    let metadata = std::fs::metadata(file).map_err(|e| {
-        Error::settings(format!(
-            "cannot read `{setting}` `{shown}`: {}",
-            e.kind().to_string().to_lowercase()
-        ))
-    })?;
+    let metadata = std::fs::metadata(file).map_err(|e| unreadable(setting, file, &e))?;
     if metadata.len() > 64 << 10 {
         return Err(Error::settings(format!(
             "`{setting}` `{shown}` is larger than 64 KiB"
         )));
     }
-    let text = std::fs::read_to_string(file).map_err(|e| {
-        Error::settings(format!(
-            "cannot read `{setting}` `{shown}`: {}",
-            e.kind().to_string().to_lowercase()
-        ))
-    })?;
+    let text = std::fs::read_to_string(file).map_err(|e| unreadable(setting, file, &e))?;
     let value = text.trim();
     if value.is_empty() {
         return Err(Error::settings(format!("`{setting}` `{shown}` is empty")));

@@ -16,6 +16,7 @@ pub mod kv;
 
 use std::sync::Arc;
 
+use nomad_secrets_protocol::settings::unreadable;
 use nomad_secrets_protocol::{Backend, Error, Kind, Request, Secrets, Setting, Settings};
 use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
 
@@ -347,11 +348,5 @@ fn certificates(pem: &[u8]) -> Vec<Certificate<'static>> {
 }
 
 fn read_pem(file: &std::path::Path, setting: &str) -> Result<Vec<u8>, Error> {
-    std::fs::read(file).map_err(|e| {
-        Error::settings(format!(
-            "cannot read `{setting}` `{}`: {}",
-            file.display(),
-            e.kind().to_string().to_lowercase()
-        ))
-    })
+    std::fs::read(file).map_err(|e| unreadable(setting, file, &e))
 }
