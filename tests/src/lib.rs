@@ -190,6 +190,38 @@ impl Plugin {
         Outcome::wait(child, Duration::from_secs(30))
     }
 
+    /// Starts `fetch <path>` (which must not be able to finish within a second), sends SIGTERM
+    /// after 500 ms as Nomad does at its fetch timeout, records the run as a fault of `suite`,
+    /// and asserts it ended at once in the protocol's SIGTERM error.
+    pub fn assert_sigterm_mid_fetch(
+        &self,
+        suite: &str,
+        path: &str,
+        env: &BTreeMap<String, String>,
+    ) {
+        let started = std::time::Instant::now();
+        let outcome = self.run_and_signal(
+            &["fetch", path],
+            env,
+            Duration::from_millis(500),
+            libc::SIGTERM,
+        );
+        record_run(
+            suite,
+            "sigterm-mid-fetch",
+            Some("SIGTERM in the middle of a fetch"),
+            &outcome,
+            started.elapsed(),
+        );
+        outcome.check_contract("fetch").unwrap();
+        assert!(
+            outcome
+                .stdout
+                .contains("stopped by SIGTERM before the backend answered"),
+            "{outcome:?}"
+        );
+    }
+
     /// Runs to completion (killed after `limit`, so a hung plugin fails the test, not the suite).
     pub fn run(&self, args: &[&str], env: &BTreeMap<String, String>) -> Outcome {
         let child = self.command(args, env).spawn().expect("start the plugin");

@@ -1,8 +1,6 @@
 //! The `vault-kv` plugin run exactly as Nomad runs it, against the Vault API double
 //! (`tests/src/vault.rs`): plain HTTP, TLS with a CA made for this run, mTLS, and sealed.
 
-use std::time::Duration;
-
 use nomad_secrets_golden::moto::BlackHole;
 use nomad_secrets_golden::vault::{Mode, VaultDouble, pki};
 use nomad_secrets_golden::{Plugin, Scratch, Suite, nomad_env};
@@ -71,25 +69,5 @@ fn sigterm_in_the_middle_of_a_fetch_ends_it_with_a_protocol_error() {
     let plugin = Plugin::install(VAULT_KV.as_ref(), "vault-kv", Some(&settings), 0o644);
     let env = nomad_env("fetch", &[("VAULT_TOKEN", "root-token")]);
     // `secret/slow` answers after 5 s.
-    let started = std::time::Instant::now();
-    let outcome = plugin.run_and_signal(
-        &["fetch", "secret/slow"],
-        &env,
-        Duration::from_millis(500),
-        libc::SIGTERM,
-    );
-    nomad_secrets_golden::record_run(
-        "vault",
-        "sigterm-mid-fetch",
-        Some("SIGTERM in the middle of a fetch"),
-        &outcome,
-        started.elapsed(),
-    );
-    outcome.check_contract("fetch").unwrap();
-    assert!(
-        outcome
-            .stdout
-            .contains("stopped by SIGTERM before the backend answered"),
-        "{outcome:?}"
-    );
+    plugin.assert_sigterm_mid_fetch("vault", "secret/slow", &env);
 }
