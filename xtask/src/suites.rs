@@ -38,15 +38,9 @@ struct Run {
 /// `cargo test --workspace`, as `cargo xtask test` runs it, recording every plugin run; then
 /// the leak and fault summaries of that one run.
 pub fn test_workspace() -> Result {
-    let report = target_dir().join("suites").join("test.jsonl");
-    std::fs::create_dir_all(report.parent().unwrap()).map_err(|e| e.to_string())?;
-    let _ = std::fs::remove_file(&report);
-    crate::run(
-        cargo()
-            .args(["test", "--workspace", "--locked"])
-            .env("SUITE_REPORT", &report),
-    )?;
-    let runs = read_runs(&report)?;
+    let mut command = cargo();
+    command.args(["test", "--workspace", "--locked"]);
+    let runs = recorded("test", &mut command)?;
     summarise_leak(&runs)?;
     summarise_faults(&runs)
 }
@@ -59,9 +53,6 @@ fn run_golden(
     env: &[(&str, &str)],
 ) -> Result<Vec<Run>> {
     crate::moto::run()?;
-    let report = target_dir().join("suites").join(format!("{name}.jsonl"));
-    std::fs::create_dir_all(report.parent().unwrap()).map_err(|e| e.to_string())?;
-    let _ = std::fs::remove_file(&report);
     let mut command = cargo();
     command.args(["test", "--locked"]);
     for package in packages {
@@ -73,9 +64,17 @@ fn run_golden(
     }
     command.arg("--");
     command.args(filters);
-    command.env("SUITE_REPORT", &report);
     command.envs(env.iter().copied());
-    crate::run(&mut command)?;
+    recorded(name, &mut command)
+}
+
+/// Runs `tests` with the harness recording every plugin run into
+/// `target/suites/<name>.jsonl` (emptied first), and reads what it recorded.
+fn recorded(name: &str, tests: &mut std::process::Command) -> Result<Vec<Run>> {
+    let report = target_dir().join("suites").join(format!("{name}.jsonl"));
+    std::fs::create_dir_all(report.parent().unwrap()).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(&report);
+    crate::run(tests.env("SUITE_REPORT", &report))?;
     read_runs(&report)
 }
 
