@@ -5,6 +5,8 @@
 //!  "path":"db.json#password","decision":"allowed","outcome":"ok","keys":1,"duration_ms":2}
 //! ```
 //!
+//! `job` is the job as Nomad identifies it (a dispatched or periodic run's parent, see
+//! [`crate::policy::job_identity`]); such a run's own `NOMAD_JOB_ID` follows as `job_instance`.
 //! `decision` is `allowed` or `denied` by the access policy, or `unchecked` when the run failed
 //! before the policy could be consulted (a bad path, say); `outcome` is `ok` or the error's kind,
 //! and `error` its message (messages never hold values). Each line is one `write` to a file
@@ -27,7 +29,10 @@ pub(crate) struct Audit {
     pub required: bool,
     pub plugin: &'static str,
     pub namespace: String,
+    /// The job as Nomad identifies it: a dispatched or periodic run's parent.
     pub job: String,
+    /// `NOMAD_JOB_ID` itself, written beside `job` when it differs (a dispatched run's own ID).
+    pub instance: String,
     pub path: String,
     pub decision: &'static str,
 }
@@ -86,6 +91,11 @@ impl Audit {
             "path": cut(&self.path),
             "decision": self.decision,
         });
+        if self.instance != self.job {
+            if let Some(line) = line.as_object_mut() {
+                line.insert("job_instance".into(), self.instance.clone().into());
+            }
+        }
         if let (Some(line), serde_json::Value::Object(fields)) = (line.as_object_mut(), outcome) {
             line.extend(fields);
             line.insert("duration_ms".into(), (duration.as_millis() as u64).into());

@@ -2,7 +2,7 @@
 //!
 //! # What it owns
 //! Nomad runs `<plugin> fingerprint` and `<plugin> fetch <path>` with a cleared environment and
-//! reads one JSON value from stdout (see `CONTRACT.md`). This crate alone touches argv, the
+//! reads one JSON value from stdout (see `docs/CONTRACT.md`). This crate alone touches argv, the
 //! environment, stdout, stderr and the exit status; a backend implements [`Backend`] and its
 //! `main.rs` is one line:
 //!
@@ -112,8 +112,11 @@ pub struct Request {
     pub manual: bool,
     /// `NOMAD_NAMESPACE` (empty when run by hand).
     pub namespace: String,
-    /// `NOMAD_JOB_ID` (empty when run by hand).
+    /// The job as Nomad identifies it (empty when run by hand): `NOMAD_JOB_ID`, or for a
+    /// dispatched or periodic run its parent's ID (see [`policy::job_identity`]).
     pub job: String,
+    /// `NOMAD_JOB_ID` itself: a dispatched or periodic run's own ID (empty when run by hand).
+    pub instance: String,
 }
 
 impl Request {

@@ -135,6 +135,47 @@ impl Policy {
     }
 }
 
+/// The job ID Nomad itself uses for identity decisions, from `NOMAD_JOB_ID`.
+///
+/// A dispatched instance of a parameterized job runs as `<parent>/dispatch-<unix>-<8 hex>` (or
+/// `<parent>/dispatch-<id prefix>-<unix>-<8 hex>` with an `id_prefix_template`), a periodic
+/// launch as `<parent>/periodic-<unix>`. Nomad's workload identities and job-scoped ACL policies
+/// treat such a child as its parent, so the access policy does too: every run of `batch` is
+/// `batch`. A periodic parameterized job's dispatches nest (`batch/periodic-1/dispatch-...`), so
+/// suffixes are removed until none is left. Only exactly these forms are recognised: a job an
+/// operator named `batch/dispatch-x` is itself.
+pub fn job_identity(job_id: &str) -> &str {
+    let mut job = job_id;
+    while let Some(parent) = dispatch_parent(job).or_else(|| periodic_parent(job)) {
+        job = parent;
+    }
+    job
+}
+
+/// `<parent>` of `<parent>/dispatch-[<prefix>-]<unix>-<8 lowercase hex>`.
+fn dispatch_parent(job: &str) -> Option<&str> {
+    let (parent, suffix) = job.rsplit_once("/dispatch-")?;
+    let (rest, uuid) = suffix.rsplit_once('-')?;
+    let unix = rest.rsplit_once('-').map_or(rest, |(_prefix, unix)| unix);
+    let hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
+    (!parent.is_empty() && uuid.len() == 8 && uuid.chars().all(hex) && is_unix_time(unix))
+        .then_some(parent)
+}
+
+/// `<parent>` of `<parent>/periodic-<unix>`.
+fn periodic_parent(job: &str) -> Option<&str> {
+    let (parent, unix) = job.rsplit_once("/periodic-")?;
+    (!parent.is_empty() && is_unix_time(unix)).then_some(parent)
+}
+
+/// Decimal seconds as Go's `strconv` prints them: digits, no sign, no leading zero.
+fn is_unix_time(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 19
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text == "0" || !text.starts_with('0'))
+}
+
 /// `Ok` when the settings' policy lets the caller read `path`; the error names the rule set
 /// that was consulted, never another path.
 pub fn check(
@@ -265,6 +306,42 @@ mod tests {
     fn policy(text: &str) -> Policy {
         let table: toml::Table = toml::from_str(text).unwrap();
         Policy::parse(&table["allow"]).unwrap()
+    }
+
+    #[test]
+    fn dispatched_and_periodic_runs_are_their_parent() {
+        for (id, parent) in [
+            ("batch", "batch"),
+            ("batch/dispatch-1700000000-0a1b2c3d", "batch"),
+            ("batch/dispatch-nightly-1700000000-0a1b2c3d", "batch"),
+            ("batch/dispatch-a-b-1700000000-0a1b2c3d", "batch"),
+            ("batch/periodic-1700000000", "batch"),
+            (
+                "batch/periodic-1700000000/dispatch-1700000001-ffffffff",
+                "batch",
+            ),
+            ("team/batch/periodic-1700000000", "team/batch"),
+            // Not what Nomad generates: kept as written.
+            (
+                "batch/dispatch-1700000000-0A1B2C3D",
+                "batch/dispatch-1700000000-0A1B2C3D",
+            ),
+            (
+                "batch/dispatch-1700000000-0a1b2c3",
+                "batch/dispatch-1700000000-0a1b2c3",
+            ),
+            ("batch/dispatch-x-0a1b2c3d", "batch/dispatch-x-0a1b2c3d"),
+            ("batch/periodic-", "batch/periodic-"),
+            ("batch/periodic-017", "batch/periodic-017"),
+            ("batch/periodic-17x", "batch/periodic-17x"),
+            ("/periodic-1700000000", "/periodic-1700000000"),
+            (
+                "batch/periodic-1700000000/extra",
+                "batch/periodic-1700000000/extra",
+            ),
+        ] {
+            assert_eq!(job_identity(id), parent, "{id}");
+        }
     }
 
     #[test]

@@ -99,7 +99,7 @@ fn parse_check(args: &[OsString]) -> Result<CheckArgs, String> {
             .to_owned();
         match flag {
             "--namespace" => check.namespace = value,
-            "--job" => check.job = value,
+            "--job" => check.job = policy::job_identity(&value).to_owned(),
             "--path" => check.path = Some(value),
             other => return Err(format!("unknown `check` flag `{other}`")),
         }
@@ -179,10 +179,11 @@ fn fetch<B: Backend>(
             .unwrap_or_default()
             .to_owned()
     };
-    let (namespace, job) = (
+    let (namespace, instance) = (
         caller_value("NOMAD_NAMESPACE"),
         caller_value("NOMAD_JOB_ID"),
     );
+    let job = policy::job_identity(&instance).to_owned();
     if let Some(log) = settings.path("audit_log") {
         if let Ok(mut current) = audit::CURRENT.lock() {
             *current = Some(audit::Audit {
@@ -191,6 +192,7 @@ fn fetch<B: Backend>(
                 plugin: B::NAME,
                 namespace: namespace.clone(),
                 job: job.clone(),
+                instance: instance.clone(),
                 path: raw.to_owned(),
                 decision: "unchecked",
             });
@@ -212,6 +214,7 @@ fn fetch<B: Backend>(
         manual: mode == Mode::Manual,
         namespace,
         job,
+        instance,
     };
 
     let (sender, receiver) = mpsc::channel();

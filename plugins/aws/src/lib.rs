@@ -154,24 +154,51 @@ fn allowed_role(request: &Request) -> Result<Option<Role>, Error> {
     }))
 }
 
-/// `nomad-<namespace>-<job>`, within STS's 64 characters of `[A-Za-z0-9+=,.@_-]`, so CloudTrail
-/// shows which job read the secret.
+/// `nomad-<namespace>-<job ID>`, within STS's 64 characters of `[A-Za-z0-9+=,.@_-]`, so
+/// CloudTrail shows which job read the secret: a dispatched or periodic run's own ID when it
+/// fits, else its parent's (the identity the access policy used).
 fn session_name(request: &Request) -> String {
-    let namespace = request.env_var("NOMAD_NAMESPACE").unwrap_or("default");
-    let job = request.env_var("NOMAD_JOB_ID").unwrap_or("unknown");
-    format!("nomad-{namespace}-{job}")
-        .chars()
-        .map(|c| match c {
-            c if c.is_ascii_alphanumeric() || "+=,.@_-".contains(c) => c,
-            _ => '_',
-        })
-        .take(64)
-        .collect()
+    let name = |job: &str| -> String {
+        let namespace = match request.namespace.as_str() {
+            "" => "default",
+            namespace => namespace,
+        };
+        let job = if job.is_empty() { "unknown" } else { job };
+        format!("nomad-{namespace}-{job}")
+            .chars()
+            .map(|c| match c {
+                c if c.is_ascii_alphanumeric() || "+=,.@_-".contains(c) => c,
+                _ => '_',
+            })
+            .collect()
+    };
+    let instance = name(&request.instance);
+    if instance.len() <= 64 {
+        return instance;
+    }
+    name(&request.job).chars().take(64).collect()
+}
+
+/// The region a full Secrets Manager ARN names (`arn:<partition>:secretsmanager:<region>:...`).
+/// The SDK sends every request to the client's region whatever the ARN says, so a secret of
+/// another region would be looked up where it is not.
+fn arn_region(id: &str) -> Option<&str> {
+    let mut parts = id.splitn(6, ':');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("arn"), Some(_partition), Some("secretsmanager"), Some(region))
+            if !region.is_empty() =>
+        {
+            Some(region)
+        }
+        _ => None,
+    }
 }
 
 async fn get_secret_value(request: &Request) -> Result<Secrets, Error> {
     let role = allowed_role(request)?;
-    let (client, setup) = client::build(&request.settings, request.deadline, role.as_ref()).await?;
+    let region = arn_region(request.path.locator());
+    let (client, setup) =
+        client::build(&request.settings, request.deadline, role.as_ref(), region).await?;
     let asked = Asked {
         id: request.path.locator(),
         stage: request.path.option("stage"),
@@ -188,10 +215,16 @@ async fn read_secret(
     setup: &client::Setup,
     settings_file: &std::path::Path,
 ) -> Result<Secrets, Error> {
+    // AWSCURRENT is what AWS reads when neither is given, but only a request that names it
+    // passes a resource policy with a `secretsmanager:VersionStage` condition.
+    let stage = match (asked.stage, asked.version_id) {
+        (None, None) => Some("AWSCURRENT"),
+        (stage, _) => stage,
+    };
     let output = client
         .get_secret_value()
         .secret_id(asked.id)
-        .set_version_stage(asked.stage.map(str::to_owned))
+        .set_version_stage(stage.map(str::to_owned))
         .set_version_id(asked.version_id.map(str::to_owned))
         .send()
         .await

@@ -102,6 +102,12 @@ impl Backend for VaultBackend {
     ];
     const OPTIONS: &'static [&'static str] = &["version", "kv", "mount"];
 
+    /// `.` and empty segments dropped, `..` refused: the path Vault will read (see
+    /// [`kv::normalise`]).
+    fn normalise(locator: &str) -> Result<String, Error> {
+        kv::normalise(locator, "path")
+    }
+
     fn check(settings: &Settings, deadline: std::time::Instant) -> Result<String, Error> {
         check_vault(settings, deadline)
     }
@@ -146,21 +152,28 @@ impl Backend for VaultBackend {
                 "`mount` needs `kv=1` or `kv=2` beside it",
             ));
         }
-        if let Some(mount) = path.option("mount") {
-            if !path.locator().starts_with(mount.trim_matches('/')) {
-                return Err(Error::invalid_path(format!(
-                    "the path does not start with the mount `{mount}`"
-                )));
+        let locator = kv::normalise(path.locator(), "path")?;
+        let mount = match path.option("mount") {
+            None => None,
+            Some(mount) => {
+                let mount = kv::normalise(mount, "`mount`")?;
+                if kv::below(&locator, &mount).is_none() {
+                    return Err(Error::invalid_path(format!(
+                        "the path does not start with the mount `{mount}`"
+                    ))
+                    .hint("the mount is the path's first whole segments, like `team/kv` of `team/kv/db`"));
+                }
+                Some(mount)
             }
-        }
+        };
         kv::read(
             &vault,
             &mut auth,
             &kv::Read {
-                locator: path.locator().trim_matches('/'),
+                locator: &locator,
                 version,
                 kv,
-                mount: path.option("mount"),
+                mount: mount.as_deref(),
                 namespace,
             },
         )
@@ -210,6 +223,7 @@ fn check_vault(settings: &Settings, deadline: std::time::Instant) -> Result<Stri
         manual: true,
         namespace: String::new(),
         job: String::new(),
+        instance: String::new(),
     };
     let namespace = settings.text("namespace");
     let login_namespace = settings.text("auth_namespace").or(namespace);
