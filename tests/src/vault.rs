@@ -231,6 +231,23 @@ impl PkiMaterial {
     }
 }
 
+/// `text` with every `%XX` decoded; `None` for a broken escape or bytes that are not UTF-8.
+fn percent_decoded(text: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        if byte == b'%' {
+            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(byte);
+            rest = tail;
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
+
 /// One parsed request.
 struct Request {
     method: String,
@@ -342,7 +359,8 @@ fn read_request<S: Read>(stream: &mut S) -> Option<Request> {
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
     Some(Request {
         method,
-        path: path.trim_start_matches("/v1/").to_owned(),
+        // Vault decodes `%XX` in the path before routing.
+        path: percent_decoded(path.trim_start_matches("/v1/"))?,
         query: query.to_owned(),
         headers,
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
@@ -541,6 +559,12 @@ fn answer(request: &Request, mode: Mode, state: &State) -> Answer {
             ),
         ),
         "secret/data/forbidden" => plain("403 Forbidden", errors(DENIED)),
+        "secret/data/odd name?#%" => plain(
+            "200 OK",
+            envelope(
+                json!({"data": {"password": "CANARY-odd-name"}, "metadata": metadata(1, false, false)}),
+            ),
+        ),
         p if p.starts_with("secret/data/") => plain("404 Not Found", json!({"errors": []})),
         p if p.starts_with("secret/") => plain(
             "404 Not Found",

@@ -83,13 +83,13 @@ pub fn attempt(
         Some(version) => Mount {
             path: read
                 .mount
-                .map(|m| m.trim_matches('/').to_owned())
+                .map(str::to_owned)
                 .unwrap_or_else(|| first_segment(read.locator)),
             version,
             assumed: false,
         },
         None => {
-            let lookup = format!("sys/internal/ui/mounts/{}", read.locator);
+            let lookup = format!("sys/internal/ui/mounts/{}", encoded(read.locator));
             let answer = get(&lookup)?;
             if answer.invalid_token() {
                 return Err(Retry::InvalidToken);
@@ -97,7 +97,7 @@ pub fn attempt(
             detect(&answer, read.locator, address)?
         }
     };
-    let rest = read.locator[mount.path.len()..].trim_start_matches('/');
+    let rest = below(read.locator, &mount.path).unwrap_or_default();
     if rest.is_empty() {
         return Err(Error::invalid_path(format!(
             "`{}` names the mount `{}` itself, not a secret in it",
@@ -112,7 +112,7 @@ pub fn attempt(
                 .map(|v| format!("?version={v}"))
                 .unwrap_or_default();
             (
-                format!("{}/data/{rest}{query}", mount.path),
+                format!("{}/data/{}{query}", encoded(&mount.path), encoded(rest)),
                 format!("{}/{rest}", mount.path),
             )
         }
@@ -126,7 +126,7 @@ pub fn attempt(
                 .into());
             }
             (
-                format!("{}/{rest}", mount.path),
+                format!("{}/{}", encoded(&mount.path), encoded(rest)),
                 format!("{}/{rest}", mount.path),
             )
         }
@@ -170,7 +170,7 @@ fn detect(answer: &Answer, locator: &str, address: &str) -> Result<Mount, Error>
                 .unwrap_or_default()
                 .trim_end_matches('/')
                 .to_owned();
-            if path.is_empty() || !locator.starts_with(&path) {
+            if path.is_empty() || below(locator, &path).is_none() {
                 return Err(Error::unavailable(format!(
                     "Vault's mount lookup for `{locator}` gave no usable mount path"
                 )));
@@ -204,11 +204,59 @@ fn detect(answer: &Answer, locator: &str, address: &str) -> Result<Mount, Error>
         }),
         _ => Err(failure(
             answer,
-            &format!("sys/internal/ui/mounts/{locator}"),
+            &format!("sys/internal/ui/mounts/{}", encoded(locator)),
             address,
             "",
         )),
     }
+}
+
+/// What `locator` names beneath `mount`, when `mount` is a whole-segment prefix of it:
+/// `secret/db` is beneath `secret`, never beneath `sec`. `Some("")` is the mount itself.
+pub fn below<'a>(locator: &'a str, mount: &str) -> Option<&'a str> {
+    match locator.strip_prefix(mount)? {
+        "" => Some(""),
+        rest => rest.strip_prefix('/'),
+    }
+}
+
+/// `path` for a URL: each segment percent-encoded (all but RFC 3986's unreserved characters),
+/// so `?`, `#`, `%` and spaces in a secret's name stay part of its name.
+pub fn encoded(path: &str) -> String {
+    let mut url = String::with_capacity(path.len());
+    for byte in path.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                url.push(byte as char)
+            }
+            _ => url.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    url
+}
+
+/// The path Vault will read for a job's `<mount>/<path>`: `.` and empty segments dropped, `..`
+/// refused. Vault cleans paths itself and answers a redirect to the cleaned one, so a path
+/// sent as written could name another secret than the one the access policy saw.
+pub fn normalise(locator: &str, what: &str) -> Result<String, Error> {
+    let mut segments = Vec::new();
+    for segment in locator.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                return Err(Error::invalid_path(format!(
+                    "the {what} has a `..` segment: Vault paths cannot step up a level"
+                ))
+                .hint("write the path from the mount down, without `..`"));
+            }
+            segment => segments.push(segment),
+        }
+    }
+    if segments.is_empty() {
+        return Err(Error::invalid_path(format!("the {what} is empty"))
+            .hint("write <mount>/<path>, like secret/db"));
+    }
+    Ok(segments.join("/"))
 }
 
 fn first_segment(locator: &str) -> String {
