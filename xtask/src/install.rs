@@ -2,7 +2,7 @@
 //!
 //! A Nomad client may fingerprint the folder at any moment, and refuses to start when it holds a
 //! dangling symlink, a symlink to a directory or to a non-executable file, or `foo.exe` without
-//! `foo` (CONTRACT.md). So each binary is written in full under `secrets/.install/` (a directory,
+//! `foo` (docs/CONTRACT.md). So each binary is written in full under `secrets/.install/` (a directory,
 //! which Nomad skips), made executable there, and renamed into place: the folder only ever holds
 //! the old binary or the new one. Afterwards the whole folder is checked against those rules.
 

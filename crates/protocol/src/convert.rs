@@ -50,10 +50,18 @@ impl Secrets {
 
     /// A secret string that may hold a JSON object (as AWS Secrets Manager's console writes
     /// them): an object gives one key per field; anything else is one [`VALUE_KEY`], verbatim.
+    /// An object with a field given twice is an error, as for every JSON secret: taken as text
+    /// it would hide what the job asked for behind a `value` it never expected.
     pub fn from_text_or_json_object(text: String) -> Result<Secrets, Error> {
         if text.trim_start().starts_with('{') {
-            if let Ok(secrets) = Secrets::from_json(&text) {
-                return Ok(secrets);
+            let mut deserializer = serde_json::Deserializer::from_str(&text);
+            match deserializer
+                .deserialize_map(UniqueFields)
+                .and_then(|secrets| deserializer.end().map(|()| secrets))
+            {
+                Ok(secrets) => return Ok(secrets),
+                Err(error) if error.is_data() => return Err(json_error(error)),
+                Err(_) => {}
             }
         }
         Ok(Secrets::single(VALUE_KEY, text))
@@ -220,6 +228,12 @@ mod tests {
             let one = Secrets::from_text_or_json_object(text.into()).unwrap();
             assert_eq!(pairs(&one), [("value".to_owned(), text.to_owned())]);
         }
+        let twice = Secrets::from_text_or_json_object(r#"{"a":"CANARY","a":"x"}"#.into());
+        let error = twice.unwrap_err().to_string();
+        assert!(
+            error.contains("`a`") && !error.contains("CANARY"),
+            "{error}"
+        );
     }
 
     #[test]

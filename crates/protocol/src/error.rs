@@ -6,8 +6,9 @@
 
 use std::fmt;
 
-/// What kind of failure this is: decides the wording of the final message and nothing else, so
-/// that every backend reports the same situation the same way.
+/// What kind of failure this is, so that every backend classifies the same situation the same
+/// way: it is the audit line's `outcome`, and what callers branch on (never the message text,
+/// which is the backend's own).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErrorKind {

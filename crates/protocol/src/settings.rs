@@ -371,8 +371,6 @@ impl Settings {
     }
 }
 
-/// Reads the settings file if there is one, refusing files that someone other than the operator
-/// could have written, and files Nomad would mistake for a plugin.
 /// The error for a file that `setting` names and that cannot be read: the setting, the file
 /// and why, never anything of its content.
 pub fn unreadable(setting: &str, file: &Path, error: &std::io::Error) -> Error {
@@ -383,6 +381,8 @@ pub fn unreadable(setting: &str, file: &Path, error: &std::io::Error) -> Error {
     ))
 }
 
+/// Reads the settings file if there is one, refusing files that someone other than the operator
+/// could have written, and files Nomad would mistake for a plugin.
 fn read_file(file: &Path) -> Result<Option<String>, Error> {
     let shown = file.display();
     let metadata = match std::fs::metadata(file) {

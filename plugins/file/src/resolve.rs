@@ -15,7 +15,8 @@ use std::path::Path;
 
 use nomad_secrets_protocol::Error;
 
-/// How paths are resolved; [`Strategy::detect`] picks the best the kernel offers.
+/// How paths are resolved: `Beneath` first, `NoSymlinks` when the kernel has no `openat2`
+/// (the fallback is chosen per fetch in `lib.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Strategy {
     /// `openat2` with `RESOLVE_BENEATH`: symlinks that stay beneath the root are followed.
