@@ -41,4 +41,16 @@ client.create_secret(Name="my secret: with spaces", SecretString="CANARY-spaced"
 client.create_secret(Name="gone", SecretString="CANARY-gone")
 client.delete_secret(SecretId="gone", RecoveryWindowInDays=7)
 
-print(json.dumps({"db_arn": db["ARN"]}))
+# A top-level field given twice: an error, as for every JSON secret.
+client.create_secret(Name="duplicated", SecretString='{"password": "CANARY-1", "password": "CANARY-2"}')
+# A secret of another region, fetched by ARN from a node of us-east-1.
+ireland = boto3.client(
+    "secretsmanager",
+    endpoint_url=sys.argv[1],
+    region_name="eu-west-1",
+    aws_access_key_id="testing",
+    aws_secret_access_key="testing",
+)
+eu = ireland.create_secret(Name="eu/db", SecretString=json.dumps({"password": "CANARY-eu"}))
+
+print(json.dumps({"db_arn": db["ARN"], "eu_arn": eu["ARN"]}))

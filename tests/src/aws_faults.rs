@@ -16,6 +16,7 @@
 //! | `garbage`         | HTTP 200 with an HTML page (`text/html`)                      |
 //! | `garbled-json`    | HTTP 200 with broken JSON, as `application/x-amz-json-1.1`    |
 //! | `good`            | the secret                                                    |
+//! | `stage-conditioned` | the secret if the request names a `VersionStage`, else `AccessDeniedException` (a resource policy with a `secretsmanager:VersionStage` condition) |
 //! | `half`            | half an HTTP answer, then the connection closes               |
 //! | `huge`            | a 5 MB `SecretString`                                         |
 //! | anything else     | `ResourceNotFoundException`                                   |
@@ -98,10 +99,11 @@ fn serve(stream: std::net::TcpStream, seen: &Mutex<HashMap<String, usize>>) {
         if reader.read_exact(&mut body).is_err() {
             return;
         }
-        let id = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["SecretId"].as_str().map(str::to_owned))
-            .unwrap_or_default();
+        let request = serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default();
+        let mut id = request["SecretId"].as_str().unwrap_or_default().to_owned();
+        if id == "stage-conditioned" && request["VersionStage"].is_null() {
+            id = "stage-conditioned-denied".to_owned();
+        }
         let count = {
             let mut seen = seen.lock().unwrap();
             let count = seen.entry(id.clone()).or_default();
@@ -200,7 +202,14 @@ fn answer(id: &str, count: usize) -> (&'static str, String) {
             "200 OK",
             "{\"Name\":\"garbled-json\",\"SecretString\":\"CANARY-garbled\",}}".to_owned(),
         ),
-        "good" => ("200 OK", secret.to_string()),
+        "good" | "stage-conditioned" => ("200 OK", secret.to_string()),
+        "stage-conditioned-denied" => (
+            BAD,
+            error(
+                "AccessDeniedException",
+                "User: arn:aws:sts::123456789012:assumed-role/nomad-client/i-0abc is not authorized to perform: secretsmanager:GetSecretValue on resource: stage-conditioned because no resource-based policy allows the secretsmanager:GetSecretValue action",
+            ),
+        ),
         _ => (
             BAD,
             error(

@@ -61,6 +61,9 @@ pub struct Setup {
     pub profile: bool,
     /// The role assumed, if any.
     pub role: Option<String>,
+    /// Set when the region came from the secret's ARN and the operator's `endpoint_url`
+    /// (regional) may not serve it: the endpoint, for messages.
+    pub regional_override: Option<String>,
 }
 
 /// A role to assume with the node's (or job's) credentials, allowed by the operator.
@@ -71,19 +74,24 @@ pub struct Role {
     pub session_name: String,
 }
 
-/// Builds the client; resolves the region first (which may ask IMDS).
+/// Builds the client; resolves the region first (which may ask IMDS). `arn_region`, the region
+/// of a secret asked for by ARN, wins over every other source.
 pub async fn build(
     settings: &Settings,
     deadline: Instant,
     role: Option<&Role>,
+    arn_region: Option<&str>,
 ) -> Result<(aws_sdk_secretsmanager::Client, Setup), Error> {
-    let base = base(settings, deadline, role).await?;
+    let base = base(settings, deadline, role, arn_region).await?;
     let endpoint_url = settings.text("endpoint_url");
     let mut config = aws_sdk_secretsmanager::config::Builder::from(&base.sdk);
     if let Some(url) = endpoint_url {
         config = config.endpoint_url(url);
     }
-    let setup = base.setup(endpoint_url, "secretsmanager", role);
+    let mut setup = base.setup(endpoint_url, "secretsmanager", role);
+    if arn_region.is_some() && settings.text("region") != arn_region {
+        setup.regional_override = endpoint_url.map(str::to_owned);
+    }
     Ok((
         aws_sdk_secretsmanager::Client::from_conf(config.build()),
         setup,
@@ -95,7 +103,7 @@ pub async fn sts(
     settings: &Settings,
     deadline: Instant,
 ) -> Result<(aws_sdk_sts::Client, Setup), Error> {
-    let base = base(settings, deadline, None).await?;
+    let base = base(settings, deadline, None, None).await?;
     let endpoint_url = settings.text("sts_endpoint_url");
     let mut config = aws_sdk_sts::config::Builder::from(&base.sdk);
     if let Some(url) = endpoint_url {
@@ -124,6 +132,7 @@ impl Base {
             imds: self.imds,
             profile: self.profile,
             role: role.map(|r| r.arn.clone()),
+            regional_override: None,
         }
     }
 }
@@ -159,7 +168,12 @@ pub(crate) fn bounded(
 }
 
 /// Resolves the region (which may ask IMDS) and assembles the credentials chain.
-async fn base(settings: &Settings, deadline: Instant, role: Option<&Role>) -> Result<Base, Error> {
+async fn base(
+    settings: &Settings,
+    deadline: Instant,
+    role: Option<&Role>,
+    arn_region: Option<&str>,
+) -> Result<Base, Error> {
     let http = tls_client(settings)?;
     let provider = ProviderConfig::without_region()
         .with_http_client(http.clone())
@@ -185,7 +199,7 @@ async fn base(settings: &Settings, deadline: Instant, role: Option<&Role>) -> Re
     let profile_files = profile_files(settings);
     let profile_name = settings.text("profile").unwrap_or("default").to_owned();
 
-    let region = match settings.text("region") {
+    let region = match arn_region.or(settings.text("region")) {
         Some(region) => Some(Region::new(region.to_owned())),
         None => {
             let mut found = None;

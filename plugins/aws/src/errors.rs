@@ -124,6 +124,13 @@ fn service_error(error: GetSecretValueError, asked: &Asked, setup: &Setup) -> Er
                 (None, None) => None,
             };
             match version {
+                None if setup.regional_override.is_some() => Error::not_found(format!(
+                    "no secret `{id}` in region `{region}`, the ARN's region"
+                ))
+                .hint(format!(
+                    "the operator's `endpoint_url` `{}` is regional and may not serve `{region}`: fetch by name through it, or use an endpoint of the ARN's region",
+                    setup.regional_override.as_deref().unwrap_or_default()
+                )),
                 None => Error::not_found(format!("no secret `{id}` in region `{region}`"))
                     .hint("check the name or ARN, and the region (the job's AWS_REGION or `region` in aws.toml)"),
                 Some(version) => Error::not_found(format!(

@@ -76,6 +76,7 @@ pub fn get_secret_value_answer(
         imds: None,
         profile: false,
         role: None,
+        regional_override: None,
     };
     let asked = Asked {
         id: "prod/db",

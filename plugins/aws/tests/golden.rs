@@ -12,17 +12,17 @@ use nomad_secrets_golden::{NOMAD_KILL, Plugin, Scratch, Suite, nomad_env, record
 
 const AWS: &str = env!("CARGO_BIN_EXE_aws");
 
-fn seeded() -> (Moto, String) {
+fn seeded() -> (Moto, String, String) {
     let moto = Moto::start();
     let seed = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/moto/seed.py");
     let out: serde_json::Value = serde_json::from_str(&moto.run_python(seed)).unwrap();
-    let arn = out["db_arn"].as_str().unwrap().to_owned();
-    (moto, arn)
+    let arn = |name: &str| out[name].as_str().unwrap().to_owned();
+    (moto, arn("db_arn"), arn("eu_arn"))
 }
 
 #[test]
 fn golden_cases() {
-    let (moto, arn) = seeded();
+    let (moto, arn, eu_arn) = seeded();
     let black_hole = BlackHole::new();
     let faults = AwsFaults::start();
     let imds = Imds::start("us-east-1", "from-instance-role", "CANARY-role-key");
@@ -43,6 +43,8 @@ fn golden_cases() {
     Suite::new("aws", AWS, "aws")
         .placeholder("[AUDIT]", audit.path().to_str().unwrap())
         .placeholder("[DB_ARN]", &arn)
+        .placeholder("[EU_ARN]", &eu_arn)
+        .placeholder("[EU_ARN_MISSING]", &eu_arn.replace("eu/db", "eu/nothing"))
         .placeholder("[ENDPOINT]", moto.endpoint())
         .placeholder("[BLACK_HOLE]", black_hole.url())
         .placeholder("[IMDS]", imds.url())
@@ -62,7 +64,7 @@ fn golden_cases() {
 
 #[test]
 fn many_fetches_at_once_all_answer_exactly() {
-    let (moto, _) = seeded();
+    let (moto, _, _) = seeded();
     let settings = format!(
         "endpoint_url = \"{}\"\nimds_endpoint = \"off\"\n",
         moto.endpoint()
