@@ -16,14 +16,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::moto::target_dir;
 use crate::{Result, root};
-
-/// Largest accepted ratio of each plugin's fingerprint peak RSS to `/bin/echo`'s. The target is
-/// 1.2 for every plugin; aws (1.48 measured) and vault-kv (1.30) miss it: what remains is the
-/// code and read-only data that start-up faults in across their larger binaries (the SDK; TLS
-/// and its bundled root certificates), so their bounds only guard against getting worse.
-/// vault-kv's bound is 1.5: the same binary measured 1.30 one day and 1.39-1.42 the next.
-const FINGERPRINT_RSS_RATIO: &[(&str, f64)] = &[("file", 1.2), ("aws", 1.6), ("vault-kv", 1.5)];
 
 struct Contender {
     label: String,
@@ -158,9 +152,12 @@ pub fn run(args: &[String]) -> Result {
             other => return Err(format!("unknown bench flag {other}")),
         }
     }
+    if check && load_only {
+        return Err("--check gates the fingerprint's memory, which --load-only does not measure: drop one of them".into());
+    }
 
     let built = crate::build_release()?;
-    let bench = root().join("target/bench");
+    let bench = target_dir().join("bench");
     let secrets = crate::install::install(&bench, &built)?;
     let settings = secrets.join("file.toml");
     let examples = root().join("examples/secrets");
@@ -286,12 +283,16 @@ pub fn run(args: &[String]) -> Result {
     print!("{report}");
 
     if check {
+        // Each plugin's bound is declared in its Cargo.toml (`fingerprint-rss-ratio`).
+        let bounds = crate::plugins::all()?;
         for (row, (name, _)) in fingerprint_rows[1..].iter().zip(&built) {
             let ratio = row.rss_kib as f64 / fingerprint_rows[0].rss_kib as f64;
-            let limit = FINGERPRINT_RSS_RATIO
+            let limit = bounds
                 .iter()
-                .find(|(plugin, _)| plugin == name)
-                .map_or(1.2, |(_, limit)| *limit);
+                .find(|plugin| &plugin.name == name)
+                .map_or(crate::plugins::FINGERPRINT_RSS_RATIO, |p| {
+                    p.fingerprint_rss_ratio
+                });
             if ratio > limit {
                 return Err(format!(
                     "{}: peak RSS is {ratio:.2}x that of /bin/echo, above its {limit} bound",

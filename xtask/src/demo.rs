@@ -12,7 +12,7 @@ use crate::{Result, root};
 /// Runs the task.
 pub fn run() -> Result {
     let built = crate::build_release()?;
-    let demo = root().join("target/demo");
+    let demo = crate::moto::target_dir().join("demo");
     let secrets = crate::install::install(&demo, &built)?;
     let settings = secrets.join("file.toml");
     std::fs::write(

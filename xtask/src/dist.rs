@@ -15,17 +15,25 @@ pub fn run() -> Result {
         env!("CARGO_PKG_VERSION"),
         std::env::consts::ARCH
     );
-    let dist = root().join("target/dist");
+    let dist = crate::moto::target_dir().join("dist");
     let stage = dist.join(&name);
     let _ = std::fs::remove_dir_all(&stage);
     crate::install::install(&stage, &built)?;
     std::fs::create_dir_all(stage.join("examples")).map_err(|e| e.to_string())?;
-    for (from, to) in [
-        ("README.md", "README.md"),
-        ("ARCHITECTURE.md", "ARCHITECTURE.md"),
-        ("examples/settings/file.toml", "examples/file.toml"),
-    ] {
-        std::fs::copy(root().join(from), stage.join(to)).map_err(|e| format!("{from}: {e}"))?;
+    let mut files = vec![
+        (root().join("README.md"), stage.join("README.md")),
+        (
+            root().join("ARCHITECTURE.md"),
+            stage.join("ARCHITECTURE.md"),
+        ),
+    ];
+    for plugin in crate::plugins::all()? {
+        let settings = plugin.example_settings();
+        let shipped = stage.join(format!("examples/{}.toml", plugin.name));
+        files.push((settings, shipped));
+    }
+    for (from, to) in files {
+        std::fs::copy(&from, &to).map_err(|e| format!("{}: {e}", from.display()))?;
     }
     let archive = format!("{name}.tar.gz");
     crate::run(Command::new("tar").current_dir(&dist).args([

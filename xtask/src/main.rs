@@ -8,6 +8,7 @@
 //! - `test`: everything CI checks: build, clippy with warnings denied, rustfmt, all tests.
 //! - `bench`: fingerprint and fetch cost against the programs users would otherwise run.
 //! - `moto`: installs the AWS emulator the aws plugin's tests run against.
+//! - `tidy`: what each plugin must have besides code (cases, settings, docs, fuzz targets).
 //! - `leak`, `faults`, `fuzz`, `load`: the hostile-input suites, each on its own, summarised
 //!   in `target/suites/` (README, "Hostile input, faults and load").
 #![allow(
@@ -22,18 +23,13 @@ mod dist;
 mod fuzz;
 mod install;
 mod moto;
+mod plugins;
 mod suites;
 mod test;
+mod tidy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-
-/// The plugins the workspace ships: (package, installed name).
-pub const PLUGINS: &[(&str, &str)] = &[
-    ("nomad-secrets-file", "file"),
-    ("nomad-secrets-aws", "aws"),
-    ("nomad-secrets-vault", "vault-kv"),
-];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -48,9 +44,10 @@ fn main() -> ExitCode {
         Some("leak") => suites::leak(),
         Some("faults") => suites::faults(),
         Some("load") => bench::run(&["--load-only".into()]),
+        Some("tidy") => tidy::run(),
         _ => Err(
             "usage: cargo xtask <install --plugin-dir DIR | dist | demo | test | bench [--runs N] | moto \
-             | leak | faults | fuzz [--seconds N] [--target NAME] [--save] | load>"
+             | leak | faults | fuzz [--seconds N] [--target NAME] [--save] | load | tidy>"
                 .into(),
         ),
     };
@@ -111,18 +108,17 @@ pub fn build_release() -> Result<Vec<(String, PathBuf)>> {
         &host,
         "-C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs",
     );
-    for (package, _) in PLUGINS {
-        command.args(["--package", package]);
+    let plugins = plugins::all()?;
+    for plugin in &plugins {
+        command.args(["--package", &plugin.package]);
     }
     run(&mut command)?;
     let target = moto::target_dir();
-    Ok(PLUGINS
-        .iter()
-        .map(|(_, name)| {
-            (
-                name.to_string(),
-                target.join(&host).join("release").join(name),
-            )
+    Ok(plugins
+        .into_iter()
+        .map(|plugin| {
+            let binary = target.join(&host).join("release").join(&plugin.name);
+            (plugin.name, binary)
         })
         .collect())
 }

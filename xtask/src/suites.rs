@@ -8,14 +8,8 @@ use std::path::PathBuf;
 
 use crate::{Result, cargo, moto::target_dir};
 
-/// The packages whose golden tests run the plugins, and the harness's own tests (the planted
-/// leak among them).
-const GOLDEN: &[&str] = &[
-    "nomad-secrets-golden",
-    "nomad-secrets-file",
-    "nomad-secrets-aws",
-    "nomad-secrets-vault",
-];
+/// The harness's own package: the protocol suite and the planted leak.
+const HARNESS: &str = "nomad-secrets-golden";
 
 /// Writes `text` to `target/suites/<suite>.txt`.
 pub fn record(suite: &str, text: &str) -> Result {
@@ -41,8 +35,9 @@ pub fn test_workspace() -> Result {
     let mut command = cargo();
     command.args(["test", "--workspace", "--locked"]);
     let runs = recorded("test", &mut command)?;
-    summarise_leak(&runs)?;
-    summarise_faults(&runs)
+    let plugins = crate::plugins::all()?;
+    summarise_leak(&runs, &plugins)?;
+    summarise_faults(&runs, &plugins)
 }
 
 /// Runs the golden tests of `packages` (with `filters` and `env`), recording every plugin run.
@@ -79,7 +74,13 @@ fn recorded(name: &str, tests: &mut std::process::Command) -> Result<Vec<Run>> {
 }
 
 fn read_runs(report: &PathBuf) -> Result<Vec<Run>> {
-    let text = std::fs::read_to_string(report).unwrap_or_default();
+    // A summary of nothing proves nothing: a missing report is an error, not zero runs.
+    let text = std::fs::read_to_string(report).map_err(|e| {
+        format!(
+            "{}: {e}: the tests recorded no plugin run (is SUITE_REPORT reaching the harness?)",
+            report.display()
+        )
+    })?;
     text.lines()
         .map(|line| {
             let value: serde_json::Value =
@@ -105,12 +106,16 @@ fn read_runs(report: &PathBuf) -> Result<Vec<Run>> {
 /// everything but a fetched result (errors, stderr, `check` output, audit lines), and the
 /// harness's proof that the check catches a planted leak.
 pub fn leak() -> Result {
-    let runs = run_golden("leak", GOLDEN, &[], &[])?;
-    summarise_leak(&runs)
+    let plugins = crate::plugins::all()?;
+    let mut packages = vec![HARNESS];
+    packages.extend(plugins.iter().map(|p| p.package.as_str()));
+    let runs = run_golden("leak", &packages, &[], &[])?;
+    summarise_leak(&runs, &plugins)
 }
 
-/// Prints and records what the leak check scanned.
-fn summarise_leak(runs: &[Run]) -> Result {
+/// Prints and records what the leak check scanned; fails when a plugin's suite, the protocol
+/// suite or the planted leak did not run.
+fn summarise_leak(runs: &[Run], plugins: &[crate::plugins::Plugin]) -> Result {
     let mut per_suite: BTreeMap<&str, (usize, u64)> = BTreeMap::new();
     for run in runs {
         let entry = per_suite.entry(&run.suite).or_default();
@@ -127,6 +132,21 @@ fn summarise_leak(runs: &[Run]) -> Result {
     for (suite, (count, bytes)) in &per_suite {
         text.push_str(&format!("{suite:<8} {count:>6} {bytes:>14}\n"));
     }
+    let mut missing: Vec<&str> = plugins
+        .iter()
+        .map(|p| p.suite.as_str())
+        .chain(["probe"])
+        .filter(|suite| !per_suite.contains_key(suite))
+        .collect();
+    if !runs.iter().any(|r| r.case == PLANTED_LEAK) {
+        missing.push(PLANTED_LEAK);
+    }
+    if !missing.is_empty() {
+        return Err(format!(
+            "leak: nothing was recorded for {}: the check cannot say they do not leak",
+            missing.join(", ")
+        ));
+    }
     text.push_str(&format!(
         "\n{} runs, canary found: none (a run that leaked fails its test); the planted leak \
          (tests/tests/protocol.rs) was caught\n",
@@ -136,20 +156,28 @@ fn summarise_leak(runs: &[Run]) -> Result {
     record("leak", &text)
 }
 
+/// The case name under which tests/tests/protocol.rs records its planted leak.
+const PLANTED_LEAK: &str = "planted-leak";
+
 /// `cargo xtask faults`: only the fault cases of the network plugins (each must end in one
 /// protocol error before Nomad's 10 s kill, stderr empty, no canary) and SIGTERM mid-fetch.
 pub fn faults() -> Result {
+    let plugins: Vec<_> = crate::plugins::all()?
+        .into_iter()
+        .filter(|p| p.network)
+        .collect();
+    let packages: Vec<&str> = plugins.iter().map(|p| p.package.as_str()).collect();
     let runs = run_golden(
         "faults",
-        &["nomad-secrets-aws", "nomad-secrets-vault"],
+        &packages,
         &["golden_cases", "sigterm", "expire"],
         &[("GOLDEN_CASES", "faults")],
     )?;
-    summarise_faults(&runs)
+    summarise_faults(&runs, &plugins)
 }
 
-/// Prints and records the fault matrix.
-fn summarise_faults(runs: &[Run]) -> Result {
+/// Prints and records the fault matrix; fails when a network plugin recorded no fault.
+fn summarise_faults(runs: &[Run], plugins: &[crate::plugins::Plugin]) -> Result {
     let mut text = String::from(
         "faults: each ends in one protocol error before Nomad's 10 s kill, with an empty stderr\n\n",
     );
@@ -167,6 +195,17 @@ fn summarise_faults(runs: &[Run]) -> Result {
             run.fault.as_deref().unwrap_or_default(),
             run.ms,
             run.case,
+        ));
+    }
+    let silent: Vec<&str> = plugins
+        .iter()
+        .filter(|p| p.network && !faults.iter().any(|r| r.suite == p.suite))
+        .map(|p| p.name.as_str())
+        .collect();
+    if !silent.is_empty() {
+        return Err(format!(
+            "faults: no fault case of {} ran: the matrix cannot say they end in time",
+            silent.join(", ")
         ));
     }
     text.push_str(&format!(

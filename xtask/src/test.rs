@@ -30,12 +30,15 @@ pub fn run() -> Result {
     fuzzing
         .args(["clippy", "--locked", "--target", &host, "--target-dir"])
         .arg(crate::moto::target_dir().join("fuzz-clippy"))
-        .args(["--package", "nomad-secrets-protocol"])
-        .args(["--package", "nomad-secrets-aws"])
-        .args(["--package", "nomad-secrets-vault"])
-        .args(["--", "--deny", "warnings"]);
+        .args(["--package", "nomad-secrets-protocol"]);
+    for plugin in crate::plugins::all()? {
+        fuzzing.args(["--package", &plugin.package]);
+    }
+    fuzzing.args(["--", "--deny", "warnings"]);
     crate::for_target_only(&mut fuzzing, &host, "--cfg fuzzing");
     crate::run(&mut fuzzing)?;
+    // Every plugin has its cases, settings, docs and fuzz targets; every doc link resolves.
+    crate::tidy::run()?;
     crate::moto::run()?;
     // Every test, the leak check and the fault matrix among them, then their summaries.
     crate::suites::test_workspace()?;

@@ -1,0 +1,209 @@
+//! `cargo xtask tidy`: what every plugin must have besides its code, checked from the plugin
+//! list (`cargo metadata`), so that a new backend is told what it is missing.
+//!
+//! For each plugin: golden cases (`tests/cases/<suite>.toml`), example settings
+//! (`examples/settings/<name>.toml`), a row in the README's plugin table and a README section,
+//! at least one fuzz target that exists, and every setting its `--help` declares shown in its
+//! README section. For every Markdown file of the repository: each relative link resolves to a
+//! file inside the repository.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::plugins::Plugin;
+use crate::{Result, root};
+
+/// Runs the task on the debug build of every plugin (built first).
+pub fn run() -> Result {
+    let plugins = crate::plugins::all()?;
+    let mut build = crate::cargo();
+    build.args(["build", "--locked"]);
+    for plugin in &plugins {
+        build.args(["--package", &plugin.package]);
+    }
+    crate::run(&mut build)?;
+    let binaries = crate::moto::target_dir().join("debug");
+    let readme = read(&root().join("README.md"))?;
+    let mut problems = Vec::new();
+    for plugin in &plugins {
+        for missing in missing(plugin, &readme, &binaries.join(&plugin.name)) {
+            problems.push(format!("plugin `{}`: {missing}", plugin.name));
+        }
+    }
+    problems.extend(broken_links()?);
+    if problems.is_empty() {
+        println!(
+            "tidy: {} plugins complete ({}); every doc link resolves",
+            plugins.len(),
+            plugins
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return Ok(());
+    }
+    Err(format!(
+        "tidy found {} problem(s):\n- {}",
+        problems.len(),
+        problems.join("\n- ")
+    ))
+}
+
+/// What `plugin` lacks.
+fn missing(plugin: &Plugin, readme: &str, binary: &Path) -> Vec<String> {
+    let mut missing = Vec::new();
+    let cases = root().join(format!("tests/cases/{}.toml", plugin.suite));
+    match std::fs::read_to_string(&cases) {
+        Ok(text) if text.contains("[[case]]") => {}
+        _ => missing.push(format!("no golden cases in {}", shown(&cases))),
+    }
+    let settings = plugin.example_settings();
+    if !settings.is_file() {
+        missing.push(format!("no example settings file {}", shown(&settings)));
+    }
+    let folder = plugin.dir.file_name().unwrap_or_default().to_string_lossy();
+    let row = format!("| `plugins/{folder}` | `secrets/{}` |", plugin.name);
+    if !readme.contains(&row) {
+        missing.push(format!("no row `{row} ...` in the README's plugin table"));
+    }
+    let section = readme_section(readme, &plugin.name);
+    if section.is_none() {
+        missing.push(format!(
+            "no README section `## The `{}` plugin`",
+            plugin.name
+        ));
+    }
+    if plugin.fuzz_targets.is_empty() {
+        missing.push(
+            "no fuzz target (`fuzz-targets` in [package.metadata.nomad-secrets] of its Cargo.toml)"
+                .into(),
+        );
+    }
+    for target in &plugin.fuzz_targets {
+        let file = root().join(format!("fuzz/fuzz_targets/{target}.rs"));
+        if !file.is_file() {
+            missing.push(format!("fuzz target `{target}` has no {}", shown(&file)));
+        }
+    }
+    match declared_settings(binary) {
+        Err(problem) => missing.push(problem),
+        Ok(names) => {
+            let documented = format!(
+                "{}\n{}",
+                section.unwrap_or_default(),
+                common_section(readme)
+            );
+            for name in names {
+                if !documented.contains(&format!("`{name}`")) {
+                    missing.push(format!(
+                        "setting `{name}` is not shown in its README section's settings table"
+                    ));
+                }
+            }
+        }
+    }
+    missing
+}
+
+/// The README's `## The `<name>` plugin` section, up to the next `## ` heading.
+fn readme_section<'a>(readme: &'a str, name: &str) -> Option<&'a str> {
+    let heading = format!("\n## The `{name}` plugin");
+    let start = readme.find(&heading)? + 1;
+    let rest = &readme[start..];
+    let end = rest[3..].find("\n## ").map_or(rest.len(), |i| i + 3);
+    Some(&rest[..end])
+}
+
+/// The README's "Node settings" section: the settings every plugin shares.
+fn common_section(readme: &str) -> &str {
+    let start = readme.find("\n## Node settings").unwrap_or(readme.len());
+    let rest = &readme[start..];
+    let end = rest
+        .get(3..)
+        .and_then(|r| r.find("\n## "))
+        .map_or(rest.len(), |i| i + 3);
+    &rest[..end]
+}
+
+/// The setting names the plugin's `--help` lists (one per line after "Settings").
+fn declared_settings(binary: &Path) -> std::result::Result<Vec<String>, String> {
+    let output = Command::new(binary)
+        .arg("--help")
+        .env_clear()
+        .output()
+        .map_err(|e| format!("cannot run `{} --help`: {e}", binary.display()))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let listed = text
+        .split_once("\nSettings")
+        .ok_or(format!("`{} --help` lists no settings", binary.display()))?
+        .1;
+    Ok(listed
+        .lines()
+        .skip(1)
+        .filter(|line| line.starts_with("  ") && !line.starts_with("   "))
+        .filter_map(|line| line.split_whitespace().next().map(str::to_owned))
+        .collect())
+}
+
+/// Relative links of every tracked Markdown file that do not resolve inside the repository.
+fn broken_links() -> Result<Vec<String>> {
+    let output = Command::new("git")
+        .current_dir(root())
+        .args([
+            "ls-files",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+            "*.md",
+        ])
+        .output()
+        .map_err(|e| format!("cannot run git ls-files: {e}"))?;
+    let mut broken = Vec::new();
+    let top = root().canonicalize().map_err(|e| e.to_string())?;
+    for file in String::from_utf8_lossy(&output.stdout).lines() {
+        let path = root().join(file);
+        let text = read(&path)?;
+        for target in links(&text) {
+            if target.contains("://") || target.starts_with('#') || target.starts_with("mailto:") {
+                continue;
+            }
+            let target = target.split('#').next().unwrap_or_default();
+            let resolved = path.parent().unwrap_or(&top).join(target);
+            let inside = resolved
+                .canonicalize()
+                .is_ok_and(|real| real.starts_with(&top));
+            if !inside {
+                broken.push(format!(
+                    "{file}: link `{target}` does not resolve to a file of the repository"
+                ));
+            }
+        }
+    }
+    Ok(broken)
+}
+
+/// The targets of `[text](target)` links.
+fn links(text: &str) -> Vec<&str> {
+    let mut targets = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("](") {
+        rest = &rest[i + 2..];
+        if let Some(end) = rest.find(')') {
+            targets.push(&rest[..end]);
+            rest = &rest[end..];
+        }
+    }
+    targets
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn shown(path: &PathBuf) -> String {
+    path.strip_prefix(root())
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
