@@ -169,7 +169,11 @@ fn fetch<B: Backend>(
     let env: HashMap<OsString, OsString> = std::env::vars_os()
         .filter(|(name, _)| name != "CPI_OPERATION")
         .collect();
-    let settings = Settings::load(&Settings::file_for(executable), B::SETTINGS, &env)?;
+    let file = Settings::file_for(executable);
+    let settings = match mode {
+        Mode::Nomad => Settings::load(&file, B::SETTINGS, &env)?,
+        Mode::Manual => Settings::load_by_hand(&file, B::SETTINGS, &env)?,
+    };
     let limit = settings
         .duration("deadline")
         .expect("`deadline` is a common setting with a default");
@@ -398,6 +402,11 @@ fn usage<B: Backend>() -> String {
          Usage:\n  {name} fingerprint      what Nomad runs at client start\n  \
          {name} fetch <path>     what Nomad runs for `secret {{ provider = \"{name}\" path = \"<path>\" }}`\n  \
          {name} check [--namespace N] [--job J] [--path P]\n                         for operators: settings, policy and backend, as Nomad would run it\n\n\
+         By hand (no CPI_OPERATION):\n  \
+         your environment is trusted and follows the backend's own CLI (its variables,\n  \
+         its files under your home), with the settings file as defaults.\n  \
+         To reproduce exactly what Nomad runs for a job, give it Nomad's environment:\n  \
+         env -i CPI_OPERATION=fetch NOMAD_NAMESPACE=<ns> NOMAD_JOB_ID=<job> <job env...> {name} fetch <path>\n\n\
          Path: <locator>[?option=value&...][#key]\n",
         name = B::NAME,
         version = env!("CARGO_PKG_VERSION"),

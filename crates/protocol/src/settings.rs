@@ -58,6 +58,9 @@ pub struct Setting {
     /// Whether jobs may override it when the settings file has no `job_may_set` (an explicit
     /// `job_may_set` always decides). True only where jobs normally choose, like the AWS region.
     pub job_by_default: bool,
+    /// The variable the backend's own CLI reads for it (`VAULT_ADDR` for `address`), honoured
+    /// only when a person runs the plugin by hand, below `job_env` (which a person may set too).
+    pub by_hand_env: Option<&'static str>,
     /// One line for error messages and the docs.
     pub doc: &'static str,
 }
@@ -71,7 +74,16 @@ impl Setting {
             default: None,
             job_env: None,
             job_by_default: false,
+            by_hand_env: None,
             doc,
+        }
+    }
+
+    /// This setting, taken by hand from the CLI's variable `var` (see [`Setting::by_hand_env`]).
+    pub const fn by_hand(self, var: &'static str) -> Setting {
+        Setting {
+            by_hand_env: Some(var),
+            ..self
         }
     }
 }
@@ -84,6 +96,7 @@ pub const COMMON: &[Setting] = &[
         default: Some("8s"),
         job_env: Some("SECRETS_DEADLINE"),
         job_by_default: false,
+        by_hand_env: None,
         doc: "time allowed for the whole run, under Nomad's fetch timeout (10 s in 1.11, 60 s from 2.0)",
     },
     Setting::operator(
@@ -97,6 +110,7 @@ pub const COMMON: &[Setting] = &[
         default: Some("true"),
         job_env: None,
         job_by_default: false,
+        by_hand_env: None,
         doc: "whether a fetch fails when its audit line cannot be written",
     },
 ];
@@ -146,6 +160,33 @@ impl Settings {
         Settings::from_text(file, text.as_deref(), specs, env)
     }
 
+    /// [`Settings::load`] for a person running the plugin by hand: there is no job, the
+    /// environment is the person's own, so every variable a setting reads applies whatever
+    /// `job_may_set` says, and the file's values are defaults.
+    pub fn load_by_hand(
+        file: &Path,
+        specs: &[Setting],
+        env: &HashMap<OsString, OsString>,
+    ) -> Result<Settings, Error> {
+        let text = read_file(file)?;
+        let mut settings = Settings::from_text(file, text.as_deref(), specs, &HashMap::new())?;
+        let all: Vec<&Setting> = COMMON.iter().chain(specs).collect();
+        let every: Vec<String> = all.iter().map(|s| s.name.to_owned()).collect();
+        let cli: Vec<Setting> = all
+            .iter()
+            .filter_map(|s| {
+                s.by_hand_env.map(|var| Setting {
+                    job_env: Some(var),
+                    ..**s
+                })
+            })
+            .collect();
+        let cli: Vec<&Setting> = cli.iter().collect();
+        settings.apply_env(&cli, &every, env, "the environment variable")?;
+        settings.apply_env(&all, &every, env, "the environment variable")?;
+        Ok(settings)
+    }
+
     /// [`Settings::load`] once the file is read: `text` is its content, `None` when there is
     /// no file. `file` is named in errors.
     pub fn from_text(
@@ -180,7 +221,7 @@ impl Settings {
                 settings.values.insert(spec.name, value);
             }
         }
-        settings.apply_job_env(&all, &job_may_set, env)?;
+        settings.apply_env(&all, &job_may_set, env, "the job's env variable")?;
         Ok(settings)
     }
 
@@ -329,18 +370,21 @@ impl Settings {
         Ok(names)
     }
 
-    fn apply_job_env(
+    /// Applies the variables of `env` that settings read, refusing those not in `may_set`;
+    /// `source` names such a variable in messages.
+    fn apply_env(
         &mut self,
         all: &[&Setting],
-        job_may_set: &[String],
+        may_set: &[String],
         env: &HashMap<OsString, OsString>,
+        source: &str,
     ) -> Result<(), Error> {
         for spec in all {
             let Some(var) = spec.job_env else { continue };
             let Some(raw) = env.get(&OsString::from(var)) else {
                 continue;
             };
-            if !job_may_set.iter().any(|n| n == spec.name) {
+            if !may_set.iter().any(|n| n == spec.name) {
                 return Err(Error::settings(format!(
                     "the job's env sets `{var}`, but the operator's settings file `{}` does not let \
                      jobs override `{}`",
@@ -354,9 +398,8 @@ impl Settings {
                 )));
             }
             let text = raw.to_str().unwrap_or("\u{fffd}").to_owned();
-            let value = parse_value(spec, &toml::Value::String(text)).map_err(|problem| {
-                Error::settings(format!("the job's env variable `{var}` {problem}"))
-            })?;
+            let value = parse_value(spec, &toml::Value::String(text))
+                .map_err(|problem| Error::settings(format!("{source} `{var}` {problem}")))?;
             self.values.insert(spec.name, value);
         }
         Ok(())
@@ -529,6 +572,7 @@ mod tests {
             default: Some("1MiB"),
             job_env: None,
             job_by_default: false,
+            by_hand_env: None,
             doc: "largest secret",
         },
         Setting {
@@ -537,6 +581,7 @@ mod tests {
             default: None,
             job_env: Some("AWS_REGION"),
             job_by_default: false,
+            by_hand_env: None,
             doc: "region",
         },
     ];
@@ -702,6 +747,7 @@ mod tests {
                 default: None,
                 job_env: Some("AWS_REGION"),
                 job_by_default: true,
+                by_hand_env: None,
                 doc: "region",
             },
         ];

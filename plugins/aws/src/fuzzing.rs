@@ -19,7 +19,9 @@ use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use nomad_secrets_protocol::{Error, Secrets};
 
-use crate::client::{Setup, bounded};
+use nomad_secrets_aws_common::Setup;
+use nomad_secrets_aws_common::client::bounded;
+
 use crate::errors::Asked;
 
 /// An HTTP client that answers every request with the same status, content type and body.
@@ -71,6 +73,9 @@ pub fn get_secret_value_answer(
         .build();
     let client = aws_sdk_secretsmanager::Client::new(&config);
     let setup = Setup {
+        service: &crate::SECRETS_MANAGER,
+        settings_name: "aws.toml".into(),
+        manual: false,
         region: "us-east-1".into(),
         endpoint: "https://secretsmanager.us-east-1.amazonaws.com".into(),
         imds: None,
@@ -84,5 +89,5 @@ pub fn get_secret_value_answer(
         version_id: None,
     };
     let settings_file = Path::new("/opt/nomad/plugins/secrets/aws.toml");
-    crate::block_on(crate::read_secret(&client, &asked, &setup, settings_file))
+    nomad_secrets_aws_common::block_on(crate::read_secret(&client, &asked, &setup, settings_file))
 }

@@ -34,6 +34,19 @@ fn golden_cases() {
         "[default]\naws_access_key_id = from-file\naws_secret_access_key = CANARY-file-key\n",
     )
     .unwrap();
+    // A person's home with the AWS CLI's files: profile `dev` holds moto's test keys.
+    let home = profiles.path().join("home");
+    std::fs::create_dir_all(home.join(".aws")).unwrap();
+    std::fs::write(
+        home.join(".aws/credentials"),
+        "[dev]\naws_access_key_id = testing\naws_secret_access_key = testing\n",
+    )
+    .unwrap();
+    std::fs::write(
+        home.join(".aws/config"),
+        "[profile dev]\nregion = us-east-1\n",
+    )
+    .unwrap();
     let audit = Scratch::new("aws-audit");
     // Any TLS server whose certificate a private CA signed (the Vault double is one) stands for
     // an endpoint or proxy that no CA the node trusts vouches for.
@@ -55,6 +68,7 @@ fn golden_cases() {
         .placeholder("[CA]", pki_files.ca.to_str().unwrap())
         .placeholder("[WRONG_CA]", pki_files.wrong_ca.to_str().unwrap())
         .placeholder("[CREDENTIALS_FILE]", credentials.to_str().unwrap())
+        .placeholder("[HOME]", home.to_str().unwrap())
         .run();
     assert!(
         nomad_secrets_golden::only_faults() || imds.served() >= 4,

@@ -45,6 +45,7 @@ impl Backend for FileBackend {
             default: Some("1MiB"),
             job_env: None,
             job_by_default: false,
+            by_hand_env: None,
             doc: "largest file (or folder, in total) a fetch may read",
         },
     ];

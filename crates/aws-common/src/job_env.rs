@@ -27,9 +27,9 @@ const TRUST_VARIABLES: &[&str] = &["SSL_CERT_FILE", "SSL_CERT_DIR"];
 /// Variables read by the protocol's settings (allowed or refused there).
 const SETTINGS_VARIABLES: &[&str] = &["AWS_REGION", "AWS_PROFILE"];
 
-/// What to say about a refused variable: the operator setting that replaces it, if any.
-fn instead(variable: &str) -> &'static str {
-    match variable {
+/// What to say about a refused variable: the operator setting (in `file`) that replaces it.
+fn instead(variable: &str, file: &str) -> String {
+    let said = match variable {
         v if v.starts_with("AWS_ENDPOINT_URL") => "the operator sets `endpoint_url` in aws.toml",
         "AWS_DEFAULT_REGION" => "use `AWS_REGION`",
         "AWS_CONFIG_FILE" => "the operator sets `config_file` in aws.toml",
@@ -44,11 +44,13 @@ fn instead(variable: &str) -> &'static str {
             "web identity and roles come from a profile in the operator's `config_file`"
         }
         _ => "only the operator configures this, in aws.toml",
-    }
+    };
+    said.replace("aws.toml", file)
 }
 
-/// Fails on the first `AWS_*` or trust-store variable (in name order) that a job may not set.
-pub fn check(env: &HashMap<OsString, OsString>) -> Result<(), Error> {
+/// Fails on the first `AWS_*` or trust-store variable (in name order) that a job may not set;
+/// `file` is the settings file's name, for the hint.
+pub fn check(env: &HashMap<OsString, OsString>, file: &str) -> Result<(), Error> {
     let mut names: Vec<&str> = env.keys().filter_map(|k| k.to_str()).collect();
     names.sort_unstable();
     for name in names {
@@ -63,7 +65,7 @@ pub fn check(env: &HashMap<OsString, OsString>) -> Result<(), Error> {
             ))
             .hint(format!(
                 "remove it from the secret's env block; {}",
-                instead(name)
+                instead(name, file)
             )));
         }
     }
@@ -88,7 +90,7 @@ mod tests {
             "NOMAD_JOB_ID",
             "DB",
         ]);
-        assert!(check(&ok).is_ok());
+        assert!(check(&ok, "aws.toml").is_ok());
     }
 
     #[test]
@@ -127,7 +129,7 @@ mod tests {
                 "the plugin trusts the node's CA store (/etc/ssl/certs), which the operator manages",
             ),
         ] {
-            let error = check(&env(&[name])).unwrap_err().to_string();
+            let error = check(&env(&[name]), "aws.toml").unwrap_err().to_string();
             assert!(
                 error.starts_with(&format!("the job's env sets `{name}`")),
                 "{error}"

@@ -8,9 +8,11 @@
 //! - Credentials must load within 2 s, the region is resolved once and handed to every provider.
 //! - Each HTTP attempt: 1 s to connect, 3 s in all; at most 3 attempts with backoff (throttling
 //!   included), and the whole operation ends 300 ms before the deadline.
-//! - No environment is read except the job's permitted variables (see `job_env`).
+//! - Under Nomad no environment is read except the job's permitted variables (see `job_env`);
+//!   by hand, the person's `AWS_*` variables and `~/.aws` apply as for the AWS CLI, with the
+//!   settings file as defaults.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
@@ -27,9 +29,10 @@ use aws_config::provider_config::ProviderConfig;
 use aws_config::retry::RetryConfig;
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::timeout::TimeoutConfig;
+use aws_config::web_identity_token::WebIdentityTokenCredentialsProvider;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
-use aws_sdk_secretsmanager::config::{IdentityCache, Region, SharedAsyncSleep};
+use aws_sdk_sts::config::{IdentityCache, Region, SharedAsyncSleep};
 use aws_smithy_async::rt::sleep::TokioSleep;
 use aws_smithy_async::time::SharedTimeSource;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
@@ -49,8 +52,36 @@ const CREDENTIALS: Duration = Duration::from_secs(2);
 /// Time kept back before the deadline for the answer to be printed.
 const MARGIN: Duration = Duration::from_millis(300);
 
-/// What the operator configured, for requests and for error messages.
+/// One AWS service a plugin calls, for its endpoint and for messages.
+pub struct Service {
+    /// Its endpoint prefix: `https://<prefix>.<region>.amazonaws.com`.
+    pub endpoint_prefix: &'static str,
+    /// Its name in messages (`Secrets Manager`).
+    pub name: &'static str,
+    /// The IAM action a read needs, named in access-denied hints.
+    pub read_action: &'static str,
+    /// What it holds, in messages (`secret`, `parameter`).
+    pub resource: &'static str,
+    /// The setting that overrides its endpoint.
+    pub endpoint_setting: &'static str,
+    /// What follows `AWS_ENDPOINT_URL_` for it, honoured by hand only (`SECRETS_MANAGER`).
+    pub endpoint_variable: &'static str,
+}
+
+/// STS, for `check` (GetCallerIdentity).
+pub const STS: Service = Service {
+    endpoint_prefix: "sts",
+    name: "STS",
+    read_action: "sts:GetCallerIdentity",
+    resource: "caller identity",
+    endpoint_setting: "sts_endpoint_url",
+    endpoint_variable: "STS",
+};
+
+/// What was configured, for requests and for error messages.
 pub struct Setup {
+    /// The service called.
+    pub service: &'static Service,
     /// The region used.
     pub region: String,
     /// Where requests go, for messages: the override, or the regional AWS endpoint.
@@ -64,6 +95,10 @@ pub struct Setup {
     /// Set when the region came from the secret's ARN and the operator's `endpoint_url`
     /// (regional) may not serve it: the endpoint, for messages.
     pub regional_override: Option<String>,
+    /// The settings file's name (`aws.toml`), for hints.
+    pub settings_name: String,
+    /// Run by hand: the person's environment and `~/.aws` apply, and messages speak to them.
+    pub manual: bool,
 }
 
 /// A role to assume with the node's (or job's) credentials, allowed by the operator.
@@ -74,71 +109,114 @@ pub struct Role {
     pub session_name: String,
 }
 
-/// Builds the client; resolves the region first (which may ask IMDS). `arn_region`, the region
-/// of a secret asked for by ARN, wins over every other source.
-pub async fn build(
-    settings: &Settings,
-    deadline: Instant,
-    role: Option<&Role>,
-    arn_region: Option<&str>,
-) -> Result<(aws_sdk_secretsmanager::Client, Setup), Error> {
-    let base = base(settings, deadline, role, arn_region).await?;
-    let endpoint_url = settings.text("endpoint_url");
-    let mut config = aws_sdk_secretsmanager::config::Builder::from(&base.sdk);
-    if let Some(url) = endpoint_url {
-        config = config.endpoint_url(url);
-    }
-    let mut setup = base.setup(endpoint_url, "secretsmanager", role);
-    if arn_region.is_some() && settings.text("region") != arn_region {
-        setup.regional_override = endpoint_url.map(str::to_owned);
-    }
-    Ok((
-        aws_sdk_secretsmanager::Client::from_conf(config.build()),
-        setup,
-    ))
+/// What one call needs besides the settings.
+pub struct Call<'a> {
+    /// The service.
+    pub service: &'static Service,
+    /// The role to assume first, if the operator allowed it.
+    pub role: Option<&'a Role>,
+    /// The region of a resource asked for by ARN: it wins over every other source.
+    pub arn_region: Option<&'a str>,
+    /// Run by hand rather than by Nomad.
+    pub manual: bool,
 }
 
-/// An STS client with the same region, credentials and bounds, for `check`.
-pub async fn sts(
+/// The bounded configuration for `call.service` (its endpoint override included) and the facts
+/// for messages; resolves the region first, which may ask IMDS.
+pub async fn config(
     settings: &Settings,
     deadline: Instant,
-) -> Result<(aws_sdk_sts::Client, Setup), Error> {
-    let base = base(settings, deadline, None, None).await?;
-    let endpoint_url = settings.text("sts_endpoint_url");
-    let mut config = aws_sdk_sts::config::Builder::from(&base.sdk);
-    if let Some(url) = endpoint_url {
-        config = config.endpoint_url(url);
+    call: &Call<'_>,
+) -> Result<(SdkConfig, Setup), Error> {
+    let plan = Plan::new(settings, call.service, call.manual);
+    let region = call.arn_region.or(plan.region.as_deref());
+    let base = base(settings, &plan, deadline, call.role, region).await?;
+    let mut sdk = base.sdk.into_builder();
+    if let Some(url) = &plan.endpoint_url {
+        sdk = sdk.endpoint_url(url);
     }
-    let setup = base.setup(endpoint_url, "sts", None);
-    Ok((aws_sdk_sts::Client::from_conf(config.build()), setup))
+    let region = base.region.to_string();
+    let regional_override = match call.arn_region {
+        Some(arn_region) if plan.region.as_deref() != Some(arn_region) => plan.endpoint_url.clone(),
+        _ => None,
+    };
+    let setup = Setup {
+        service: call.service,
+        endpoint: plan.endpoint_url.clone().unwrap_or_else(|| {
+            format!(
+                "https://{}.{region}.amazonaws.com",
+                call.service.endpoint_prefix
+            )
+        }),
+        region,
+        imds: plan.imds,
+        profile: plan.files.is_some(),
+        role: call.role.map(|r| r.arn.clone()),
+        regional_override,
+        settings_name: settings_name(settings),
+        manual: call.manual,
+    };
+    Ok((sdk.build(), setup))
 }
 
-/// What every client is built from: one bounded configuration, and facts for messages.
-struct Base {
-    sdk: SdkConfig,
-    region: Region,
+/// The settings file's name, for hints (`aws.toml`).
+pub fn settings_name(settings: &Settings) -> String {
+    settings
+        .file()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "the settings file".to_owned())
+}
+
+/// Where each piece of configuration comes from. Under Nomad: the operator's settings only (the
+/// job's permitted variables are already in them). By hand: the person's environment and
+/// `~/.aws` as the AWS CLI reads them, with the settings file as defaults.
+struct Plan {
+    region: Option<String>,
+    endpoint_url: Option<String>,
+    ca_file: Option<PathBuf>,
     imds: Option<String>,
-    profile: bool,
+    files: Option<EnvConfigFiles>,
+    profile: String,
+    manual: bool,
 }
 
-impl Base {
-    fn setup(self, endpoint_url: Option<&str>, service: &str, role: Option<&Role>) -> Setup {
-        let region = self.region;
-        Setup {
-            region: region.to_string(),
-            endpoint: endpoint_url
-                .map(str::to_owned)
-                .unwrap_or_else(|| format!("https://{service}.{region}.amazonaws.com")),
-            imds: self.imds,
-            profile: self.profile,
-            role: role.map(|r| r.arn.clone()),
-            regional_override: None,
+impl Plan {
+    fn new(settings: &Settings, service: &Service, manual: bool) -> Plan {
+        // By hand the protocol has already put the AWS CLI's variables into the settings
+        // (AWS_REGION over AWS_DEFAULT_REGION, AWS_ENDPOINT_URL, AWS_CA_BUNDLE, ...); what is
+        // left is what no single setting holds.
+        let var = |name: &str| match manual {
+            true => std::env::var(name).ok().filter(|v| !v.is_empty()),
+            false => None,
+        };
+        let imds_disabled =
+            var("AWS_EC2_METADATA_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let imds = match settings.text("imds_endpoint") {
+            _ if imds_disabled => None,
+            Some("off") => None,
+            Some(endpoint) => Some(endpoint.to_owned()),
+            None => Some("http://169.254.169.254".to_owned()),
+        };
+        let region = settings.text("region").map(str::to_owned);
+        let endpoint_url = var(&format!("AWS_ENDPOINT_URL_{}", service.endpoint_variable))
+            .or_else(|| settings.text(service.endpoint_setting).map(str::to_owned));
+        let ca_file = settings.path("ca_file").map(Path::to_owned);
+        let files = profile_files(settings, manual);
+        Plan {
+            region,
+            endpoint_url,
+            ca_file,
+            imds,
+            files,
+            profile: settings.text("profile").unwrap_or("default").to_owned(),
+            manual,
         }
     }
 }
 
 /// The configuration every client (and the assume-role STS client) starts from.
-pub(crate) fn bounded(
+pub fn bounded(
     region: &Region,
     credentials: SharedCredentialsProvider,
     http: &SharedHttpClient,
@@ -167,23 +245,25 @@ pub(crate) fn bounded(
         )
 }
 
+/// What every client is built from: one bounded configuration and its region.
+struct Base {
+    sdk: SdkConfig,
+    region: Region,
+}
+
 /// Resolves the region (which may ask IMDS) and assembles the credentials chain.
 async fn base(
     settings: &Settings,
+    plan: &Plan,
     deadline: Instant,
     role: Option<&Role>,
-    arn_region: Option<&str>,
+    region: Option<&str>,
 ) -> Result<Base, Error> {
-    let http = tls_client(settings)?;
+    let http = tls_client(plan.ca_file.as_deref())?;
     let provider = ProviderConfig::without_region()
         .with_http_client(http.clone())
         .with_sleep_impl(TokioSleep::new());
-    let imds_endpoint = match settings.text("imds_endpoint") {
-        Some("off") => None,
-        Some(endpoint) => Some(endpoint.to_owned()),
-        None => Some("http://169.254.169.254".to_owned()),
-    };
-    let imds = match &imds_endpoint {
+    let imds = match &plan.imds {
         Some(endpoint) => Some(
             imds::Client::builder()
                 .configure(&provider)
@@ -196,18 +276,15 @@ async fn base(
         ),
         None => None,
     };
-    let profile_files = profile_files(settings);
-    let profile_name = settings.text("profile").unwrap_or("default").to_owned();
-
-    let region = match arn_region.or(settings.text("region")) {
+    let region = match region {
         Some(region) => Some(Region::new(region.to_owned())),
         None => {
             let mut found = None;
-            if let Some(files) = &profile_files {
+            if let Some(files) = &plan.files {
                 found = ProfileFileRegionProvider::builder()
                     .configure(&provider)
                     .profile_files(files.clone())
-                    .profile_name(&profile_name)
+                    .profile_name(&plan.profile)
                     .build()
                     .region()
                     .await;
@@ -225,8 +302,13 @@ async fn base(
         }
     };
     let Some(region) = region else {
-        return Err(Error::settings("no AWS region: the job sets no `AWS_REGION`, the operator set no `region`, and the instance metadata service did not give one")
-            .hint("add `AWS_REGION = \"us-east-1\"` (for example) to the secret's env block, or `region` to aws.toml"));
+        let file = settings_name(settings);
+        return Err(match plan.manual {
+            false => Error::settings("no AWS region: the job sets no `AWS_REGION`, the operator set no `region`, and the instance metadata service did not give one")
+                .hint(format!("add `AWS_REGION = \"us-east-1\"` (for example) to the secret's env block, or `region` to {file}")),
+            true => Error::settings(format!("no AWS region: `AWS_REGION` and `AWS_DEFAULT_REGION` are unset, {file} sets no `region`, the profile `{}` has none, and the instance metadata service did not give one", plan.profile))
+                .hint("export AWS_REGION=us-east-1 (for example), as for the AWS CLI"),
+        });
     };
     let provider = provider.with_region(Some(region.clone()));
 
@@ -234,13 +316,22 @@ async fn base(
         "Environment",
         EnvironmentVariableCredentialsProvider::new(),
     );
-    if let Some(files) = &profile_files {
+    if let Some(files) = &plan.files {
         chain = chain.or_else(
             "Profile",
             ProfileFileCredentialsProvider::builder()
                 .configure(&provider)
                 .profile_files(files.clone())
-                .profile_name(&profile_name)
+                .profile_name(&plan.profile)
+                .build(),
+        );
+    }
+    if plan.manual {
+        // By hand, as the AWS CLI: AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN.
+        chain = chain.or_else(
+            "WebIdentityToken",
+            WebIdentityTokenCredentialsProvider::builder()
+                .configure(&provider)
                 .build(),
         );
     }
@@ -284,18 +375,16 @@ async fn base(
     Ok(Base {
         sdk: bounded(&region, credentials, &http, remaining).build(),
         region,
-        imds: imds_endpoint,
-        profile: profile_files.is_some(),
     })
 }
 
 /// HTTPS with rustls and ring: no aws-lc (its jitter entropy cost 37 ms of CPU per process).
 /// Trusts the node's CA store, plus the operator's `ca_file` (a TLS-inspecting proxy's or a
 /// private endpoint's CA), never a job's: `SSL_CERT_FILE` is refused in `job_env`.
-fn tls_client(settings: &Settings) -> Result<SharedHttpClient, Error> {
+fn tls_client(ca_file: Option<&Path>) -> Result<SharedHttpClient, Error> {
     let mut builder = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring));
-    if let Some(file) = settings.path("ca_file") {
+    if let Some(file) = ca_file {
         let trust = tls::TrustStore::default().with_pem_certificate(operator_cas(file)?);
         let context = tls::TlsContext::builder()
             .with_trust_store(trust)
@@ -331,17 +420,18 @@ fn operator_cas(file: &Path) -> Result<Vec<u8>, Error> {
     Ok(pem)
 }
 
-/// The operator's config and credentials files, if any; never `~/.aws` (Nomad sets no `HOME`,
-/// and a job must not pick the file).
-fn profile_files(settings: &Settings) -> Option<EnvConfigFiles> {
+/// The operator's config and credentials files, if any; under Nomad never `~/.aws` (Nomad sets
+/// no `HOME`, and a job must not pick the file). By hand, `~/.aws/config` and
+/// `~/.aws/credentials` stand in for the ones not set, as for the AWS CLI.
+fn profile_files(settings: &Settings, manual: bool) -> Option<EnvConfigFiles> {
     let config = settings.path("config_file");
     let credentials = settings.path("credentials_file");
-    if config.is_none() && credentials.is_none() {
+    if config.is_none() && credentials.is_none() && !manual {
         return None;
     }
     let mut files = EnvConfigFiles::builder()
-        .include_default_config_file(false)
-        .include_default_credentials_file(false);
+        .include_default_config_file(manual && config.is_none())
+        .include_default_credentials_file(manual && credentials.is_none());
     let add = |files: aws_runtime::env_config::file::Builder, kind, path: Option<&Path>| match path
     {
         Some(path) => files.with_file(kind, path),

@@ -1,0 +1,241 @@
+//! What every AWS plugin shares, generic over the service it reads.
+//!
+//! - [`client`]: one bounded SDK configuration (every network step fits the deadline), the
+//!   explicit credentials chain, the region, role assumption; by hand, the AWS CLI's sources.
+//! - [`job_env`]: which `AWS_*` variables a job may pass, and the setting to use for the rest.
+//! - [`errors`]: messages for what is not the service's own (credentials, STS, TLS, timeouts,
+//!   connections, AWS's shared error codes).
+//! - Here: the shared settings, `?role=`, ARNs, the runtime, and `check` through STS.
+//!
+//! A plugin (`aws`, `aws-ssm`) adds only its service's call, its own errors and its paths.
+#![deny(missing_docs)]
+
+pub mod client;
+pub mod errors;
+pub mod job_env;
+
+use std::time::Instant;
+
+use nomad_secrets_protocol::{Error, Kind, Request, Setting, Settings};
+
+pub use client::{Call, Role, STS, Service, Setup};
+
+/// The settings every AWS plugin reads (its whole `Backend::SETTINGS` unless it adds some).
+pub const SETTINGS: &[Setting] = &[
+    Setting {
+        name: "region",
+        kind: Kind::Text,
+        default: None,
+        job_env: Some("AWS_REGION"),
+        job_by_default: true,
+        by_hand_env: Some("AWS_DEFAULT_REGION"),
+        doc: "AWS region (else the profile's, else the instance's)",
+    },
+    Setting::operator(
+        "endpoint_url",
+        Kind::Text,
+        "service endpoint override (FIPS, VPC endpoint, emulator)",
+    )
+    .by_hand("AWS_ENDPOINT_URL"),
+    Setting::operator(
+        "ca_file",
+        Kind::AbsolutePath,
+        "CA certificates (PEM) trusted beside the node's store: a TLS-inspecting proxy's, a private endpoint's",
+    )
+    .by_hand("AWS_CA_BUNDLE"),
+    Setting::operator(
+        "imds_endpoint",
+        Kind::Text,
+        "instance metadata endpoint, or \"off\" on nodes that are not EC2",
+    )
+    .by_hand("AWS_EC2_METADATA_SERVICE_ENDPOINT"),
+    Setting::operator(
+        "config_file",
+        Kind::AbsolutePath,
+        "AWS shared config file (profiles, roles, web identity)",
+    )
+    .by_hand("AWS_CONFIG_FILE"),
+    Setting::operator(
+        "credentials_file",
+        Kind::AbsolutePath,
+        "AWS shared credentials file",
+    )
+    .by_hand("AWS_SHARED_CREDENTIALS_FILE"),
+    Setting::operator(
+        "assume_roles",
+        Kind::List,
+        "role ARNs a path's `?role=` may assume; `*` at the end matches a prefix",
+    ),
+    Setting::operator(
+        "sts_endpoint_url",
+        Kind::Text,
+        "STS endpoint override for `?role=` (VPC endpoint, emulator)",
+    )
+    .by_hand("AWS_ENDPOINT_URL_STS"),
+    Setting {
+        name: "profile",
+        kind: Kind::Text,
+        default: None,
+        job_env: Some("AWS_PROFILE"),
+        job_by_default: false,
+        by_hand_env: None,
+        doc: "profile of those files (default: `default`)",
+    },
+];
+
+/// The parts of an ARN, `arn:<partition>:<service>:<region>:<account>:<resource>`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Arn<'a> {
+    /// `aws`, `aws-cn`, `aws-us-gov`.
+    pub partition: &'a str,
+    /// `secretsmanager`, `ssm`.
+    pub service: &'a str,
+    /// The resource's region.
+    pub region: &'a str,
+    /// The owning account.
+    pub account: &'a str,
+    /// What follows the account (`secret:prod/db-AbCdEf`, `parameter/app/db`).
+    pub resource: &'a str,
+}
+
+impl<'a> Arn<'a> {
+    /// `id` as an ARN of `service` with a region, or `None` when it is not one (a name).
+    pub fn parse(id: &'a str, service: &str) -> Option<Arn<'a>> {
+        let mut parts = id.splitn(6, ':');
+        let arn = Arn {
+            partition: parts.next().filter(|p| *p == "arn").and(parts.next())?,
+            service: parts.next().filter(|s| *s == service)?,
+            region: parts.next().filter(|r| !r.is_empty())?,
+            account: parts.next()?,
+            resource: parts.next()?,
+        };
+        Some(arn)
+    }
+}
+
+/// The `?role=` of the path, if the operator's `assume_roles` allows it. A job must not pick any
+/// role the node's credentials can assume: that would let every job act as every role.
+pub fn allowed_role(request: &Request) -> Result<Option<Role>, Error> {
+    let Some(arn) = request.path.option("role") else {
+        return Ok(None);
+    };
+    let allowed = request.settings.list("assume_roles");
+    let matches = |pattern: &String| match pattern.strip_suffix('*') {
+        Some(prefix) => arn.starts_with(prefix),
+        None => arn == pattern,
+    };
+    if !allowed.iter().any(matches) {
+        let why = match allowed {
+            [] => "the operator allows no role to be assumed".to_owned(),
+            _ => format!("role `{arn}` is not in the operator's `assume_roles`"),
+        };
+        return Err(Error::denied(why).hint(format!(
+            "the operator lists the roles jobs may assume in `assume_roles` in `{}`",
+            request.settings.file().display()
+        )));
+    }
+    Ok(Some(Role {
+        arn: arn.to_owned(),
+        session_name: session_name(request),
+    }))
+}
+
+/// `nomad-<namespace>-<job ID>`, within STS's 64 characters of `[A-Za-z0-9+=,.@_-]`, so
+/// CloudTrail shows which job read the secret: a dispatched or periodic run's own ID when it
+/// fits, else its parent's (the identity the access policy used).
+pub fn session_name(request: &Request) -> String {
+    let name = |job: &str| -> String {
+        let namespace = match request.namespace.as_str() {
+            "" => "default",
+            namespace => namespace,
+        };
+        let job = if job.is_empty() { "unknown" } else { job };
+        format!("nomad-{namespace}-{job}")
+            .chars()
+            .map(|c| match c {
+                c if c.is_ascii_alphanumeric() || "+=,.@_-".contains(c) => c,
+                _ => '_',
+            })
+            .collect()
+    };
+    let instance = name(&request.instance);
+    if instance.len() <= 64 {
+        return instance;
+    }
+    name(&request.job).chars().take(64).collect()
+}
+
+/// Runs `future` on a current-thread runtime that is shut down without waiting: a task stuck
+/// in a DNS lookup must not keep the process alive.
+pub fn block_on<T>(
+    future: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::unavailable(format!("cannot start the async runtime: {e}")))?;
+    let result = runtime.block_on(future);
+    runtime.shutdown_background();
+    result
+}
+
+/// Refuses the job's `AWS_*` variables that are the operator's to set; by hand there is no job
+/// and the person's environment is theirs.
+pub fn check_job_env(request: &Request) -> Result<(), Error> {
+    match request.manual {
+        true => Ok(()),
+        false => job_env::check(&request.env, &client::settings_name(&request.settings)),
+    }
+}
+
+/// `check` for every AWS plugin: STS `GetCallerIdentity` proves the region, the endpoint and the
+/// node's credentials without reading a secret, and says whose credentials they are.
+pub fn check(settings: &Settings, deadline: Instant) -> Result<String, Error> {
+    block_on(async {
+        let call = Call {
+            service: &STS,
+            role: None,
+            arn_region: None,
+            manual: false,
+        };
+        let (sdk, setup) = client::config(settings, deadline, &call).await?;
+        let me = aws_sdk_sts::Client::new(&sdk)
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| errors::describe_check(e, &setup))?;
+        Ok(format!(
+            "credentials work: AWS STS says they are `{}` (account {}); region `{}`",
+            me.arn().unwrap_or("?"),
+            me.account().unwrap_or("?"),
+            setup.region
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arns_give_their_parts_names_give_none() {
+        let arn = Arn::parse(
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/db-AbCdEf",
+            "secretsmanager",
+        )
+        .unwrap();
+        assert_eq!(
+            (arn.partition, arn.region, arn.account, arn.resource),
+            ("aws", "eu-west-1", "123456789012", "secret:prod/db-AbCdEf")
+        );
+        for not_one in [
+            "prod/db",
+            "arn:aws:ssm:eu-west-1:1:parameter/x",
+            "arn:aws:secretsmanager::1:secret:x",
+            "arn:aws:secretsmanager:eu-west-1",
+            "arn",
+        ] {
+            assert_eq!(Arn::parse(not_one, "secretsmanager"), None, "{not_one}");
+        }
+    }
+}
