@@ -1,5 +1,6 @@
 //! `vault-kv`'s handling of Vault's answers: any status and body for the mounts lookup and for
-//! the read give exact secrets or one clear error that quotes no secret value.
+//! the read, any path, `?kv=` and `?mount=`, give exact secrets or one clear error that quotes
+//! no secret value, and the plugin asks Vault only for the path the access policy checked.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -26,19 +27,23 @@ fn without_secret(body: &str) -> String {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let &[a, b, version, ref rest @ ..] = data else {
+    let &[a, b, version, kv, ref rest @ ..] = data else {
         return;
     };
-    let [locator, lookup, read] = parts(rest, 3)[..] else {
+    let [locator, mount, lookup, read] = parts(rest, 4)[..] else {
         unreachable!()
     };
-    let (Ok(locator), Ok(lookup_body), Ok(read_body)) = (
+    let (Ok(locator), Ok(mount), Ok(lookup_body), Ok(read_body)) = (
         std::str::from_utf8(locator),
+        std::str::from_utf8(mount),
         std::str::from_utf8(lookup),
         std::str::from_utf8(read),
     ) else {
         return;
     };
+    // `?kv=` as the path gives it (or not), `?mount=` when non-empty.
+    let kv = [None, Some(1), Some(2)][kv as usize % 3];
+    let mount = (!mount.is_empty()).then_some(mount);
     let lookup = Canned {
         status: STATUSES[a as usize % STATUSES.len()],
         body: lookup_body,
@@ -48,9 +53,15 @@ fuzz_target!(|data: &[u8]| {
         body: read_body,
     };
     let version = (version > 0).then_some(u64::from(version));
-    let outcome = kv_answers(locator, version, &lookup, &read);
+    let outcome = kv_answers(locator, version, kv, mount, &lookup, &read);
     check_output(&outcome);
-    let quotable = [locator, lookup_body, &without_secret(read_body)].concat();
+    let quotable = [
+        locator,
+        mount.unwrap_or_default(),
+        lookup_body,
+        &without_secret(read_body),
+    ]
+    .concat();
     if !quotable.contains(CANARY) {
         assert_no_canary(&outcome, &[]);
     }

@@ -12,7 +12,7 @@
 //! `secret/html` an HTML page with a 200, `secret/garbled` broken JSON as application/json.
 //!
 //! Data (namespace root unless said): KV v2 at `secret/` (`db` with versions 1 and 2, `deleted`,
-//! `destroyed`, `flaky` (503 twice), `limited` (429), `slow` (5 s), `standby` (307 to `db`),
+//! `destroyed`, `flaky` (503 twice), `limited` (429), `slow` (5 s), `standby` (307 to the same path on `localhost`), `elsewhere` (307 to `db`),
 //! `rotate` (refuses the first AppRole token as invalid)); KV v1 at `kv1/` (`app`); `old/` where
 //! the mounts lookup is 404, as on old servers; `cubby/` of type cubbyhole; in namespace
 //! `team-a/`, KV v2 `secret/team`. Tokens: `root-token` (all), `narrow-token` (may not read the
@@ -541,7 +541,30 @@ fn answer(request: &Request, mode: Mode, state: &State) -> Answer {
                 ),
             )
         }
+        // The active node is the same double reached as `localhost`: a standby redirects the
+        // same path to another host.
+        "secret/data/standby"
+            if request
+                .header("Host")
+                .is_some_and(|h| h.starts_with("localhost")) =>
+        {
+            plain(
+                "200 OK",
+                envelope(
+                    json!({"data": {"username": "app-from-active"}, "metadata": metadata(1, false, false)}),
+                ),
+            )
+        }
         "secret/data/standby" => (
+            "307 Temporary Redirect",
+            Value::Null,
+            format!(
+                "Location: http://localhost:{}/v1/secret/data/standby\r\n",
+                state.port
+            ),
+        ),
+        // A redirect to another path, as Vault answers a path it cleans: never followed.
+        "secret/data/elsewhere" => (
             "307 Temporary Redirect",
             Value::Null,
             format!(

@@ -71,7 +71,9 @@ pub enum Owner {
     Operator,
 }
 
-/// Refuses job variables that are not the job's to set; returns who owns the credentials.
+/// Refuses job variables that are not the job's to set; returns who owns the credentials. By
+/// hand there is no job: the person's `VAULT_*` variables apply as for the Vault CLI (the
+/// protocol has put `VAULT_ADDR`, `VAULT_CACERT`, ... into the settings), except one.
 pub fn check_job_env(request: &Request) -> Result<Owner, Error> {
     let mut names: Vec<&str> = request.env.keys().filter_map(|k| k.to_str()).collect();
     names.sort_unstable();
@@ -79,6 +81,15 @@ pub fn check_job_env(request: &Request) -> Result<Owner, Error> {
         true => Owner::Job,
         false => Owner::Operator,
     };
+    if request.manual {
+        if request.env_var("VAULT_SKIP_VERIFY").is_some() {
+            return Err(Error::settings(
+                "`VAULT_SKIP_VERIFY` is set, but this plugin never disables TLS verification",
+            )
+            .hint("unset it, and point VAULT_CACERT at the CA that signs Vault's certificate"));
+        }
+        return Ok(owner);
+    }
     for name in names.into_iter().filter(|n| n.starts_with("VAULT_")) {
         if JOB_CREDENTIALS.contains(&name) || SETTINGS_VARIABLES.contains(&name) {
             continue;
@@ -133,7 +144,10 @@ pub fn authenticate(
         });
     } else if let Some(jwt) = request.env_var("VAULT_JWT") {
         let role = settings.text("jwt_role").ok_or_else(|| {
-            Error::settings("JWT login needs a role: set `VAULT_JWT_ROLE` in the secret's env block, or `jwt_role` in vault-kv.toml")
+            Error::settings(match request.manual {
+                false => "JWT login needs a role: set `VAULT_JWT_ROLE` in the secret's env block, or `jwt_role` in vault-kv.toml",
+                true => "JWT login needs a role: export VAULT_JWT_ROLE, or set `jwt_role` in vault-kv.toml",
+            })
         })?;
         Source::Login(Login {
             method: "jwt",
@@ -149,6 +163,8 @@ pub fn authenticate(
             role_id,
             secret_id,
         ))
+    } else if let Some(file) = request.manual.then(|| person_token_file(request)).flatten() {
+        Source::TokenFile(file)
     } else if let Some(file) = settings.path("token_file") {
         Source::TokenFile(file.to_owned())
     } else if let Some(secret_id_file) = settings.path("secret_id_file") {
@@ -167,6 +183,9 @@ pub fn authenticate(
             &role_id,
             secret_id.expose(),
         ))
+    } else if request.manual {
+        return Err(Error::denied("no Vault credentials: VAULT_TOKEN is unset, there is no ~/.vault-token, and the settings file sets no `token_file` or AppRole")
+            .hint("export VAULT_TOKEN, or log in with `vault login` (or `bao login`), as for the Vault CLI"));
     } else {
         return Err(Error::denied("no Vault credentials: the job's env has no VAULT_TOKEN, VAULT_JWT or AppRole ids, and the operator set no `token_file` or AppRole in vault-kv.toml")
             .hint("pass the job's own credentials in the secret's env block, or ask the operator to configure the node's"));
@@ -184,6 +203,13 @@ impl Auth {
         self.token = fresh_token(&self.source, vault, namespace)?;
         Ok(true)
     }
+}
+
+/// `~/.vault-token`, where `vault login` leaves the person's token, if it exists.
+fn person_token_file(request: &Request) -> Option<std::path::PathBuf> {
+    let home = request.env_var("HOME").filter(|h| h.starts_with('/'))?;
+    let file = Path::new(home).join(".vault-token");
+    file.is_file().then_some(file)
 }
 
 fn approle(mount: &str, role_id: &str, secret_id: &str) -> Login {

@@ -114,7 +114,11 @@ impl Vault {
             let result = self.once(method, &url, token, namespace, body);
             let retry = match &result {
                 Ok(answer) if answer.status == 307 && !redirected => {
-                    if let Some(location) = answer.body["location"].as_str() {
+                    // A standby sends the same request to the active node: another host, the
+                    // same path. A redirect to another path (Vault cleaning one, or anything
+                    // else) is never followed: the access policy checked this one.
+                    let same_path = |location: &&str| path_of(location) == path_of(&url);
+                    if let Some(location) = answer.body["location"].as_str().filter(same_path) {
                         url = location.to_owned();
                         redirected = true;
                         attempt -= 1;
@@ -258,4 +262,10 @@ fn is_tls(error: &std::io::Error) -> bool {
     ["certificate", "alert", "handshake", "tls"]
         .iter()
         .any(|word| text.to_lowercase().contains(word))
+}
+
+/// What follows `scheme://authority` in `url`: the path and query.
+fn path_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.find('/').map_or("", |i| &rest[i..])
 }

@@ -105,14 +105,16 @@ pub fn attempt(
         ))
         .into());
     }
-    let (path, shown) = match mount.version {
+    // `path` is Vault's API path as messages show it; the URL gets it percent-encoded.
+    let (path, query, shown) = match mount.version {
         2 => {
             let query = read
                 .version
                 .map(|v| format!("?version={v}"))
                 .unwrap_or_default();
             (
-                format!("{}/data/{}{query}", encoded(&mount.path), encoded(rest)),
+                format!("{}/data/{rest}", mount.path),
+                query,
                 format!("{}/{rest}", mount.path),
             )
         }
@@ -126,12 +128,13 @@ pub fn attempt(
                 .into());
             }
             (
-                format!("{}/{}", encoded(&mount.path), encoded(rest)),
+                format!("{}/{rest}", mount.path),
+                String::new(),
                 format!("{}/{rest}", mount.path),
             )
         }
     };
-    let answer = get(&path)?;
+    let answer = get(&format!("{}{query}", encoded(&path)))?;
     if answer.invalid_token() {
         return Err(Retry::InvalidToken);
     }
@@ -156,7 +159,7 @@ pub fn attempt(
             }
         }
         404 => Err(not_found(&answer, &shown, read.version, &mount, assumed).into()),
-        _ => Err(failure(&answer, &path, address, assumed).into()),
+        _ => Err(failure(&answer, &format!("{path}{query}"), address, assumed).into()),
     }
 }
 
@@ -204,7 +207,7 @@ fn detect(answer: &Answer, locator: &str, address: &str) -> Result<Mount, Error>
         }),
         _ => Err(failure(
             answer,
-            &format!("sys/internal/ui/mounts/{}", encoded(locator)),
+            &format!("sys/internal/ui/mounts/{locator}"),
             address,
             "",
         )),
@@ -257,6 +260,23 @@ pub fn normalise(locator: &str, what: &str) -> Result<String, Error> {
             .hint("write <mount>/<path>, like secret/db"));
     }
     Ok(segments.join("/"))
+}
+
+/// The normalised path and `?mount=` of a fetch: the path the access policy checks, and a mount
+/// that is its first whole segments.
+pub fn resolve(locator: &str, mount: Option<&str>) -> Result<(String, Option<String>), Error> {
+    let locator = normalise(locator, "path")?;
+    let Some(mount) = mount else {
+        return Ok((locator, None));
+    };
+    let mount = normalise(mount, "`mount`")?;
+    if below(&locator, &mount).is_none() {
+        return Err(Error::invalid_path(format!(
+            "the path does not start with the mount `{mount}`"
+        ))
+        .hint("the mount is the path's first whole segments, like `team/kv` of `team/kv/db`"));
+    }
+    Ok((locator, Some(mount)))
 }
 
 fn first_segment(locator: &str) -> String {
@@ -321,6 +341,10 @@ fn failure(answer: &Answer, path: &str, address: &str, assumed: &str) -> Error {
             "Vault's rate limit refused `{path}` after retries: {errors}"
         ))
         .hint("many fetches at once; try again, or raise the rate-limit quota"),
+        301 | 302 | 303 | 307 | 308 => Error::unavailable(format!(
+            "Vault (or what answers at `{address}`) redirected the read of `{path}` to another path, which is never followed: the access policy checked this one"
+        ))
+        .hint("check that `address` names Vault itself, not a proxy that rewrites paths"),
         status => Error::unavailable(format!(
             "Vault answered HTTP {status} for `{path}`: {errors}"
         ))

@@ -33,12 +33,14 @@ impl Backend for VaultBackend {
             "address",
             Kind::Text,
             "Vault's address, like https://vault.service.consul:8200",
-        ),
+        )
+        .by_hand("VAULT_ADDR"),
         Setting::operator(
             "namespace",
             Kind::Text,
             "namespace for reads (Vault Enterprise, HCP, OpenBao)",
-        ),
+        )
+        .by_hand("VAULT_NAMESPACE"),
         Setting::operator(
             "auth_namespace",
             Kind::Text,
@@ -48,17 +50,20 @@ impl Backend for VaultBackend {
             "ca_file",
             Kind::AbsolutePath,
             "PEM file of the CA(s) that sign Vault's certificate",
-        ),
+        )
+        .by_hand("VAULT_CACERT"),
         Setting::operator(
             "client_cert_file",
             Kind::AbsolutePath,
             "PEM client certificate chain, for mTLS",
-        ),
+        )
+        .by_hand("VAULT_CLIENT_CERT"),
         Setting::operator(
             "client_key_file",
             Kind::AbsolutePath,
             "PEM private key of the client certificate",
-        ),
+        )
+        .by_hand("VAULT_CLIENT_KEY"),
         Setting::operator(
             "token_file",
             Kind::AbsolutePath,
@@ -87,6 +92,7 @@ impl Backend for VaultBackend {
             default: None,
             job_env: Some("VAULT_JWT_ROLE"),
             job_by_default: true,
+            by_hand_env: None,
             doc: "JWT auth role (Vault checks the token's claims against it)",
         },
         Setting::operator(
@@ -98,7 +104,8 @@ impl Backend for VaultBackend {
             "tls_server_name",
             Kind::Text,
             "name to verify Vault's certificate against, when `address` is an IP or another name",
-        ),
+        )
+        .by_hand("VAULT_TLS_SERVER_NAME"),
     ];
     const OPTIONS: &'static [&'static str] = &["version", "kv", "mount"];
 
@@ -152,20 +159,7 @@ impl Backend for VaultBackend {
                 "`mount` needs `kv=1` or `kv=2` beside it",
             ));
         }
-        let locator = kv::normalise(path.locator(), "path")?;
-        let mount = match path.option("mount") {
-            None => None,
-            Some(mount) => {
-                let mount = kv::normalise(mount, "`mount`")?;
-                if kv::below(&locator, &mount).is_none() {
-                    return Err(Error::invalid_path(format!(
-                        "the path does not start with the mount `{mount}`"
-                    ))
-                    .hint("the mount is the path's first whole segments, like `team/kv` of `team/kv/db`"));
-                }
-                Some(mount)
-            }
-        };
+        let (locator, mount) = kv::resolve(path.locator(), path.option("mount"))?;
         kv::read(
             &vault,
             &mut auth,

@@ -20,6 +20,9 @@ fn golden_cases() {
     let empty_token = write("empty-token", "\n");
     let role_id = write("role-id", "node-role\n");
     let secret_id = write("secret-id", "CANARY-secret-id\n");
+    // A person's home, where `vault login` leaves ~/.vault-token.
+    std::fs::create_dir_all(files.path().join("home")).unwrap();
+    let home = write("home/.vault-token", "root-token\n").replace("/.vault-token", "");
     let http = VaultDouble::start(Mode::Http, None);
     let tls = VaultDouble::start(Mode::Tls, Some(&material));
     let mtls = VaultDouble::start(Mode::MutualTls, Some(&material));
@@ -33,6 +36,7 @@ fn golden_cases() {
         .placeholder("[VAULT_EXPIRED_TLS]", expired.url())
         .placeholder("[BLACK_HOLE]", black_hole.url())
         .placeholder("[VAULT]", http.url())
+        .placeholder("[HOME]", &home)
         .placeholder("[TOKEN_FILE]", &token_file)
         .placeholder("[EMPTY_TOKEN_FILE]", &empty_token)
         .placeholder("[ROLE_ID_FILE]", &role_id)
