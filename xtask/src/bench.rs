@@ -752,3 +752,12 @@ fn table(
     report.push('\n');
     Ok(rows)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn load_only_with_check_is_refused_before_any_build() {
+        let error = super::run(&["--load-only".into(), "--check".into()]).unwrap_err();
+        assert!(error.contains("--check"), "{error}");
+    }
+}

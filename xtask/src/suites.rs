@@ -217,3 +217,40 @@ fn summarise_faults(runs: &[Run], plugins: &[crate::plugins::Plugin]) -> Result 
     print!("{text}");
     record("faults", &text)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_report_is_an_error_not_zero_runs() {
+        let missing = PathBuf::from("/nonexistent/suites/test.jsonl");
+        assert!(read_runs(&missing).is_err());
+    }
+
+    #[test]
+    fn summaries_fail_when_a_plugin_or_the_planted_leak_did_not_run() {
+        let plugin = crate::plugins::Plugin {
+            package: "nomad-secrets-x".into(),
+            name: "x".into(),
+            dir: PathBuf::from("/plugins/x"),
+            suite: "x".into(),
+            fingerprint_rss_ratio: 1.2,
+            network: true,
+            fuzz_targets: vec![],
+        };
+        let run = |suite: &str, case: &str, fault: Option<&str>| Run {
+            suite: suite.into(),
+            case: case.into(),
+            fault: fault.map(str::to_owned),
+            ms: 1,
+            scanned_bytes: 1,
+            answer: String::new(),
+        };
+        let plugins = [plugin];
+        assert!(summarise_leak(&[], &plugins).is_err());
+        assert!(summarise_leak(&[run("probe", PLANTED_LEAK, None)], &plugins).is_err());
+        assert!(summarise_faults(&[], &plugins).is_err());
+        assert!(summarise_faults(&[run("x", "c", None)], &plugins).is_err());
+    }
+}

@@ -45,6 +45,14 @@ impl Backend for AwsBackend {
     const SETTINGS: &'static [Setting] = nomad_secrets_aws_common::SETTINGS;
     const OPTIONS: &'static [&'static str] = &["stage", "version_id", "role"];
 
+    /// The id as written: Secrets Manager names are opaque strings (`a/../b` and `a//b` are
+    /// names of their own, never resolved as paths), sent in a JSON body rather than a URL, so
+    /// what the policy matches is exactly what AWS looks up. An ARN and the name of the same
+    /// secret are different texts: a rule for one does not allow the other (README).
+    fn normalise(locator: &str) -> Result<String, Error> {
+        Ok(locator.to_owned())
+    }
+
     fn fetch(request: &Request) -> Result<Secrets, Error> {
         nomad_secrets_aws_common::check_job_env(request)?;
         nomad_secrets_aws_common::block_on(get_secret_value(request))
