@@ -4,6 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use nomad_secrets_aws::AwsBackend;
+use nomad_secrets_aws_ssm::SsmBackend;
 use nomad_secrets_file::FileBackend;
 use nomad_secrets_fuzz::check_output;
 use nomad_secrets_protocol::{Backend, SecretPath, Secrets};
@@ -17,6 +18,7 @@ fuzz_target!(|data: &[u8]| {
         FileBackend::OPTIONS,
         AwsBackend::OPTIONS,
         VaultBackend::OPTIONS,
+        SsmBackend::OPTIONS,
     ] {
         match SecretPath::parse(raw, options) {
             Ok(path) => {

@@ -53,4 +53,37 @@ ireland = boto3.client(
 )
 eu = ireland.create_secret(Name="eu/db", SecretString=json.dumps({"password": "CANARY-eu"}))
 
-print(json.dumps({"db_arn": db["ARN"], "eu_arn": eu["ARN"]}))
+# Parameter Store (the aws-ssm plugin).
+ssm = boto3.client(
+    "ssm",
+    endpoint_url=sys.argv[1],
+    region_name="us-east-1",
+    aws_access_key_id="testing",
+    aws_secret_access_key="testing",
+)
+ssm.put_parameter(Name="/app/prod/db/password", Type="SecureString", Value="CANARY-ssm-db-v1")
+ssm.put_parameter(Name="/app/prod/db/password", Type="SecureString", Value="CANARY-ssm-db-v2", Overwrite=True)
+ssm.label_parameter_version(Name="/app/prod/db/password", ParameterVersion=1, Labels=["previous"])
+ssm.put_parameter(Name="/app/prod/db/user", Type="String", Value="app")
+ssm.put_parameter(Name="/app/prod/api.key", Type="SecureString", Value="CANARY-ssm-api")
+ssm.put_parameter(Name="/app/prod/config", Type="String", Value=json.dumps({"host": "db.internal", "port": 5432, "token": "CANARY-ssm-json"}))
+ssm.put_parameter(Name="/app/prod/hosts", Type="StringList", Value="a.internal,b.internal,CANARY-list")
+ssm.put_parameter(Name="/app/other/secret", Type="SecureString", Value="CANARY-ssm-other")
+ssm.put_parameter(Name="plain-name", Type="String", Value="CANARY-ssm-plain")
+# Two names that give one key beneath /clash/.
+ssm.put_parameter(Name="/clash/db/password", Type="String", Value="CANARY-clash-1")
+ssm.put_parameter(Name="/clash/db_password", Type="String", Value="CANARY-clash-2")
+# More than one page (GetParametersByPath gives at most 10 a page).
+for i in range(25):
+    ssm.put_parameter(Name=f"/many/p{i:02}", Type="String", Value=f"CANARY-many-{i}")
+ireland_ssm = boto3.client(
+    "ssm",
+    endpoint_url=sys.argv[1],
+    region_name="eu-west-1",
+    aws_access_key_id="testing",
+    aws_secret_access_key="testing",
+)
+ireland_ssm.put_parameter(Name="/eu/app/token", Type="SecureString", Value="CANARY-ssm-eu")
+eu_parameter = ireland_ssm.get_parameter(Name="/eu/app/token")["Parameter"]["ARN"]
+
+print(json.dumps({"db_arn": db["ARN"], "eu_arn": eu["ARN"], "eu_parameter_arn": eu_parameter}))

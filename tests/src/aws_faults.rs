@@ -22,6 +22,12 @@
 //! | anything else     | `ResourceNotFoundException`                                   |
 //!
 //! Whatever the id, a request signed with [`EXPIRED_KEY`] gets `ExpiredTokenException`.
+//!
+//! It also speaks Parameter Store (`X-Amz-Target: AmazonSSM.*`, the id is the body's `Name`
+//! or `Path`), for what moto cannot do: `denied` (AccessDeniedException for
+//! `ssm:GetParameter`), `kms` (AccessDeniedException for `kms:Decrypt` on a SecureString),
+//! `throttled` (ThrottlingException every time), `good` (a String parameter), and `/endless/`
+//! (GetParametersByPath pages that never end, 300 ms each).
 
 use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -78,6 +84,7 @@ fn serve(stream: std::net::TcpStream, seen: &Mutex<HashMap<String, usize>>) {
         }
         let mut length = 0;
         let mut expired = false;
+        let mut ssm = false;
         loop {
             let mut line = String::new();
             if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -90,6 +97,9 @@ fn serve(stream: std::net::TcpStream, seen: &Mutex<HashMap<String, usize>>) {
                 if name.eq_ignore_ascii_case("content-length") {
                     length = value.trim().parse().unwrap_or(0);
                 }
+                if name.eq_ignore_ascii_case("x-amz-target") {
+                    ssm = value.trim().starts_with("AmazonSSM.");
+                }
                 if name.eq_ignore_ascii_case("authorization") {
                     expired = value.contains(&format!("Credential={EXPIRED_KEY}/"));
                 }
@@ -100,7 +110,11 @@ fn serve(stream: std::net::TcpStream, seen: &Mutex<HashMap<String, usize>>) {
             return;
         }
         let request = serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default();
-        let mut id = request["SecretId"].as_str().unwrap_or_default().to_owned();
+        let mut id = ["SecretId", "Name", "Path"]
+            .iter()
+            .find_map(|field| request[field].as_str())
+            .unwrap_or_default()
+            .to_owned();
         if id == "stage-conditioned" && request["VersionStage"].is_null() {
             id = "stage-conditioned-denied".to_owned();
         }
@@ -130,6 +144,9 @@ fn serve(stream: std::net::TcpStream, seen: &Mutex<HashMap<String, usize>>) {
             }
             _ => {}
         }
+        if ssm && id == "/endless/" {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
         let (status, body) = match expired {
             true => (
                 "400 Bad Request",
@@ -138,6 +155,7 @@ fn serve(stream: std::net::TcpStream, seen: &Mutex<HashMap<String, usize>>) {
                     "The security token included in the request is expired",
                 ),
             ),
+            false if ssm => ssm_answer(&id, count),
             false => answer(&id, count),
         };
         let content_type = match id.as_str() {
@@ -217,5 +235,47 @@ fn answer(id: &str, count: usize) -> (&'static str, String) {
                 "Secrets Manager can't find the specified secret.",
             ),
         ),
+    }
+}
+
+/// Parameter Store's answers (awsJson1.1, `AmazonSSM.*`).
+fn ssm_answer(id: &str, count: usize) -> (&'static str, String) {
+    const BAD: &str = "400 Bad Request";
+    let parameter = |name: &str, value: &str| {
+        serde_json::json!({
+            "Name": name, "Type": "String", "Value": value, "Version": 1,
+            "ARN": format!("arn:aws:ssm:us-east-1:123456789012:parameter{name}"),
+            "DataType": "text", "LastModifiedDate": 1.7e9,
+        })
+    };
+    match id {
+        "denied" => (
+            BAD,
+            error(
+                "AccessDeniedException",
+                "User: arn:aws:sts::123456789012:assumed-role/nomad-client/i-0abc is not authorized to perform: ssm:GetParameter on resource: arn:aws:ssm:us-east-1:123456789012:parameter/denied because no identity-based policy allows the ssm:GetParameter action",
+            ),
+        ),
+        "kms" => (
+            BAD,
+            error(
+                "AccessDeniedException",
+                "User: arn:aws:sts::123456789012:assumed-role/nomad-client/i-0abc is not authorized to perform: kms:Decrypt on resource: arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab because no identity-based policy allows the kms:Decrypt action",
+            ),
+        ),
+        "throttled" => (BAD, error("ThrottlingException", "Rate exceeded")),
+        "good" => (
+            "200 OK",
+            serde_json::json!({ "Parameter": parameter("good", "CANARY-ssm-good") }).to_string(),
+        ),
+        "/endless/" => (
+            "200 OK",
+            serde_json::json!({
+                "Parameters": [parameter(&format!("/endless/p{count}"), "CANARY-endless")],
+                "NextToken": format!("page-{count}"),
+            })
+            .to_string(),
+        ),
+        _ => (BAD, error("ParameterNotFound", "")),
     }
 }

@@ -447,11 +447,110 @@ fn aws_table(
             "aws release binary: {:.1} MiB\n\n",
             size as f64 / (1 << 20) as f64
         ));
-        Ok(())
+        ssm_table(report, loads, runs, secrets, &endpoint, &keys)
     })();
     let _ = moto.kill();
     let _ = moto.wait();
     result
+}
+
+/// `aws-ssm fetch` against moto (already seeded), beside one `curl --aws-sigv4` GetParameter
+/// and the AWS CLI's `ssm get-parameter`; then the 200-fetch burst.
+fn ssm_table(
+    report: &mut String,
+    loads: &mut Vec<String>,
+    runs: Option<usize>,
+    secrets: &std::path::Path,
+    endpoint: &str,
+    keys: &[(&str, &str)],
+) -> Result {
+    let settings = secrets.join("aws-ssm.toml");
+    std::fs::write(
+        &settings,
+        format!("endpoint_url = \"{endpoint}\"\nimds_endpoint = \"off\"\n"),
+    )
+    .map_err(|e| e.to_string())?;
+    std::fs::set_permissions(&settings, std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| e.to_string())?;
+    let name = "/app/prod/db/password";
+    let mut contenders = vec![
+        Contender::new(
+            "curl --aws-sigv4 (one signed GetParameter)",
+            "/usr/bin/curl",
+            &[
+                "-sf",
+                "--aws-sigv4",
+                "aws:amz:us-east-1:ssm",
+                "--user",
+                "testing:testing",
+                "-H",
+                "X-Amz-Target: AmazonSSM.GetParameter",
+                "-H",
+                "Content-Type: application/x-amz-json-1.1",
+                "-d",
+                &format!("{{\"Name\":\"{name}\",\"WithDecryption\":true}}"),
+                endpoint,
+            ],
+            &[],
+        ),
+        Contender::new(
+            &format!("aws-ssm fetch {name} (this plugin)"),
+            secrets.join("aws-ssm"),
+            &["fetch", name],
+            &[keys, &[("CPI_OPERATION", "fetch")]].concat(),
+        ),
+        Contender::new(
+            "aws-ssm fetch /app/prod/ (a hierarchy of 5, one page)",
+            secrets.join("aws-ssm"),
+            &["fetch", "/app/prod/"],
+            &[keys, &[("CPI_OPERATION", "fetch")]].concat(),
+        ),
+    ];
+    if let Some(cli) = aws_cli()? {
+        contenders.push(Contender::new(
+            "AWS CLI ssm get-parameter --with-decryption",
+            cli,
+            &[
+                "ssm",
+                "get-parameter",
+                "--with-decryption",
+                "--name",
+                name,
+                "--endpoint-url",
+                endpoint,
+            ],
+            &[
+                keys,
+                &[("HOME", "/tmp"), ("AWS_DEFAULT_REGION", "us-east-1")],
+            ]
+            .concat(),
+        ));
+    }
+    if let Some(runs) = runs {
+        table(
+            report,
+            "aws-ssm: GetParameter against moto on 127.0.0.1",
+            runs,
+            &contenders,
+        )?;
+    }
+    let audit = secrets.join("../aws-ssm-audit.jsonl");
+    std::fs::write(
+        &settings,
+        format!(
+            "endpoint_url = \"{endpoint}\"\nimds_endpoint = \"off\"\naudit_log = \"{}\"\n",
+            audit.display()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    burst(
+        loads,
+        "aws-ssm",
+        &secrets.join("aws-ssm"),
+        &[name, "/app/prod/", "/app/prod/config", "/many/"],
+        keys,
+        &audit,
+    )
 }
 
 /// `vault-kv fetch` against the Vault API double, beside one `curl` request (the floor).

@@ -1,0 +1,184 @@
+//! The `aws-ssm` backend: parameters from AWS Systems Manager Parameter Store.
+//!
+//! `fetch <name or ARN>[?version=N|label=L][&role=<arn>][#key]` reads one parameter,
+//! SecureStrings decrypted: a String or SecureString by the shared conversion policy (a JSON
+//! object gives its fields, other text `value`), a StringList as written, in `value`.
+//! `fetch /app/prod/` (a path ending in `/`) reads every parameter beneath it, recursively, one
+//! key per parameter (see [`keys`] for how names become keys).
+//!
+//! Everything that is not Parameter Store's own (the bounded SDK configuration, credentials,
+//! region, `?role=`, what a job may set, the shared AWS errors) is `nomad_secrets_aws_common`'s.
+#![deny(missing_docs)]
+
+mod errors;
+pub mod keys;
+pub mod names;
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_ssm::types::ParameterType;
+use nomad_secrets_aws_common::{Arn, Call, Service, Setup};
+use nomad_secrets_protocol::{Backend, Error, Request, Secret, Secrets, Setting, Settings};
+
+use crate::names::Target;
+
+/// The `aws-ssm` plugin.
+pub struct SsmBackend;
+
+/// Parameter Store, for endpoints and messages.
+pub const PARAMETER_STORE: Service = Service {
+    endpoint_prefix: "ssm",
+    name: "Parameter Store",
+    read_action: "ssm:GetParameter",
+    resource: "parameter",
+    endpoint_setting: "endpoint_url",
+    endpoint_variable: "SSM",
+};
+
+/// GetParametersByPath's largest page.
+const PAGE: i32 = 10;
+/// A page is asked for only while this much time is left before the deadline.
+const PAGE_BUDGET: Duration = Duration::from_millis(1500);
+
+impl Backend for SsmBackend {
+    const NAME: &'static str = "aws-ssm";
+    const SETTINGS: &'static [Setting] = nomad_secrets_aws_common::SETTINGS;
+    const OPTIONS: &'static [&'static str] = &["version", "label", "role"];
+
+    /// The name as it will be read (see [`names::normalise`]): a hierarchy is checked on its
+    /// prefix here, and each parameter beneath it again once it is known.
+    fn normalise(locator: &str) -> Result<String, Error> {
+        names::normalise(locator)
+    }
+
+    fn fetch(request: &Request) -> Result<Secrets, Error> {
+        nomad_secrets_aws_common::check_job_env(request)?;
+        let target = names::target(
+            request.path.locator(),
+            request.path.option("version"),
+            request.path.option("label"),
+        )?;
+        nomad_secrets_aws_common::block_on(read(request, &target))
+    }
+
+    /// STS `GetCallerIdentity`: proves the region, the endpoint and the node's credentials
+    /// without reading a parameter.
+    fn check(settings: &Settings, deadline: Instant) -> Result<String, Error> {
+        nomad_secrets_aws_common::check(settings, deadline)
+    }
+}
+
+async fn read(request: &Request, target: &Target) -> Result<Secrets, Error> {
+    let role = nomad_secrets_aws_common::allowed_role(request)?;
+    let arn = Arn::parse(request.path.locator(), "ssm");
+    let call = Call {
+        service: &PARAMETER_STORE,
+        role: role.as_ref(),
+        arn_region: arn.map(|arn| arn.region),
+        manual: request.manual,
+    };
+    let (sdk, setup) =
+        nomad_secrets_aws_common::client::config(&request.settings, request.deadline, &call)
+            .await?;
+    let client = aws_sdk_ssm::Client::new(&sdk);
+    match target {
+        Target::One { name, selector } => get_parameter(&client, name, selector, &setup).await,
+        Target::Beneath { prefix } => {
+            get_parameters_by_path(&client, prefix, request, &setup).await
+        }
+    }
+}
+
+/// `GetParameter`, decrypted, with the version or label as the name's selector.
+async fn get_parameter(
+    client: &aws_sdk_ssm::Client,
+    name: &str,
+    selector: &Option<String>,
+    setup: &Setup,
+) -> Result<Secrets, Error> {
+    let asked = match selector {
+        Some(selector) => format!("{name}:{selector}"),
+        None => name.to_owned(),
+    };
+    let output = client
+        .get_parameter()
+        .name(&asked)
+        .with_decryption(true)
+        .send()
+        .await
+        .map_err(|e| errors::describe(e, name, selector.as_deref(), setup))?;
+    let parameter = output.parameter().ok_or_else(|| {
+        Error::unavailable(format!(
+            "`{}` answered without the parameter `{name}`",
+            setup.endpoint
+        ))
+    })?;
+    let value = parameter.value().unwrap_or_default().to_owned();
+    match parameter.r#type() {
+        // A StringList is comma-separated text: given as written, never split.
+        Some(ParameterType::StringList) => {
+            let mut secrets = Secrets::new();
+            secrets.insert("value", Secret::new(value))?;
+            Ok(secrets)
+        }
+        _ => Secrets::from_text_or_json_object(value),
+    }
+}
+
+/// `GetParametersByPath`, recursive and decrypted, page after page while the deadline allows;
+/// every parameter is checked against the access policy before its value is kept.
+async fn get_parameters_by_path(
+    client: &aws_sdk_ssm::Client,
+    prefix: &str,
+    request: &Request,
+    setup: &Setup,
+) -> Result<Secrets, Error> {
+    let mut found: Vec<(String, String)> = Vec::new();
+    let mut next_token: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let left = request.deadline.saturating_duration_since(Instant::now());
+        if pages > 0 && left < PAGE_BUDGET {
+            return Err(Error::unavailable(format!(
+                "more parameters beneath `{prefix}` than one fetch can read before its deadline ({} read in {pages} pages of {PAGE})",
+                found.len()
+            ))
+            .hint("read a narrower prefix, or ask the operator to raise `deadline`"));
+        }
+        let page = client
+            .get_parameters_by_path()
+            .path(prefix)
+            .recursive(true)
+            .with_decryption(true)
+            .max_results(PAGE)
+            .set_next_token(next_token.take())
+            .send()
+            .await
+            .map_err(|e| errors::describe_path(e, prefix, setup))?;
+        pages += 1;
+        for parameter in page.parameters() {
+            let name = parameter.name().unwrap_or_default();
+            request.check_policy(name).map_err(|denied| {
+                denied.hint(format!(
+                    "the policy allows `{prefix}` but not every parameter beneath it: read the allowed ones by name or by a narrower prefix"
+                ))
+            })?;
+            found.push((
+                name.to_owned(),
+                parameter.value().unwrap_or_default().to_owned(),
+            ));
+        }
+        match page.next_token() {
+            Some(token) if !token.is_empty() => next_token = Some(token.to_owned()),
+            _ => break,
+        }
+    }
+    if found.is_empty() {
+        return Err(Error::not_found(format!(
+            "no parameter beneath `{prefix}` in region `{}`",
+            setup.region
+        ))
+        .hint("a hierarchy path names the parameters under it; check the prefix and the region"));
+    }
+    keys::secrets(prefix, found)
+}
