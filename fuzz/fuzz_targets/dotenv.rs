@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nomad_secrets_file::dotenv;
 use nomad_secrets_fuzz::{assert_no_canary, check_output, named};
+use nomad_secrets_protocol::dotenv;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

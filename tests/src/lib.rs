@@ -13,6 +13,7 @@
 pub mod aws_faults;
 pub mod imds;
 pub mod moto;
+pub mod tools;
 pub mod vault;
 
 use std::collections::BTreeMap;

@@ -11,15 +11,64 @@ use std::path::{Path, PathBuf};
 
 use crate::Result;
 
-/// Runs the task.
+const USAGE: &str = "usage: cargo xtask install --plugin-dir DIR [--provider NAME]...";
+
+/// Runs the task. Each `--provider NAME` also makes a provider of the `command` plugin:
+/// `secrets/NAME` (a copy of `command`) with `examples/settings/command-NAME.toml` as its
+/// settings, unless `secrets/NAME.toml` exists already (never overwritten).
 pub fn run(args: &[String]) -> Result {
-    let dir = match args {
-        [flag, dir] if flag == "--plugin-dir" => PathBuf::from(dir),
-        _ => return Err("usage: cargo xtask install --plugin-dir DIR".into()),
-    };
+    let mut dir = None;
+    let mut providers = Vec::new();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--plugin-dir" => dir = Some(PathBuf::from(args.next().ok_or(USAGE)?)),
+            "--provider" => providers.push(args.next().ok_or(USAGE)?.clone()),
+            _ => return Err(USAGE.into()),
+        }
+    }
+    let dir = dir.ok_or(USAGE)?;
     let built = crate::build_release()?;
-    let secrets = install(&dir, &built)?;
-    for (name, _) in &built {
+    for name in &providers {
+        let recipe = crate::root().join(format!("examples/settings/command-{name}.toml"));
+        if !recipe.is_file() {
+            return Err(format!(
+                "no recipe {} for provider `{name}`",
+                recipe.display()
+            ));
+        }
+        if ["nomad", "vault"].contains(&name.as_str()) || built.iter().any(|(n, _)| n == name) {
+            return Err(format!(
+                "`{name}` is taken (by Nomad's built-in providers or a plugin); choose another name"
+            ));
+        }
+    }
+    let mut plugins = built.clone();
+    let command = built
+        .iter()
+        .find(|(n, _)| n == "command")
+        .map(|(_, b)| b.clone());
+    for name in &providers {
+        let binary = command.clone().ok_or("no `command` plugin was built")?;
+        plugins.push((name.clone(), binary));
+    }
+    let secrets = install(&dir, &plugins)?;
+    for name in &providers {
+        let settings = secrets.join(format!("{name}.toml"));
+        if !settings.exists() {
+            let recipe = crate::root().join(format!("examples/settings/command-{name}.toml"));
+            std::fs::copy(&recipe, &settings)
+                .map_err(|e| format!("{}: {e}", settings.display()))?;
+            std::fs::set_permissions(&settings, std::fs::Permissions::from_mode(0o644))
+                .map_err(|e| e.to_string())?;
+            println!(
+                "settings {} (from {}): edit it",
+                settings.display(),
+                recipe.display()
+            );
+        }
+    }
+    for (name, _) in &plugins {
         println!("installed {}", secrets.join(name).display());
     }
     println!(

@@ -42,6 +42,7 @@
 
 mod audit;
 pub mod convert;
+pub mod dotenv;
 mod error;
 /// The exact stdout of a run, for the fuzz targets in `fuzz/` (built only with `--cfg fuzzing`).
 #[cfg(fuzzing)]
@@ -63,6 +64,7 @@ use std::ffi::OsString;
 use std::time::Instant;
 
 pub use error::{Error, ErrorKind};
+pub use output::on_exit;
 pub use path::SecretPath;
 pub use run::main;
 pub use secret::{Secret, Secrets};

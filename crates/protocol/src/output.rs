@@ -95,6 +95,19 @@ pub(crate) fn report(text: &str, ok: bool) -> ! {
 }
 
 /// Ends the process with a text for people (`--help`), never under Nomad.
+/// Work to do before the process exits, whichever way it ends (an answer, the deadline,
+/// SIGTERM, a panic).
+static ON_EXIT: std::sync::Mutex<Vec<fn()>> = std::sync::Mutex::new(Vec::new());
+
+/// Registers `hook` to run just before the process exits, on every path: the protocol exits on
+/// the deadline or SIGTERM without waiting for the backend's thread, so a backend that starts
+/// processes kills them here (it must not block or print).
+pub fn on_exit(hook: fn()) {
+    if let Ok(mut hooks) = ON_EXIT.lock() {
+        hooks.push(hook);
+    }
+}
+
 pub(crate) fn help(text: &str) -> ! {
     finish(text.as_bytes(), None, 0)
 }
@@ -118,6 +131,12 @@ fn finish(stdout: &[u8], stderr: Option<&str>, status: i32) -> ! {
         // Another thread is already writing the one answer and will exit the process.
         loop {
             std::thread::park();
+        }
+    }
+    // Never blocks: a hook registration in progress on a stuck thread is skipped.
+    if let Ok(hooks) = ON_EXIT.try_lock() {
+        for hook in hooks.iter() {
+            hook();
         }
     }
     let mut out = std::io::stdout().lock();

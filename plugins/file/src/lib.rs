@@ -7,7 +7,7 @@
 //! | what the path names           | result                                                    |
 //! |-------------------------------|-----------------------------------------------------------|
 //! | `*.json` (or `?format=json`)  | the JSON conversion policy: one key per top-level field   |
-//! | `*.env` (or `?format=env`)    | one key per variable (see [`dotenv`])                     |
+//! | `*.env` (or `?format=env`)    | one key per variable (see `nomad_secrets_protocol::dotenv`)                     |
 //! | any other file (`format=text`)| `value`: the text without one trailing newline; bytes that |
 //! |                               | are not UTF-8 give `value_base64`                          |
 //! | a folder                      | one key per regular file in it (names starting with `.`,  |
@@ -17,7 +17,6 @@
 //! Files and folders larger than `max_size` (default 1 MiB, in total for a folder) are refused.
 #![deny(missing_docs)]
 
-pub mod dotenv;
 pub mod resolve;
 
 use std::io::{self, Read as _};
@@ -160,7 +159,7 @@ impl Format {
         };
         match self {
             Format::Json => Secrets::from_json(&text(bytes)?),
-            Format::Env => dotenv::parse(&text(bytes)?),
+            Format::Env => nomad_secrets_protocol::dotenv::parse(&text(bytes)?),
             Format::Text => Ok(Secrets::from_bytes(trim_newline(bytes))),
         }
     }

@@ -8,7 +8,7 @@
 //!
 //! Errors give the line number and never the line: a malformed line may be a pasted secret.
 
-use nomad_secrets_protocol::{Error, Secret, Secrets};
+use crate::{Error, Secret, Secrets};
 
 /// Parses a dotenv file into one key per variable.
 pub fn parse(text: &str) -> Result<Secrets, Error> {

@@ -1,0 +1,3 @@
+#!/bin/sh
+# A CLI that prints without end.
+exec yes CANARY-flood

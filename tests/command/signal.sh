@@ -1,0 +1,3 @@
+#!/bin/sh
+# A CLI killed by a signal.
+kill -9 $$
