@@ -13,6 +13,7 @@
 pub mod aws_faults;
 pub mod imds;
 pub mod moto;
+pub mod openbao;
 pub mod tools;
 pub mod vault;
 
@@ -303,7 +304,7 @@ impl Outcome {
         for (real, placeholder) in replacements {
             text = text.replace(real, placeholder);
         }
-        text
+        mask_times(&text)
     }
 
     /// Every secret in the fixtures holds `CANARY`: it may appear in a fetched result, and
@@ -406,6 +407,43 @@ fn ensure_newline(text: &str) -> String {
     } else {
         format!("{text}\n[no newline at end]\n")
     }
+}
+
+/// `text` with every RFC 3339 time (`2026-11-29T19:46:35.807431288Z`, as a real server's
+/// deletion times) written `[TIME]`, so snapshots do not depend on when they ran.
+pub fn mask_times(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let shape = b"dddd-dd-ddTdd:dd:dd";
+    let matches_at = |i: usize| {
+        bytes.len() >= i + shape.len()
+            && shape.iter().zip(&bytes[i..]).all(|(s, b)| match s {
+                b'd' => b.is_ascii_digit(),
+                s => s == b,
+            })
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if matches_at(i) {
+            let mut end = i + shape.len();
+            if bytes.get(end) == Some(&b'.') {
+                end += 1;
+                while bytes.get(end).is_some_and(u8::is_ascii_digit) {
+                    end += 1;
+                }
+            }
+            if bytes.get(end) == Some(&b'Z') {
+                end += 1;
+            }
+            out.push_str("[TIME]");
+            i = end;
+        } else {
+            let c = text[i..].chars().next().expect("in bounds");
+            out.push(c);
+            i += c.len_utf8();
+        }
+    }
+    out
 }
 
 /// One case of a suite file.

@@ -560,87 +560,88 @@ fn vault_table(
     runs: Option<usize>,
     secrets: &std::path::Path,
 ) -> Result {
-    crate::run(crate::cargo().args([
-        "build",
-        "--release",
-        "--quiet",
-        "--package",
-        "nomad-secrets-golden",
-        "--bin",
-        "vault-double",
-    ]))?;
-    let mut double = Command::new(crate::moto::target_dir().join("release/vault-double"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("vault-double: {e}"))?;
-    let mut url = String::new();
-    use std::io::BufRead as _;
-    std::io::BufReader::new(double.stdout.take().ok_or("no stdout")?)
-        .read_line(&mut url)
+    use nomad_secrets_golden::openbao::{OpenBao, audit_config, audited_requests};
+    let bench = secrets.join("..");
+    let log = bench.join("openbao-audit.log");
+    let _ = std::fs::remove_file(&log);
+    let config = audit_config(&bench, &log);
+    let (bao, _) = OpenBao::seeded_with(Some(&config));
+    let url = bao.address().to_owned();
+    let settings = secrets.join("vault-kv.toml");
+    std::fs::write(&settings, format!("address = \"{url}\"\n")).map_err(|e| e.to_string())?;
+    std::fs::set_permissions(&settings, std::fs::Permissions::from_mode(0o644))
         .map_err(|e| e.to_string())?;
-    let url = url.trim().to_owned();
-    let result = (|| {
-        let settings = secrets.join("vault-kv.toml");
-        std::fs::write(&settings, format!("address = \"{url}\"\n")).map_err(|e| e.to_string())?;
-        std::fs::set_permissions(&settings, std::fs::Permissions::from_mode(0o644))
-            .map_err(|e| e.to_string())?;
-        let env = [("CPI_OPERATION", "fetch"), ("VAULT_TOKEN", "root-token")];
-        let contenders = [
-            Contender::new(
-                "curl (one request: the floor)",
-                "/usr/bin/curl",
-                &[
-                    "-sf",
-                    "-H",
-                    "X-Vault-Token: root-token",
-                    "-H",
-                    "X-Vault-Request: true",
-                    &format!("{url}/v1/secret/data/db"),
-                ],
-                &[],
-            ),
-            Contender::new(
-                "vault-kv fetch secret/db?kv=2 (one request)",
-                secrets.join("vault-kv"),
-                &["fetch", "secret/db?kv=2"],
-                &env,
-            ),
-            Contender::new(
-                "vault-kv fetch secret/db (mount lookup + read)",
-                secrets.join("vault-kv"),
-                &["fetch", "secret/db"],
-                &env,
-            ),
-        ];
-        if let Some(runs) = runs {
-            table(
-                report,
-                "vault-kv: KV v2 read against the Vault API double on 127.0.0.1",
-                runs,
-                &contenders,
-            )?;
-        }
-        let audit = secrets.join("../vault-audit.jsonl");
-        std::fs::write(
-            &settings,
-            format!("address = \"{url}\"\naudit_log = \"{}\"\n", audit.display()),
-        )
-        .map_err(|e| e.to_string())?;
-        burst(
-            loads,
-            "vault-kv",
-            &secrets.join("vault-kv"),
-            &["secret/db", "kv1/app", "secret/db?version=1"],
-            &[("VAULT_TOKEN", "root-token")],
-            &audit,
+    let env = [("CPI_OPERATION", "fetch"), ("VAULT_TOKEN", "root-token")];
+    let contenders = [
+        Contender::new(
+            "curl (one request: the floor)",
+            "/usr/bin/curl",
+            &[
+                "-sf",
+                "-H",
+                "X-Vault-Token: root-token",
+                "-H",
+                "X-Vault-Request: true",
+                &format!("{url}/v1/secret/data/db"),
+            ],
+            &[],
+        ),
+        Contender::new(
+            "vault-kv fetch secret/db?kv=2 (one request)",
+            secrets.join("vault-kv"),
+            &["fetch", "secret/db?kv=2"],
+            &env,
+        ),
+        Contender::new(
+            "vault-kv fetch secret/db (mount lookup + read)",
+            secrets.join("vault-kv"),
+            &["fetch", "secret/db"],
+            &env,
+        ),
+    ];
+    // What one fetch of each kind costs the server, from its own audit device.
+    let mut costs = Vec::new();
+    for contender in &contenders[1..] {
+        let before = audited_requests(&log);
+        contender.command().output().map_err(|e| e.to_string())?;
+        costs.push(format!(
+            "{}: {} request(s) at the server",
+            contender.label,
+            audited_requests(&log) - before
+        ));
+    }
+    if let Some(runs) = runs {
+        table(
+            report,
+            "vault-kv: KV v2 read against a real OpenBao 2.7.2 server on 127.0.0.1",
+            runs,
+            &contenders,
         )?;
-        Ok(())
-    })();
-    drop(double.stdin.take());
-    let _ = double.kill();
-    let _ = double.wait();
-    result
+        report.push_str(&format!(
+            "Counted by OpenBao's file audit device: {}.\n\n",
+            costs.join("; ")
+        ));
+    }
+    let audit = secrets.join("../vault-audit.jsonl");
+    std::fs::write(
+        &settings,
+        format!("address = \"{url}\"\naudit_log = \"{}\"\n", audit.display()),
+    )
+    .map_err(|e| e.to_string())?;
+    let before = audited_requests(&log);
+    burst(
+        loads,
+        "vault-kv",
+        &secrets.join("vault-kv"),
+        &["secret/db", "kv1/app", "secret/db?version=1"],
+        &[("VAULT_TOKEN", "root-token")],
+        &audit,
+    )?;
+    report.push_str(&format!(
+        "vault-kv burst: OpenBao's audit device saw {} requests for {BURST} fetches.\n\n",
+        audited_requests(&log) - before
+    ));
+    Ok(())
 }
 
 /// Fetches started at once in a burst.

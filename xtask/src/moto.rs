@@ -1,4 +1,5 @@
-//! `cargo xtask moto`: installs the moto AWS emulator into `target/moto-venv` for the tests.
+//! `cargo xtask moto`: installs the test servers and tools (moto, sops, OpenBao) into
+//! `target/moto-venv` for the tests.
 //!
 //! Pinned in `tests/moto/requirements.txt`; reinstalled only when that file changes.
 

@@ -30,7 +30,9 @@ pub fn kv_answers(
     let (locator, mount) = crate::kv::resolve(locator, mount)?;
     let checked = locator.clone();
     let get = |path: &str| {
-        assert_reads_checked(path, &checked);
+        if path != "auth/token/lookup-self" {
+            assert_reads_checked(path, &checked);
+        }
         let canned = match path.starts_with("sys/internal/ui/mounts/") {
             true => lookup,
             false => read,
@@ -53,7 +55,7 @@ pub fn kv_answers(
     match attempt(&get, &read, address) {
         Ok(secrets) => Ok(secrets),
         Err(Retry::Failed(error)) => Err(error),
-        Err(Retry::InvalidToken) => Err(Error::denied("invalid token")),
+        Err(Retry::InvalidToken | Retry::Rejected(_)) => Err(Error::denied("invalid token")),
     }
 }
 

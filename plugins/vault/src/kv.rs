@@ -52,6 +52,15 @@ pub fn read(vault: &Vault, auth: &mut Auth, read: &Read) -> Result<Secrets, Erro
                 )
                 .hint("pass a fresh token, or check the operator's token file or AppRole"));
             }
+            Err(Retry::Rejected(_)) if !renewed && auth.renew(vault, read.namespace)? => {
+                renewed = true
+            }
+            Err(Retry::Rejected(path)) => {
+                return Err(Error::denied(format!(
+                    "Vault denied reading `{path}`, and the token may not even look itself up: it is most likely expired, revoked or unknown (or it lacks the `default` policy)"
+                ))
+                .hint("pass a fresh token, or check the operator's token file or AppRole"));
+            }
             Err(Retry::Failed(error)) => return Err(error),
             Ok(secrets) => return Ok(secrets),
         }
@@ -62,6 +71,9 @@ pub fn read(vault: &Vault, auth: &mut Auth, read: &Read) -> Result<Secrets, Erro
 pub enum Retry {
     /// Vault says the token is invalid: a fresh login may help.
     InvalidToken,
+    /// A plain "permission denied" for the read and for `auth/token/lookup-self` too: servers
+    /// (OpenBao) that never say "invalid token" answer a revoked or unknown token so. The path.
+    Rejected(String),
     /// Anything else, final.
     Failed(Error),
 }
@@ -159,6 +171,11 @@ pub fn attempt(
             }
         }
         404 => Err(not_found(&answer, &shown, read.version, &mount, assumed).into()),
+        // Every token may look itself up (the `default` policy): one that may not is not a
+        // token Vault knows.
+        403 if get("auth/token/lookup-self").is_ok_and(|me| me.status == 403) => {
+            Err(Retry::Rejected(path))
+        }
         _ => Err(failure(&answer, &format!("{path}{query}"), address, assumed).into()),
     }
 }

@@ -242,11 +242,20 @@ fn check_vault(settings: &Settings, deadline: std::time::Instant) -> Result<Stri
         .map(|p| p.iter().filter_map(|v| v.as_str()).collect())
         .unwrap_or_default();
     Ok(format!(
-        "{reached}; the node's credentials work: token `{}`, policies {}, ttl {}s",
+        "{reached}; the node's credentials work: token `{}`, policies {}, {}",
         data["display_name"].as_str().unwrap_or("?"),
         policies.join(", "),
-        data["ttl"].as_u64().unwrap_or(0)
+        ttl(data["ttl"].as_u64().unwrap_or(0))
     ))
+}
+
+/// A token's TTL for people, to the nearest hour (or minute): the seconds tick while one reads.
+fn ttl(seconds: u64) -> String {
+    match seconds {
+        0 => "no expiry (ttl 0)".to_owned(),
+        s if s < 3600 => format!("expires in about {} min", (s + 30) / 60),
+        s => format!("expires in about {} h", (s + 1800) / 3600),
+    }
 }
 
 /// The HTTP agent: the operator's CA (else Mozilla's roots), the client certificate for mTLS,

@@ -1,7 +1,10 @@
-//! The `vault-kv` plugin run exactly as Nomad runs it, against the Vault API double
-//! (`tests/src/vault.rs`): plain HTTP, TLS with a CA made for this run, mTLS, and sealed.
+//! The `vault-kv` plugin run exactly as Nomad runs it, against a real OpenBao server seeded for
+//! the run (and a sealed one), and the Vault API double (`tests/src/vault.rs`) only for what no
+//! real server can be made to do: half answers, 5 MB or HTML answers, a black hole, a standby's
+//! redirect, 503s on demand, TLS set up per run.
 
 use nomad_secrets_golden::moto::BlackHole;
+use nomad_secrets_golden::openbao::OpenBao;
 use nomad_secrets_golden::vault::{Mode, VaultDouble, pki};
 use nomad_secrets_golden::{Plugin, Scratch, Suite, nomad_env};
 
@@ -23,19 +26,27 @@ fn golden_cases() {
     // A person's home, where `vault login` leaves ~/.vault-token.
     std::fs::create_dir_all(files.path().join("home")).unwrap();
     let home = write("home/.vault-token", "root-token\n").replace("/.vault-token", "");
+    let (bao, seeded) = OpenBao::seeded();
+    let sealed = OpenBao::start(None);
+    sealed.seal();
+    let jwt = |name: &str| seeded[name].as_str().unwrap().to_owned();
     let http = VaultDouble::start(Mode::Http, None);
     let tls = VaultDouble::start(Mode::Tls, Some(&material));
     let mtls = VaultDouble::start(Mode::MutualTls, Some(&material));
-    let sealed = VaultDouble::start(Mode::Sealed, None);
     let expired = VaultDouble::start(Mode::ExpiredTls, Some(&material));
     let black_hole = BlackHole::new();
     Suite::new("vault", VAULT_KV, "vault-kv")
         .placeholder("[VAULT_TLS]", tls.url())
         .placeholder("[VAULT_MTLS]", mtls.url())
-        .placeholder("[VAULT_SEALED]", sealed.url())
+        .placeholder("[VAULT_SEALED]", sealed.address())
+        .placeholder("[JWT_OTHER_NAMESPACE]", &jwt("jwt_other_namespace"))
+        .placeholder("[JWT_OTHER_KEY]", &jwt("jwt_other_key"))
+        .placeholder("[JWT]", &jwt("jwt"))
+        .placeholder("[REVOKED_TOKEN]", &jwt("revoked_token"))
         .placeholder("[VAULT_EXPIRED_TLS]", expired.url())
         .placeholder("[BLACK_HOLE]", black_hole.url())
-        .placeholder("[VAULT]", http.url())
+        .placeholder("[DOUBLE]", http.url())
+        .placeholder("[VAULT]", bao.address())
         .placeholder("[HOME]", &home)
         .placeholder("[TOKEN_FILE]", &token_file)
         .placeholder("[EMPTY_TOKEN_FILE]", &empty_token)
@@ -54,8 +65,8 @@ fn golden_cases() {
 
 #[test]
 fn many_fetches_at_once_all_answer_exactly() {
-    let http = VaultDouble::start(Mode::Http, None);
-    let settings = format!("address = \"{}\"\n", http.url());
+    let (bao, _) = OpenBao::seeded();
+    let settings = format!("address = \"{}\"\n", bao.address());
     let plugin = Plugin::install(VAULT_KV.as_ref(), "vault-kv", Some(&settings), 0o644);
     let env = nomad_env("fetch", &[("VAULT_TOKEN", "root-token")]);
     let paths = [
@@ -74,4 +85,34 @@ fn sigterm_in_the_middle_of_a_fetch_ends_it_with_a_protocol_error() {
     let env = nomad_env("fetch", &[("VAULT_TOKEN", "root-token")]);
     // `secret/slow` answers after 5 s.
     plugin.assert_sigterm_mid_fetch("vault", "secret/slow", &env);
+}
+
+/// A token that works for one fetch and is revoked on the server before the next: the second
+/// fetch ends in one clear error (each run reads afresh; nothing is kept between runs).
+#[test]
+fn a_token_revoked_between_two_fetches() {
+    let (bao, _) = OpenBao::seeded();
+    let created = bao.call(
+        "POST",
+        "auth/token/create",
+        Some(r#"{"id": "short-lived-token", "policies": ["reader"]}"#),
+    );
+    assert_eq!(created, Some(200));
+    let settings = format!("address = \"{}\"\n", bao.address());
+    let plugin = Plugin::install(VAULT_KV.as_ref(), "vault-kv", Some(&settings), 0o644);
+    let env = nomad_env("fetch", &[("VAULT_TOKEN", "short-lived-token")]);
+    let first = plugin.run(&["fetch", "secret/db#username"], &env);
+    assert_eq!(first.stdout, "{\"result\":{\"username\":\"app\"}}\n");
+    let revoked = bao.call(
+        "POST",
+        "auth/token/revoke",
+        Some(r#"{"token": "short-lived-token"}"#),
+    );
+    assert_eq!(revoked, Some(204));
+    let second = plugin.run(&["fetch", "secret/db#username"], &env);
+    second.check_contract("fetch").unwrap();
+    assert!(
+        second.stdout.starts_with("{\"error\"") && second.stdout.contains("revoked"),
+        "{second:?}"
+    );
 }
