@@ -7,6 +7,10 @@
 //!
 //! `job` is the job as Nomad identifies it (a dispatched or periodic run's parent, see
 //! [`crate::policy::job_identity`]); such a run's own `NOMAD_JOB_ID` follows as `job_instance`.
+//! With a cache configured, `source` says where the answer came from: `store`, `cache` or
+//! `stale-cache` (the store was failing), with `cache_age_ms`, or `shared-failure` (the failure
+//! of the call another fetch made while this one waited); `cache` says why the cache could not
+//! be used, if it could not.
 //! `decision` is `allowed` or `denied` by the access policy, or `unchecked` when the run failed
 //! before the policy could be consulted (a bad path, say); `outcome` is `ok` or the error's kind,
 //! and `error` its message (messages never hold values). Each line is one `write` to a file
@@ -35,6 +39,9 @@ pub(crate) struct Audit {
     pub instance: String,
     pub path: String,
     pub decision: &'static str,
+    /// Where the answer came from, when a cache is configured (`source`, `cache_age_ms`, or
+    /// why the cache could not be used).
+    pub cache: Option<serde_json::Value>,
 }
 
 /// The run's audit context, if the operator set `audit_log`.
@@ -45,6 +52,15 @@ pub(crate) fn decided(decision: &'static str) {
     if let Ok(mut current) = CURRENT.lock() {
         if let Some(audit) = current.as_mut() {
             audit.decision = decision;
+        }
+    }
+}
+
+/// Records where the answer came from (the cache's part of the line).
+pub(crate) fn cached(fields: serde_json::Value) {
+    if let Ok(mut current) = CURRENT.lock() {
+        if let Some(audit) = current.as_mut() {
+            audit.cache = Some(fields);
         }
     }
 }
@@ -91,9 +107,12 @@ impl Audit {
             "path": cut(&self.path),
             "decision": self.decision,
         });
-        if self.instance != self.job {
-            if let Some(line) = line.as_object_mut() {
+        if let Some(line) = line.as_object_mut() {
+            if self.instance != self.job {
                 line.insert("job_instance".into(), self.instance.clone().into());
+            }
+            if let Some(serde_json::Value::Object(cache)) = &self.cache {
+                line.extend(cache.clone());
             }
         }
         if let (Some(line), serde_json::Value::Object(fields)) = (line.as_object_mut(), outcome) {
@@ -126,7 +145,7 @@ fn outcome_fields(outcome: &Result<Secrets, Error>) -> serde_json::Value {
     }
 }
 
-fn kind_name(kind: ErrorKind) -> &'static str {
+pub(crate) fn kind_name(kind: ErrorKind) -> &'static str {
     match kind {
         ErrorKind::Usage => "usage",
         ErrorKind::InvalidPath => "invalid_path",

@@ -41,6 +41,7 @@
 #![deny(missing_docs)]
 
 mod audit;
+mod cache;
 pub mod convert;
 pub mod dotenv;
 mod error;

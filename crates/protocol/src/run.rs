@@ -13,6 +13,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::audit;
+use crate::cache::{Cache, Key, KeyParts, Served};
 use crate::output::{self, Mode};
 use crate::policy;
 use crate::{Backend, Error, ErrorKind, Request, SecretPath, Settings};
@@ -199,6 +200,7 @@ fn fetch<B: Backend>(
                 instance: instance.clone(),
                 path: raw.to_owned(),
                 decision: "unchecked",
+                cache: None,
             });
         }
     }
@@ -221,12 +223,48 @@ fn fetch<B: Backend>(
         instance,
     };
 
+    let cache = Cache::open(&request.settings);
+    let cache_key = match &cache {
+        Cache::On(_) => Some(Key::new(&KeyParts {
+            plugin: B::NAME,
+            settings: &request.settings,
+            namespace: &request.namespace,
+            job: &request.job,
+            normalised: &normalised,
+            options: B::OPTIONS
+                .iter()
+                .filter_map(|name| request.path.option(name).map(|value| (*name, value)))
+                .collect(),
+            env: &request.env,
+        })),
+        _ => None,
+    };
+    let started_ms = std::time::SystemTime::now()
+        .checked_sub(started.elapsed())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis());
+    let deadline = request.deadline;
+
     let (sender, receiver) = mpsc::channel();
     signals::forward(signals, sender.clone(), Outcome::Signal);
     std::thread::Builder::new()
         .name("fetch".into())
         .spawn(move || {
-            let _ = sender.send(Outcome::Done(B::fetch(&request)));
+            let outcome = match (cache, cache_key) {
+                (Cache::On(store), Some(key)) => {
+                    let request = std::sync::Arc::new(request);
+                    let (outcome, served) =
+                        store.through(&key, started_ms, deadline, move || B::fetch(&request));
+                    audit::cached(served_fields(served));
+                    outcome
+                }
+                (Cache::Unavailable(why), _) => {
+                    audit::cached(serde_json::json!({"source": "store", "cache": why}));
+                    B::fetch(&request)
+                }
+                _ => B::fetch(&request),
+            };
+            let _ = sender.send(Outcome::Done(outcome));
         })
         .map_err(|e| Error::unavailable(format!("cannot start the fetch thread: {e}")))?;
 
@@ -245,6 +283,19 @@ fn fetch<B: Backend>(
             .hint("an empty secret cannot be interpolated; add a value to it"));
     }
     Ok(secrets)
+}
+
+/// The audit line's account of where the answer came from.
+fn served_fields(served: Served) -> serde_json::Value {
+    let ms = |age: Duration| age.as_millis() as u64;
+    match served {
+        Served::Store => serde_json::json!({"source": "store"}),
+        Served::Cache { age } => serde_json::json!({"source": "cache", "cache_age_ms": ms(age)}),
+        Served::Stale { age } => {
+            serde_json::json!({"source": "stale-cache", "cache_age_ms": ms(age)})
+        }
+        Served::SharedFailure => serde_json::json!({"source": "shared-failure"}),
+    }
 }
 
 /// `check`: the settings, what the caller may read, and the backend, as Nomad would run it.
@@ -318,6 +369,12 @@ fn check<B: Backend>(args: &CheckArgs, executable: &std::path::Path) -> (String,
     let limit = settings
         .duration("deadline")
         .unwrap_or(Duration::from_secs(8));
+    if settings.duration("cache_ttl").is_some() {
+        report.push_str(&format!(
+            "cache     {}\n",
+            Cache::open(&settings).describe()
+        ));
+    }
     match B::check(&settings, Instant::now() + limit) {
         Ok(line) => report.push_str(&format!("backend   {line}\n")),
         Err(error) => {

@@ -29,8 +29,10 @@ use crate::policy::Policy;
 /// The type of a setting's value, which also fixes how it is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    /// A duration with a unit: `"500ms"`, `"8s"`, `"2m"`.
+    /// A duration with a unit: `"500ms"`, `"8s"`, `"2m"`, at most an hour.
     Duration,
+    /// A longer duration with a unit, up to a week: `"30s"`, `"15m"`, `"12h"`, `"7d"`.
+    Age,
     /// A byte count: an integer, or a string with a unit: `"512KiB"`, `"1MiB"`.
     Size,
     /// An absolute path.
@@ -113,6 +115,21 @@ pub const COMMON: &[Setting] = &[
         by_hand_env: None,
         doc: "whether a fetch fails when its audit line cannot be written",
     },
+    Setting::operator(
+        "cache_ttl",
+        Kind::Age,
+        "node-local cache: a value this fresh is served without calling the store (off when unset)",
+    ),
+    Setting::operator(
+        "cache_max_stale",
+        Kind::Age,
+        "while the store is unreachable, failing or throttling, the last good value is served up to this age",
+    ),
+    Setting::operator(
+        "cache_dir",
+        Kind::AbsolutePath,
+        "memory-backed folder for cache entries (default /run/nomad-secrets/cache)",
+    ),
 ];
 
 /// The key that lists what jobs may override.
@@ -496,6 +513,14 @@ fn parse_value(spec: &Setting, value: &toml::Value) -> Result<Value, String> {
             .ok_or_else(|| {
                 "must be a duration between 1ms and 1h with a unit, like \"8s\" or \"500ms\"".into()
             }),
+        Kind::Age => value
+            .as_str()
+            .and_then(parse_age)
+            .map(Value::Duration)
+            .ok_or_else(|| {
+                "must be a duration between 1s and 7d with a unit, like \"30s\", \"15m\" or \"12h\""
+                    .into()
+            }),
         Kind::Size => match value {
             toml::Value::Integer(n) if *n > 0 => Some(Value::Size(*n as u64)),
             toml::Value::String(s) => parse_size(s).map(Value::Size),
@@ -541,6 +566,22 @@ fn parse_duration(text: &str) -> Option<Duration> {
     (Duration::from_millis(1)..=Duration::from_secs(3600))
         .contains(&duration)
         .then_some(duration)
+}
+
+fn parse_age(text: &str) -> Option<Duration> {
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let seconds = match unit {
+        "s" => Some(number),
+        "m" => number.checked_mul(60),
+        "h" => number.checked_mul(3600),
+        "d" => number.checked_mul(86_400),
+        _ => None,
+    }?;
+    (1..=7 * 86_400)
+        .contains(&seconds)
+        .then(|| Duration::from_secs(seconds))
 }
 
 fn parse_size(text: &str) -> Option<u64> {
@@ -638,7 +679,7 @@ mod tests {
         let cases = [
             (
                 "\n\nroott = \"/x\"",
-                "settings file `FILE`, line 3: unknown setting `roott` (hint: the settings are: `deadline`, `audit_log`, `audit_required`, `root`, `max_size`, `region`, `job_may_set`, `allow`)",
+                "settings file `FILE`, line 3: unknown setting `roott` (hint: the settings are: `deadline`, `audit_log`, `audit_required`, `cache_ttl`, `cache_max_stale`, `cache_dir`, `root`, `max_size`, `region`, `job_may_set`, `allow`)",
             ),
             (
                 "root = \"relative/CANARY\"",

@@ -157,3 +157,44 @@ fn instance_credentials_that_expire_between_two_fetches() {
     );
     assert!(elapsed < NOMAD_KILL, "{elapsed:?}");
 }
+
+/// The node-local cache against moto: a second fetch is served from the cache, and with moto
+/// stopped, past the TTL, the last value is served within `cache_max_stale`, then refused
+/// after it.
+#[test]
+fn the_cache_serves_the_last_value_while_the_endpoint_is_down() {
+    let (moto, _, _) = seeded();
+    let cache = format!("/dev/shm/nomad-secrets-aws-cache-{}", std::process::id());
+    let _ = std::fs::remove_dir_all(&cache);
+    let settings = format!(
+        "endpoint_url = \"{}\"\nimds_endpoint = \"off\"\ncache_ttl = \"1s\"\ncache_max_stale = \"4s\"\ncache_dir = \"{cache}\"\ndeadline = \"3s\"\n",
+        moto.endpoint()
+    );
+    let plugin = Plugin::install(Path::new(AWS), "aws", Some(&settings), 0o644);
+    let env = nomad_env(
+        "fetch",
+        &[
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ],
+    );
+    let first = plugin.run(&["fetch", "prod/db#password"], &env);
+    assert_eq!(
+        first.stdout,
+        "{\"result\":{\"password\":\"CANARY-db-v2\"}}\n"
+    );
+    drop(moto);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let stale = plugin.run(&["fetch", "prod/db#password"], &env);
+    stale.check_contract("fetch").unwrap();
+    assert_eq!(
+        stale.stdout, first.stdout,
+        "the last good value while moto is down"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    let too_old = plugin.run(&["fetch", "prod/db#password"], &env);
+    too_old.check_contract("fetch").unwrap();
+    assert!(too_old.stdout.starts_with("{\"error\""), "{too_old:?}");
+    let _ = std::fs::remove_dir_all(&cache);
+}

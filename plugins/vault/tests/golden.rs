@@ -116,3 +116,59 @@ fn a_token_revoked_between_two_fetches() {
         "{second:?}"
     );
 }
+
+/// The node-local cache against a real server: 200 concurrent fetches of one secret cost the
+/// server one mounts lookup and one read (counted by its own audit device); another token is
+/// another entry; with the server stopped, the last value is served within `cache_max_stale`.
+#[test]
+fn the_cache_on_a_real_server() {
+    use nomad_secrets_golden::openbao::{audit_config, audited_requests};
+    let scratch = Scratch::new("vault-cache");
+    let log = scratch.path().join("openbao-audit.log");
+    let config = audit_config(scratch.path(), &log);
+    let (bao, _) = OpenBao::seeded_with(Some(&config));
+    let cache = format!("/dev/shm/nomad-secrets-vault-cache-{}", std::process::id());
+    let _ = std::fs::remove_dir_all(&cache);
+    let settings = format!(
+        "address = \"{}\"\ncache_ttl = \"2s\"\ncache_max_stale = \"1h\"\ncache_dir = \"{cache}\"\ndeadline = \"4s\"\n",
+        bao.address()
+    );
+    let plugin = Plugin::install(VAULT_KV.as_ref(), "vault-kv", Some(&settings), 0o644);
+    let env = nomad_env("fetch", &[("VAULT_TOKEN", "root-token")]);
+    let before = audited_requests(&log);
+    let children: Vec<_> = (0..200)
+        .map(|_| {
+            plugin
+                .command(&["fetch", "secret/db#username"], &env)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let outcome =
+            nomad_secrets_golden::Outcome::wait(child, std::time::Duration::from_secs(60));
+        outcome.check_contract("fetch").unwrap();
+        assert_eq!(outcome.stdout, "{\"result\":{\"username\":\"app\"}}\n");
+    }
+    assert_eq!(
+        audited_requests(&log) - before,
+        2,
+        "one mounts lookup and one read for 200 fetches"
+    );
+    // Another token: its own call.
+    let narrow = nomad_env("fetch", &[("VAULT_TOKEN", "narrow-token")]);
+    let before = audited_requests(&log);
+    let outcome = plugin.run(&["fetch", "secret/db#username"], &narrow);
+    assert_eq!(outcome.stdout, "{\"result\":{\"username\":\"app\"}}\n");
+    assert!(
+        audited_requests(&log) > before,
+        "a second identity reached the server"
+    );
+    // The server stops: past the TTL, the last value is served.
+    drop(bao);
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let stale = plugin.run(&["fetch", "secret/db#username"], &env);
+    stale.check_contract("fetch").unwrap();
+    assert_eq!(stale.stdout, "{\"result\":{\"username\":\"app\"}}\n");
+    let _ = std::fs::remove_dir_all(&cache);
+}

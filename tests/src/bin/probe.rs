@@ -11,18 +11,23 @@
 //! | `leak`       | returns an error that quotes a canary: a planted leak            |
 //! | `empty`      | returns no keys                                                  |
 //! | `tricky`     | returns values that need JSON escaping                           |
+//! | `store/<name>` | a store for the cache's tests, in the folder `store` names: each call appends a line to `<store>/calls`, waits 300 ms, and answers `{"token": <the job's TOKEN>, "value": "CANARY-stored"}`; `<store>/down` makes it fail as unreachable, `<store>/deny` as denied |
 #![allow(
     clippy::print_stderr,
     reason = "the `stderr` case imitates a library that prints"
 )]
 
-use nomad_secrets_protocol::{Backend, Error, Request, Secret, Secrets, Setting};
+use nomad_secrets_protocol::{Backend, Error, Kind, Request, Secret, Secrets, Setting};
 
 struct Probe;
 
 impl Backend for Probe {
     const NAME: &'static str = "probe";
-    const SETTINGS: &'static [Setting] = &[];
+    const SETTINGS: &'static [Setting] = &[Setting::operator(
+        "store",
+        Kind::AbsolutePath,
+        "the folder of the `store/` paths' calls and switches",
+    )];
     const OPTIONS: &'static [&'static str] = &["marker", "version"];
 
     fn fetch(request: &Request) -> Result<Secrets, Error> {
@@ -72,6 +77,31 @@ impl Backend for Probe {
                     secrets.insert(name, Secret::new(value))?;
                 }
                 secrets.insert("env_count", Secret::new(request.env.len().to_string()))?;
+            }
+            stored if stored.starts_with("store/") => {
+                use std::io::Write as _;
+                let store = request
+                    .settings
+                    .path("store")
+                    .ok_or_else(|| Error::settings("`store` is not set"))?;
+                let mut calls = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(store.join("calls"))
+                    .map_err(|e| Error::unavailable(e.to_string()))?;
+                calls
+                    .write_all(format!("{locator}\n").as_bytes())
+                    .map_err(|e| Error::unavailable(e.to_string()))?;
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                if store.join("down").exists() {
+                    return Err(Error::unavailable("the store is unreachable"));
+                }
+                if store.join("deny").exists() {
+                    return Err(Error::denied("the store denies this token"));
+                }
+                let token = request.env_var("TOKEN").unwrap_or("(none)");
+                secrets.insert("token", Secret::new(token))?;
+                secrets.insert("value", Secret::new("CANARY-stored"))?;
             }
             _ => return Err(Error::not_found(format!("the probe has no `{locator}`"))),
         }
