@@ -11,6 +11,8 @@
 #![deny(missing_docs)]
 
 pub mod aws_faults;
+pub mod drongo;
+pub mod gcp_faults;
 pub mod imds;
 pub mod moto;
 pub mod openbao;

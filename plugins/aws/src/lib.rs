@@ -49,7 +49,7 @@ impl Backend for AwsBackend {
     /// names of their own, never resolved as paths), sent in a JSON body rather than a URL, so
     /// what the policy matches is exactly what AWS looks up. An ARN and the name of the same
     /// secret are different texts: a rule for one does not allow the other (README).
-    fn normalise(locator: &str) -> Result<String, Error> {
+    fn normalise(locator: &str, _settings: &Settings) -> Result<String, Error> {
         Ok(locator.to_owned())
     }
 

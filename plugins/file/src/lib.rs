@@ -71,7 +71,7 @@ impl Backend for FileBackend {
     }
 
     /// `a//./b` is `a/b`; `..` and absolute paths are refused here already.
-    fn normalise(locator: &str) -> Result<String, Error> {
+    fn normalise(locator: &str, _settings: &Settings) -> Result<String, Error> {
         resolve::relative_components(locator).map(|components| components.join("/"))
     }
 

@@ -111,7 +111,7 @@ impl Backend for VaultBackend {
 
     /// `.` and empty segments dropped, `..` refused: the path Vault will read (see
     /// [`kv::normalise`]).
-    fn normalise(locator: &str) -> Result<String, Error> {
+    fn normalise(locator: &str, _settings: &Settings) -> Result<String, Error> {
         kv::normalise(locator, "path")
     }
 

@@ -1,0 +1,58 @@
+//! Secret Manager's failures as messages. GCP's own messages name the resource and, for a
+//! denial, the permission; never a value, so they are quoted. Credential errors are described,
+//! not quoted (their text can hold a token endpoint's answer).
+
+use google_cloud_gax::error::Error as GaxError;
+use google_cloud_gax::error::rpc::Code;
+use nomad_secrets_protocol::{Error, ErrorKind};
+
+use crate::credentials::Source;
+
+/// The message for a failed call about `what`.
+pub fn describe(error: &GaxError, what: &str, source: &Source) -> Error {
+    if error.is_authentication() {
+        return crate::credentials::no_credentials(&source.tried);
+    }
+    if error.is_timeout() {
+        return Error::new(
+            ErrorKind::Timeout,
+            format!("no answer from Secret Manager about `{what}` in time"),
+        )
+        .hint("check that this node can reach the endpoint (firewall, private access, proxies)");
+    }
+    if let Some(status) = error.status() {
+        let message = status
+            .message
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        return match status.code {
+            Code::NotFound => Error::not_found(format!("Secret Manager has no `{what}`: {message}"))
+                .hint("check the secret, its version and the project"),
+            Code::FailedPrecondition => Error::not_found(format!(
+                "`{what}` cannot be read: {message}"
+            ))
+            .hint("a disabled version can be enabled again; a destroyed one is gone: read another version with `?version=N`"),
+            Code::PermissionDenied => Error::denied(format!("permission denied for `{what}`: {message}"))
+                .hint(format!("grant roles/secretmanager.secretAccessor on the secret to the principal of {}", source.used)),
+            Code::Unauthenticated => Error::denied(format!("Google rejected the credentials ({}): {message}", source.used))
+                .hint("the access token may have expired; a job's GOOGLE_OAUTH_ACCESS_TOKEN must be fresh"),
+            Code::ResourceExhausted => Error::unavailable(format!("Secret Manager's quota is exhausted: {message}"))
+                .hint("many fetches at once; try again, or raise the project's quota"),
+            Code::InvalidArgument => Error::invalid_path(format!("Secret Manager refused `{what}`: {message}")),
+            code => Error::unavailable(format!("Secret Manager failed ({code:?}): {message}"))
+                .hint("try again later"),
+        };
+    }
+    if error.is_connect() || error.is_io() || error.is_transport() {
+        return Error::unavailable(format!("cannot reach Secret Manager about `{what}`"))
+            .hint("check `endpoint_url`, DNS and the network");
+    }
+    if let Some(status) = error.http_status_code() {
+        return Error::unavailable(format!(
+            "the endpoint answered HTTP {status} for `{what}`, not as Secret Manager would"
+        ))
+        .hint("check `endpoint_url`: a proxy may be answering instead");
+    }
+    Error::unavailable(format!("the request for `{what}` failed"))
+}

@@ -1,0 +1,218 @@
+//! The `gcp` backend: secrets from Google Cloud Secret Manager, with Google's official Rust SDK.
+//!
+//! `fetch <secret>`, `fetch projects/<p>/secrets/<s>` or `fetch projects/<p>/locations/<r>/secrets/<s>`
+//! (regional secrets), `?version=N` (default `latest`), `#key`. The payload gives the shared
+//! conversion policy (a JSON object its fields, text `value`, bytes that are not UTF-8
+//! `value_base64`), after its CRC32C checksum is verified when the answer carries one. See
+//! [`credentials`] for where credentials come from and what a job may set, [`names`] for paths.
+//!
+//! Bounded in time: the SDK's default retry policies give up only after 47 s (metadata server
+//! unreachable) to 54 s (endpoint refusing); here every attempt gets at most 3 s, at most 3
+//! attempts, the token source the same, and the whole call ends 300 ms before the deadline.
+#![deny(missing_docs)]
+
+pub mod credentials;
+mod errors;
+pub mod names;
+
+use std::time::{Duration, Instant};
+
+use google_cloud_gax::options::RequestOptionsBuilder as _;
+use google_cloud_gax::retry_policy::{Aip194Strict, RetryPolicyExt as _};
+use google_cloud_secretmanager_v1::client::SecretManagerService;
+use nomad_secrets_protocol::{
+    Backend, Error, ErrorKind, Kind, Request, Secrets, Setting, Settings,
+};
+
+/// The `gcp` plugin.
+pub struct GcpBackend;
+
+/// One HTTP attempt.
+const ATTEMPT: Duration = Duration::from_secs(3);
+/// Attempts per call, token fetches included.
+const ATTEMPTS: u32 = 3;
+/// Kept back before the deadline for the answer to be printed.
+const MARGIN: Duration = Duration::from_millis(300);
+
+impl Backend for GcpBackend {
+    const NAME: &'static str = "gcp";
+    const SETTINGS: &'static [Setting] = &[
+        Setting {
+            name: "project",
+            kind: Kind::Text,
+            default: None,
+            job_env: Some("GOOGLE_CLOUD_PROJECT"),
+            job_by_default: false,
+            by_hand_env: Some("CLOUDSDK_CORE_PROJECT"),
+            doc: "project of secrets named without one",
+        },
+        Setting::operator(
+            "endpoint_url",
+            Kind::Text,
+            "Secret Manager endpoint (private endpoints, emulators); regional secrets use secretmanager.<region>.rep.googleapis.com",
+        ),
+        Setting::operator(
+            "credentials_file",
+            Kind::AbsolutePath,
+            "service-account key or external-account (workload identity federation) JSON file",
+        ),
+        Setting::operator(
+            "metadata_endpoint",
+            Kind::Text,
+            "GCE metadata server, or \"off\" on machines that are not GCE",
+        ),
+        Setting::operator(
+            "ca_file",
+            Kind::AbsolutePath,
+            "not supported yet by this plugin: set it and fetches fail, rather than trust less than asked",
+        ),
+    ];
+    const OPTIONS: &'static [&'static str] = &["version"];
+
+    /// The full resource name, the project of a short name filled in from the settings.
+    fn normalise(locator: &str, settings: &Settings) -> Result<String, Error> {
+        Ok(names::parse(locator, settings.text("project"))?.full)
+    }
+
+    fn fetch(request: &Request) -> Result<Secrets, Error> {
+        credentials::check_job_env(request)?;
+        if request.settings.path("ca_file").is_some() {
+            return Err(Error::settings(
+                "`ca_file` is not supported by the gcp plugin yet: it would be ignored",
+            )
+            .hint("remove it; the node's CA store is used"));
+        }
+        let name = names::parse(request.path.locator(), request.settings.text("project"))?;
+        let version = names::version(request.path.option("version"))?;
+        block_on(access(request, &name, &version), request.deadline)
+    }
+
+    /// Gets a token from the node's credentials and lists one secret name of the project: proves
+    /// the credentials, the endpoint and the project without reading a secret's value.
+    fn check(settings: &Settings, deadline: Instant) -> Result<String, Error> {
+        block_on(
+            async {
+                let (credentials, source) =
+                    credentials::credentials(settings, &Default::default(), ATTEMPTS)?;
+                let client = client(settings, None, credentials).await?;
+                let project = settings
+                    .text("project")
+                    .ok_or_else(|| settings.missing("project", "\"acme-prod\""))?;
+                client
+                    .list_secrets()
+                    .set_parent(format!("projects/{project}"))
+                    .set_page_size(1)
+                    .with_attempt_timeout(ATTEMPT)
+                    .send()
+                    .await
+                    .map_err(|e| errors::describe(&e, &format!("projects/{project}"), &source))?;
+                Ok(format!(
+                    "credentials work ({}): Secret Manager lists the secrets of project `{project}`",
+                    source.used
+                ))
+            },
+            deadline,
+        )
+    }
+}
+
+/// The client for `region` (regional secrets have their own endpoint).
+async fn client(
+    settings: &Settings,
+    region: Option<&str>,
+    credentials: google_cloud_auth::credentials::Credentials,
+) -> Result<SecretManagerService, Error> {
+    let endpoint = match (settings.text("endpoint_url"), region) {
+        (Some(url), _) => url.to_owned(),
+        (None, Some(region)) => format!("https://secretmanager.{region}.rep.googleapis.com"),
+        (None, None) => "https://secretmanager.googleapis.com".to_owned(),
+    };
+    SecretManagerService::builder()
+        .with_endpoint(endpoint)
+        .with_credentials(credentials)
+        .with_retry_policy(Aip194Strict.with_attempt_limit(ATTEMPTS))
+        .build()
+        .await
+        .map_err(|_| {
+            Error::settings("cannot set up the Secret Manager client (check `endpoint_url`)")
+        })
+}
+
+async fn access(request: &Request, name: &names::Name, version: &str) -> Result<Secrets, Error> {
+    let (credentials, source) =
+        credentials::credentials(&request.settings, &request.env, ATTEMPTS)?;
+    let client = client(&request.settings, name.region.as_deref(), credentials).await?;
+    let full = format!("{}/versions/{version}", name.full);
+    let answer = client
+        .access_secret_version()
+        .set_name(&full)
+        .with_attempt_timeout(ATTEMPT)
+        .send()
+        .await
+        .map_err(|e| errors::describe(&e, &full, &source))?;
+    let payload = answer.payload.ok_or_else(|| {
+        Error::invalid_secret(format!(
+            "Secret Manager answered `{full}` without a payload"
+        ))
+    })?;
+    if let Some(expected) = payload.data_crc32c {
+        let actual = i64::from(crc32c(&payload.data));
+        if actual != expected {
+            return Err(Error::invalid_secret(format!(
+                "the payload of `{full}` does not match its CRC32C checksum: it was corrupted on the way"
+            ))
+            .hint("try again; if it persists, check any proxy between this node and Google"));
+        }
+    }
+    match String::from_utf8(payload.data.to_vec()) {
+        Ok(text) => Secrets::from_text_or_json_object(text),
+        Err(bytes) => Ok(Secrets::from_bytes(bytes.into_bytes())),
+    }
+}
+
+/// Runs `future` on a current-thread runtime, ending it `MARGIN` before `deadline`.
+fn block_on<T>(
+    future: impl std::future::Future<Output = Result<T, Error>>,
+    deadline: Instant,
+) -> Result<T, Error> {
+    // Built without aws-lc: every TLS client here (Secret Manager's, the token sources') uses
+    // ring, installed before the first is made.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::unavailable(format!("cannot start the async runtime: {e}")))?;
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .saturating_sub(MARGIN);
+    let result = runtime.block_on(async { tokio::time::timeout(left, future).await });
+    runtime.shutdown_background();
+    result.unwrap_or_else(|_| {
+        Err(Error::new(
+            ErrorKind::Timeout,
+            "Secret Manager (or the credentials' token source) did not answer in time",
+        )
+        .hint("check that this node can reach Google's endpoints, or `endpoint_url` and `metadata_endpoint`"))
+    })
+}
+
+/// CRC32C (Castagnoli), the checksum Secret Manager gives a payload.
+pub fn crc32c(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            let mask = (crc & 1).wrapping_neg();
+            crc = (crc >> 1) ^ (0x82F6_3B78 & mask);
+        }
+    }
+    !crc
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn crc32c_matches_the_standard_check_value() {
+        assert_eq!(super::crc32c(b"123456789"), 0xE306_9283);
+    }
+}

@@ -1,0 +1,177 @@
+//! A GCE metadata server and a Secret Manager double on 127.0.0.1, for what drongo cannot do.
+//! They follow the documented shapes: the metadata token endpoint answers only with
+//! `Metadata-Flavor: Google`; Secret Manager errors are `{"error": {code, message, status}}`.
+//!
+//! | path (after `/v1/projects/acme/secrets/`) | answer |
+//! |---|---|
+//! | `denied/versions/latest:access` | 403 PERMISSION_DENIED naming the permission |
+//! | `quota/versions/latest:access` | 429 RESOURCE_EXHAUSTED |
+//! | `badcrc/versions/latest:access` | a payload whose `dataCrc32c` does not match |
+//! | `goodcrc/versions/latest:access` | `123456789` with its right `dataCrc32c` (the published check value) |
+//! | `mds/versions/latest:access` | the secret, only with the metadata server's token |
+//!
+//! and `/computeMetadata/v1/instance/service-accounts/default/token` gives that token.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpListener;
+
+/// The token the metadata double hands out.
+pub const MDS_TOKEN: &str = "ya29.CANARY-from-metadata";
+
+/// A running double; it stops with the test process.
+pub struct GcpFaults {
+    url: String,
+}
+
+impl GcpFaults {
+    /// Starts the double.
+    pub fn start() -> GcpFaults {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                std::thread::spawn(move || serve(stream));
+            }
+        });
+        GcpFaults { url }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+fn serve(stream: std::net::TcpStream) {
+    let mut reader = BufReader::new(&stream);
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let target = request_line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("")
+            .to_owned();
+        let mut headers = Vec::new();
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                let (name, value) = (name.trim().to_ascii_lowercase(), value.trim().to_owned());
+                if name == "content-length" {
+                    length = value.parse().unwrap_or(0);
+                }
+                headers.push((name, value));
+            }
+        }
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let (status, answer) = answer(&target, header("metadata-flavor"), header("authorization"));
+        let response = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nMetadata-Flavor: Google\r\nContent-Length: {}\r\n\r\n{answer}",
+            answer.len()
+        );
+        if (&stream).write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+fn error(code: u16, status: &str, message: &str) -> String {
+    serde_json::json!({"error": {"code": code, "message": message, "status": status}}).to_string()
+}
+
+fn payload(name: &str, data: &[u8], crc: Option<i64>) -> String {
+    use base64::Engine as _;
+    let mut payload =
+        serde_json::json!({"data": base64::engine::general_purpose::STANDARD.encode(data)});
+    if let Some(crc) = crc {
+        payload["dataCrc32c"] = crc.to_string().into();
+    }
+    serde_json::json!({"name": format!("projects/acme/secrets/{name}/versions/1"), "payload": payload}).to_string()
+}
+
+fn answer(
+    target: &str,
+    flavor: Option<&str>,
+    authorization: Option<&str>,
+) -> (&'static str, String) {
+    let path = target.split('?').next().unwrap_or_default();
+    if path.starts_with("/computeMetadata/") {
+        if flavor != Some("Google") {
+            return (
+                "403 Forbidden",
+                "Missing Metadata-Flavor:Google header.".into(),
+            );
+        }
+        return match path {
+            "/computeMetadata/v1/instance/service-accounts/default/token" => (
+                "200 OK",
+                serde_json::json!({"access_token": MDS_TOKEN, "expires_in": 3599, "token_type": "Bearer"}).to_string(),
+            ),
+            "/computeMetadata/v1/project/project-id" => ("200 OK", "acme".into()),
+            _ => ("404 Not Found", "Not Found".into()),
+        };
+    }
+    let secret = path
+        .strip_prefix("/v1/projects/acme/secrets/")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_default();
+    let data = b"{\"password\":\"CANARY-gcp-double\"}";
+    match secret {
+        "denied" => (
+            "403 Forbidden",
+            error(
+                403,
+                "PERMISSION_DENIED",
+                "Permission 'secretmanager.versions.access' denied for resource 'projects/acme/secrets/denied/versions/latest' (or it may not exist).",
+            ),
+        ),
+        "quota" => (
+            "429 Too Many Requests",
+            error(
+                429,
+                "RESOURCE_EXHAUSTED",
+                "Quota exceeded for quota metric 'Access requests' and limit 'Access requests per minute' of service 'secretmanager.googleapis.com' for consumer 'project_number:123456789'.",
+            ),
+        ),
+        "badcrc" => ("200 OK", payload(secret, data, Some(12345))),
+        // CRC32C's published check value: "123456789" gives 0xE3069283.
+        "goodcrc" => ("200 OK", payload(secret, b"123456789", Some(0xE306_9283))),
+        "mds" if authorization == Some(&format!("Bearer {MDS_TOKEN}")) => {
+            ("200 OK", payload(secret, data, None))
+        }
+        "mds" => (
+            "401 Unauthorized",
+            error(
+                401,
+                "UNAUTHENTICATED",
+                "Request had invalid authentication credentials.",
+            ),
+        ),
+        _ => (
+            "404 Not Found",
+            error(
+                404,
+                "NOT_FOUND",
+                "Secret [projects/acme/secrets/x] not found or has no versions.",
+            ),
+        ),
+    }
+}
