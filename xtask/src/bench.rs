@@ -262,6 +262,9 @@ pub fn run(args: &[String]) -> Result {
             &[],
             &audit,
         )?;
+        if tables {
+            command_table(&mut report, runs.min(50), &secrets)?;
+        }
         aws_table(
             &mut report,
             &mut loads,
@@ -462,6 +465,48 @@ fn aws_table(
     let _ = moto.kill();
     let _ = moto.wait();
     result
+}
+
+/// A sops-encrypted file read through the `command` plugin, beside `sops decrypt` run alone:
+/// the plugin's own overhead on a real CLI.
+fn command_table(report: &mut String, runs: usize, secrets: &std::path::Path) -> Result {
+    use nomad_secrets_golden::tools::{sops, sops_fixtures};
+    let work = secrets.join("../command-bench");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    let key = sops_fixtures(&work);
+    let sops = sops();
+    let encrypted = work.join("secrets/db.json");
+    let settings = secrets.join("command.toml");
+    std::fs::write(
+        &settings,
+        format!(
+            "command = [\"{}\", \"decrypt\", \"--output-type\", \"json\", \"--\", \"{}/{{path}}\"]\npath_pattern = \"[a-z]+\\\\.json\"\nenv = [\"SOPS_AGE_KEY_FILE={}\", \"SOPS_DISABLE_VERSION_CHECK=1\"]\n",
+            sops.display(),
+            work.join("secrets").display(),
+            key.display()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    std::fs::set_permissions(&settings, std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| e.to_string())?;
+    let key_env = format!("{}", key.display());
+    let contenders = [
+        Contender::new(
+            "sops decrypt --output-type json (alone)",
+            &sops,
+            &["decrypt", "--output-type", "json", "--", encrypted.to_str().unwrap_or_default()],
+            &[("SOPS_AGE_KEY_FILE", &key_env), ("SOPS_DISABLE_VERSION_CHECK", "1")],
+        ),
+        Contender::new(
+            "command fetch db.json (the same sops, through the plugin)",
+            secrets.join("command"),
+            &["fetch", "db.json"],
+            &[("CPI_OPERATION", "fetch")],
+        ),
+    ];
+    table(report, "command: a sops-encrypted JSON file (age key)", runs, &contenders)?;
+    Ok(())
 }
 
 /// `aws-ssm fetch` against moto (already seeded), beside one `curl --aws-sigv4` GetParameter
