@@ -495,8 +495,17 @@ fn command_table(report: &mut String, runs: usize, secrets: &std::path::Path) ->
         Contender::new(
             "sops decrypt --output-type json (alone)",
             &sops,
-            &["decrypt", "--output-type", "json", "--", encrypted.to_str().unwrap_or_default()],
-            &[("SOPS_AGE_KEY_FILE", &key_env), ("SOPS_DISABLE_VERSION_CHECK", "1")],
+            &[
+                "decrypt",
+                "--output-type",
+                "json",
+                "--",
+                encrypted.to_str().unwrap_or_default(),
+            ],
+            &[
+                ("SOPS_AGE_KEY_FILE", &key_env),
+                ("SOPS_DISABLE_VERSION_CHECK", "1"),
+            ],
         ),
         Contender::new(
             "command fetch db.json (the same sops, through the plugin)",
@@ -505,7 +514,12 @@ fn command_table(report: &mut String, runs: usize, secrets: &std::path::Path) ->
             &[("CPI_OPERATION", "fetch")],
         ),
     ];
-    table(report, "command: a sops-encrypted JSON file (age key)", runs, &contenders)?;
+    table(
+        report,
+        "command: a sops-encrypted JSON file (age key)",
+        runs,
+        &contenders,
+    )?;
     Ok(())
 }
 
