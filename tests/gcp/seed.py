@@ -16,14 +16,16 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 ENDPOINT, KEY_FILE = sys.argv[1], sys.argv[2]
 
-# drongo prints its address a moment before it accepts connections.
-for _ in range(100):
+# drongo prints its address a moment before it accepts connections (seconds on a busy machine).
+for _ in range(600):
     try:
         if requests.get(f"{ENDPOINT}/drongo/health", timeout=1).ok:
             break
     except requests.ConnectionError:
         pass
     time.sleep(0.05)
+else:
+    sys.exit(f"drongo at {ENDPOINT} did not answer /drongo/health in 30 s")
 
 
 def call(path, body=None):

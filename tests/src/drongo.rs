@@ -23,9 +23,10 @@ impl Drongo {
             .spawn()
             .expect("start drongo (run `cargo xtask moto`)");
         let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
+        // Keep reading what it prints: a closed pipe would kill it at its next line.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
         let endpoint = line
             .split_whitespace()
             .find(|w| w.starts_with("http://"))
