@@ -147,6 +147,7 @@ pub fn credentials(
             Some("service_account") => service_account::Builder::new(json).build(),
             Some("external_account") => external_account::Builder::new(json)
                 .with_retry_policy(Aip194Strict.with_attempt_limit(attempts))
+                .with_backoff_policy(crate::backoff())
                 .build(),
             _ => {
                 return Err(Error::settings(format!(
@@ -176,6 +177,7 @@ pub fn credentials(
     let built = mds::Builder::default()
         .with_endpoint(endpoint)
         .with_retry_policy(Aip194Strict.with_attempt_limit(attempts))
+        .with_backoff_policy(crate::backoff())
         .build()
         .map_err(|_| Error::settings("`metadata_endpoint` is not a valid URL"))?;
     Ok((

@@ -172,7 +172,7 @@ async fn access(request: &Request, name: &names::Name, version: &str) -> Result<
 }
 
 /// Retries wait 100 ms, then 200 ms, at most 1 s (the SDK's default starts at 1 s).
-fn backoff() -> google_cloud_gax::exponential_backoff::ExponentialBackoff {
+pub(crate) fn backoff() -> google_cloud_gax::exponential_backoff::ExponentialBackoff {
     google_cloud_gax::exponential_backoff::ExponentialBackoffBuilder::new()
         .with_initial_delay(Duration::from_millis(100))
         .with_maximum_delay(Duration::from_secs(1))
