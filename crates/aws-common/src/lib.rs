@@ -179,6 +179,24 @@ pub fn block_on<T>(
     result
 }
 
+/// The bounded configuration for one fetch of `service`: the `?role=` the operator allows, the
+/// region of a full ARN of the service (the SDK would send it to the client's region
+/// regardless), and the person's sources when run by hand.
+pub async fn config_for(
+    request: &Request,
+    service: &'static Service,
+) -> Result<(aws_types::SdkConfig, Setup), Error> {
+    let role = allowed_role(request)?;
+    let arn = Arn::parse(request.path.locator(), service.endpoint_prefix);
+    let call = Call {
+        service,
+        role: role.as_ref(),
+        arn_region: arn.map(|arn| arn.region),
+        manual: request.manual,
+    };
+    client::config(&request.settings, request.deadline, &call).await
+}
+
 /// Refuses the job's `AWS_*` variables that are the operator's to set; by hand there is no job
 /// and the person's environment is theirs.
 pub fn check_job_env(request: &Request) -> Result<(), Error> {

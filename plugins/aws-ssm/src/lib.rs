@@ -17,7 +17,7 @@ pub mod names;
 use std::time::{Duration, Instant};
 
 use aws_sdk_ssm::types::ParameterType;
-use nomad_secrets_aws_common::{Arn, Call, Service, Setup};
+use nomad_secrets_aws_common::{Service, Setup};
 use nomad_secrets_protocol::{Backend, Error, Request, Secret, Secrets, Setting, Settings};
 
 use crate::names::Target;
@@ -69,17 +69,7 @@ impl Backend for SsmBackend {
 }
 
 async fn read(request: &Request, target: &Target) -> Result<Secrets, Error> {
-    let role = nomad_secrets_aws_common::allowed_role(request)?;
-    let arn = Arn::parse(request.path.locator(), "ssm");
-    let call = Call {
-        service: &PARAMETER_STORE,
-        role: role.as_ref(),
-        arn_region: arn.map(|arn| arn.region),
-        manual: request.manual,
-    };
-    let (sdk, setup) =
-        nomad_secrets_aws_common::client::config(&request.settings, request.deadline, &call)
-            .await?;
+    let (sdk, setup) = nomad_secrets_aws_common::config_for(request, &PARAMETER_STORE).await?;
     let client = aws_sdk_ssm::Client::new(&sdk);
     match target {
         Target::One { name, selector } => get_parameter(&client, name, selector, &setup).await,

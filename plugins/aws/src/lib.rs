@@ -19,7 +19,7 @@ mod errors;
 #[cfg(fuzzing)]
 pub mod fuzzing;
 
-use nomad_secrets_aws_common::{Arn, Call, Service, Setup};
+use nomad_secrets_aws_common::{Service, Setup};
 use nomad_secrets_protocol::{Backend, Error, Request, Secrets, Setting, Settings};
 
 use crate::errors::Asked;
@@ -66,18 +66,7 @@ impl Backend for AwsBackend {
 }
 
 async fn get_secret_value(request: &Request) -> Result<Secrets, Error> {
-    let role = nomad_secrets_aws_common::allowed_role(request)?;
-    // A full ARN names its region; the SDK would send it to the client's region regardless.
-    let arn = Arn::parse(request.path.locator(), "secretsmanager");
-    let call = Call {
-        service: &SECRETS_MANAGER,
-        role: role.as_ref(),
-        arn_region: arn.map(|arn| arn.region),
-        manual: request.manual,
-    };
-    let (sdk, setup) =
-        nomad_secrets_aws_common::client::config(&request.settings, request.deadline, &call)
-            .await?;
+    let (sdk, setup) = nomad_secrets_aws_common::config_for(request, &SECRETS_MANAGER).await?;
     let client = aws_sdk_secretsmanager::Client::new(&sdk);
     let asked = Asked {
         id: request.path.locator(),
