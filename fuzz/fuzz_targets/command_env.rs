@@ -18,13 +18,16 @@ fuzz_target!(|data: &[u8]| {
     let [settings, env] = parts(data, 2)[..] else {
         unreachable!()
     };
-    let (Ok(settings), Ok(env)) = (std::str::from_utf8(settings), std::str::from_utf8(env)) else {
+    let (Ok(text), Ok(env)) = (std::str::from_utf8(settings), std::str::from_utf8(env)) else {
         return;
     };
+    // Names are not secret: an error may name a variable (the job's or the operator's) whose
+    // name holds the marker.
+    let names_hold_marker = text.contains(CANARY);
     let file = Path::new("/opt/nomad/plugins/secrets/fuzz.toml");
     let Ok(settings) = Settings::from_text(
         file,
-        Some(settings),
+        Some(text),
         CommandBackend::SETTINGS,
         &HashMap::new(),
     ) else {
@@ -56,11 +59,14 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
         }
-        // Names are not secret: an error may name a variable whose name holds the marker.
-        Err(error) if !job.keys().any(|n| n.to_string_lossy().contains(CANARY)) => assert!(
+        Err(error)
+            if !names_hold_marker && !job.keys().any(|n| n.to_string_lossy().contains(CANARY)) =>
+        {
+            assert!(
             !error.to_string().contains(CANARY),
-            "an error quotes a job's value: {error}"
-        ),
+                "an error quotes a job's value: {error}"
+            )
+        }
         Err(_) => {}
     }
 });
