@@ -25,12 +25,9 @@ fuzz_target!(|data: &[u8]| {
     // name holds the marker.
     let names_hold_marker = text.contains(CANARY);
     let file = Path::new("/opt/nomad/plugins/secrets/fuzz.toml");
-    let Ok(settings) = Settings::from_text(
-        file,
-        Some(text),
-        CommandBackend::SETTINGS,
-        &HashMap::new(),
-    ) else {
+    let Ok(settings) =
+        Settings::from_text(file, Some(text), CommandBackend::SETTINGS, &HashMap::new())
+    else {
         return;
     };
     let job: HashMap<OsString, OsString> = env
@@ -63,7 +60,7 @@ fuzz_target!(|data: &[u8]| {
             if !names_hold_marker && !job.keys().any(|n| n.to_string_lossy().contains(CANARY)) =>
         {
             assert!(
-            !error.to_string().contains(CANARY),
+                !error.to_string().contains(CANARY),
                 "an error quotes a job's value: {error}"
             )
         }

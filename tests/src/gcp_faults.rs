@@ -1,6 +1,8 @@
-//! A GCE metadata server and a Secret Manager double on 127.0.0.1, for what drongo cannot do.
-//! They follow the documented shapes: the metadata token endpoint answers only with
-//! `Metadata-Flavor: Google`; Secret Manager errors are `{"error": {code, message, status}}`.
+//! A GCE metadata server, an STS and a Secret Manager double on 127.0.0.1, for what drongo cannot
+//! do. They follow the documented shapes: the metadata token endpoint answers only with
+//! `Metadata-Flavor: Google`; the STS (`POST /v1/token`, RFC 8693 token exchange, form-encoded)
+//! answers `{access_token, issued_token_type, token_type, expires_in}` or an OAuth error
+//! `{error, error_description}`; Secret Manager errors are `{"error": {code, message, status}}`.
 //!
 //! | path (after `/v1/projects/acme/secrets/`) | answer |
 //! |---|---|
@@ -9,14 +11,24 @@
 //! | `badcrc/versions/latest:access` | a payload whose `dataCrc32c` does not match |
 //! | `goodcrc/versions/latest:access` | `123456789` with its right `dataCrc32c` (the published check value) |
 //! | `mds/versions/latest:access` | the secret, only with the metadata server's token |
+//! | `wif/versions/latest:access` | the secret, only with the token the STS gave for [`WIF_JWT`] |
 //!
-//! and `/computeMetadata/v1/instance/service-accounts/default/token` gives that token.
+//! `/computeMetadata/v1/instance/service-accounts/default/token` gives the metadata token;
+//! `/v1/token` exchanges exactly [`WIF_JWT`] for [`WIF_AUDIENCE`] (any other JWT or audience is
+//! `invalid_grant`), and only for a token-exchange grant of a JWT asking for an access token.
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpListener;
 
 /// The token the metadata double hands out.
 pub const MDS_TOKEN: &str = "ya29.CANARY-from-metadata";
+/// The workload identity JWT the STS double accepts (its shape, not a real signature).
+pub const WIF_JWT: &str =
+    "eyJhbGciOiJSUzI1NiJ9.eyJub21hZF9qb2JfaWQiOiJhcGkifQ.CANARY-wif-signature";
+/// The pool provider the STS double exchanges for.
+pub const WIF_AUDIENCE: &str = "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/nomad/providers/nomad";
+/// The token the STS double gives for [`WIF_JWT`].
+const STS_TOKEN: &str = "ya29.CANARY-from-sts";
 
 /// A running double; it stops with the test process.
 pub struct GcpFaults {
@@ -82,7 +94,11 @@ fn serve(stream: std::net::TcpStream) {
                 .find(|(n, _)| n == name)
                 .map(|(_, v)| v.as_str())
         };
-        let (status, answer) = answer(&target, header("metadata-flavor"), header("authorization"));
+        let (status, answer) = if target == "/v1/token" {
+            exchange(&String::from_utf8_lossy(&body))
+        } else {
+            answer(&target, header("metadata-flavor"), header("authorization"))
+        };
         let response = format!(
             "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nMetadata-Flavor: Google\r\nContent-Length: {}\r\n\r\n{answer}",
             answer.len()
@@ -91,6 +107,75 @@ fn serve(stream: std::net::TcpStream) {
             return;
         }
     }
+}
+
+/// The STS's token exchange: the form's fields checked as Google's STS documents them.
+fn exchange(form: &str) -> (&'static str, String) {
+    let fields: Vec<(String, String)> = form
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(name, value)| (decode(name), decode(value)))
+        .collect();
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let refused = |description: &str| {
+        (
+            "400 Bad Request",
+            serde_json::json!({"error": "invalid_grant", "error_description": description})
+                .to_string(),
+        )
+    };
+    if field("grant_type") != Some("urn:ietf:params:oauth:grant-type:token-exchange")
+        || field("subject_token_type") != Some("urn:ietf:params:oauth:token-type:jwt")
+        || field("requested_token_type") != Some("urn:ietf:params:oauth:token-type:access_token")
+    {
+        return refused("not a token exchange of a JWT for an access token");
+    }
+    if field("audience") != Some(WIF_AUDIENCE) {
+        return refused("The audience in ID Token does not match the expected audience.");
+    }
+    if field("subject_token") != Some(WIF_JWT) {
+        return refused("ID Token issued at 0 is stale to sign-in.");
+    }
+    (
+        "200 OK",
+        serde_json::json!({
+            "access_token": STS_TOKEN,
+            "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
+            "token_type": "Bearer",
+            "expires_in": 3600,
+        })
+        .to_string(),
+    )
+}
+
+/// `application/x-www-form-urlencoded` decoding.
+fn decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(byte) => {
+                        out.push(byte);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn error(code: u16, status: &str, message: &str) -> String {
@@ -157,7 +242,10 @@ fn answer(
         "mds" if authorization == Some(&format!("Bearer {MDS_TOKEN}")) => {
             ("200 OK", payload(secret, data, None))
         }
-        "mds" => (
+        "wif" if authorization == Some(&format!("Bearer {STS_TOKEN}")) => {
+            ("200 OK", payload(secret, data, None))
+        }
+        "mds" | "wif" => (
             "401 Unauthorized",
             error(
                 401,

@@ -277,6 +277,12 @@ pub fn run(args: &[String]) -> Result {
             tables.then_some(runs.min(100)),
             &secrets,
         )?;
+        gcp_table(
+            &mut report,
+            &mut loads,
+            tables.then_some(runs.min(50)),
+            &secrets,
+        )?;
         report.push_str(&format!(
             "## load: {BURST} fetches started at once, per plugin
 
@@ -758,6 +764,120 @@ fn vault_table(
     Ok(())
 }
 
+/// `gcp fetch` against drongo (Secret Manager's REST API on 127.0.0.1), with the job's token and
+/// with a service-account key (which signs a JWT per run), beside one `curl` request with a
+/// bearer token (the floor) and Google's Python client (`google-cloud-secret-manager`, REST).
+fn gcp_table(
+    report: &mut String,
+    loads: &mut Vec<String>,
+    runs: Option<usize>,
+    secrets: &std::path::Path,
+) -> Result {
+    use nomad_secrets_golden::drongo::Drongo;
+    let bench = secrets.join("..");
+    let key = bench.join("gcp-service-account.json");
+    let drongo = Drongo::seeded(&key);
+    let endpoint = drongo.endpoint().to_owned();
+    let settings = |name: &str, extra: &str| -> Result {
+        let file = secrets.join(format!("{name}.toml"));
+        std::fs::write(
+            &file,
+            format!(
+                "endpoint_url = \"{endpoint}\"\nmetadata_endpoint = \"off\"\nproject = \"acme\"\n{extra}"
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| e.to_string())
+    };
+    settings("gcp", "")?;
+    // The same executable as another provider, with the operator's service-account key.
+    let with_key = secrets.join("gcp-key");
+    let _ = std::fs::remove_file(&with_key);
+    std::fs::hard_link(secrets.join("gcp"), &with_key).map_err(|e| e.to_string())?;
+    settings(
+        "gcp-key",
+        &format!("credentials_file = \"{}\"\n", key.display()),
+    )?;
+    let token = [("GOOGLE_OAUTH_ACCESS_TOKEN", "ya29.bench")];
+    let fetch = [("CPI_OPERATION", "fetch")];
+    let mut contenders = vec![
+        Contender::new(
+            "curl (one request with a bearer token: the floor)",
+            "/usr/bin/curl",
+            &[
+                "-sf",
+                "-H",
+                "Authorization: Bearer ya29.bench",
+                &format!("{endpoint}/v1/projects/acme/secrets/db/versions/latest:access"),
+            ],
+            &[],
+        ),
+        Contender::new(
+            "gcp fetch db (the job's access token)",
+            secrets.join("gcp"),
+            &["fetch", "db"],
+            &[token.as_slice(), &fetch].concat(),
+        ),
+        Contender::new(
+            "gcp fetch db (the operator's service-account key)",
+            &with_key,
+            &["fetch", "db"],
+            &fetch,
+        ),
+    ];
+    if let Some(venv) = bench_venv("google-cloud-secret-manager")? {
+        let script = bench.join("gcp-python.py");
+        std::fs::write(
+            &script,
+            "import sys\n\
+             from google.api_core.client_options import ClientOptions\n\
+             from google.cloud import secretmanager\n\
+             from google.oauth2.credentials import Credentials\n\
+             client = secretmanager.SecretManagerServiceClient(credentials=Credentials(sys.argv[2]), transport='rest', client_options=ClientOptions(api_endpoint=sys.argv[1]))\n\
+             print(client.access_secret_version(name='projects/acme/secrets/db/versions/latest').payload.data.decode())\n",
+        )
+        .map_err(|e| e.to_string())?;
+        let python = Contender::new(
+            "Python google-cloud-secret-manager (REST, a bearer token)",
+            venv.join("bin/python"),
+            &[script.to_str().unwrap(), &endpoint, "ya29.bench"],
+            &[],
+        );
+        // Measured only if it reads the secret here.
+        let works = python
+            .command()
+            .status()
+            .map_err(|e| e.to_string())?
+            .success();
+        match works {
+            true => contenders.push(python),
+            false => report.push_str(
+                "gcp: Google's Python client did not read from drongo here; its row is left out.\n\n",
+            ),
+        }
+    }
+    if let Some(runs) = runs {
+        table(
+            report,
+            "gcp: AccessSecretVersion against drongo on 127.0.0.1",
+            runs,
+            &contenders,
+        )?;
+    }
+    let audit = bench.join("gcp-audit.jsonl");
+    settings("gcp", &format!("audit_log = \"{}\"\n", audit.display()))?;
+    burst(
+        loads,
+        "gcp",
+        &secrets.join("gcp"),
+        &["db", "plain", "db#password", "db?version=1"],
+        &token,
+        &audit,
+    )?;
+    Ok(())
+}
+
 /// Fetches started at once in a burst.
 const BURST: usize = 200;
 
@@ -892,30 +1012,35 @@ fn wait_with_rusage(pid: u32) -> Result<(Option<i32>, u64)> {
 
 /// The AWS CLI (v1, from PyPI) in `target/bench-venv`, installed on first use.
 fn aws_cli() -> Result<Option<PathBuf>> {
+    Ok(bench_venv("awscli")?.map(|venv| venv.join("bin/aws")))
+}
+
+/// `target/bench-venv` with `package` from PyPI installed on first use (what users would run
+/// instead of a plugin; not needed by the tests), or `None` when it cannot be installed here.
+fn bench_venv(package: &str) -> Result<Option<PathBuf>> {
     let venv = crate::moto::target_dir().join("bench-venv");
-    let cli = venv.join("bin/aws");
-    if !cli.exists() {
-        let installed = Command::new("python3")
+    let marker = venv.join(format!("installed-{package}"));
+    if marker.exists() {
+        return Ok(Some(venv));
+    }
+    let python = venv.join("bin/python");
+    let installed = (python.exists()
+        || Command::new("python3")
             .args(["-m", "venv"])
             .arg(&venv)
             .status()
             .map_err(|e| e.to_string())?
-            .success()
-            && Command::new(venv.join("bin/pip"))
-                .args([
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "awscli",
-                ])
-                .status()
-                .map_err(|e| e.to_string())?
-                .success();
-        if !installed {
-            return Ok(None);
-        }
+            .success())
+        && Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check", package])
+            .status()
+            .map_err(|e| e.to_string())?
+            .success();
+    if !installed {
+        return Ok(None);
     }
-    Ok(Some(cli))
+    std::fs::write(&marker, "").map_err(|e| e.to_string())?;
+    Ok(Some(venv))
 }
 
 /// Measures `contenders` `runs` times each, interleaved, and appends a table to `report`.

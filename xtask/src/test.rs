@@ -24,22 +24,6 @@ pub fn run() -> Result {
         "--deny",
         "warnings",
     ]))?;
-    // The entry points the fuzz targets call exist only with `--cfg fuzzing`: lint them too.
-    let host = crate::host_triple()?;
-    let mut fuzzing = cargo();
-    fuzzing
-        .args(["clippy", "--locked", "--target", &host, "--target-dir"])
-        .arg(crate::moto::target_dir().join("fuzz-clippy"))
-        .args(["--package", "nomad-secrets-protocol"]);
-    // Only plugins with fuzz entry points (`src/fuzzing.rs`) have code under `cfg(fuzzing)`.
-    for plugin in crate::plugins::all()? {
-        if plugin.dir.join("src/fuzzing.rs").exists() {
-            fuzzing.args(["--package", &plugin.package]);
-        }
-    }
-    fuzzing.args(["--", "--deny", "warnings"]);
-    crate::for_target_only(&mut fuzzing, &host, "--cfg fuzzing");
-    crate::run(&mut fuzzing)?;
     // Every plugin has its cases, settings, docs and fuzz targets; every doc link resolves.
     crate::tidy::run()?;
     crate::moto::run()?;

@@ -38,7 +38,6 @@ use aws_smithy_async::time::SharedTimeSource;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_types::SdkConfig;
-use nomad_secrets_protocol::settings::unreadable;
 use nomad_secrets_protocol::{Error, Settings};
 
 /// Connecting to any endpoint.
@@ -385,7 +384,8 @@ fn tls_client(ca_file: Option<&Path>) -> Result<SharedHttpClient, Error> {
     let mut builder = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring));
     if let Some(file) = ca_file {
-        let trust = tls::TrustStore::default().with_pem_certificate(operator_cas(file)?);
+        let trust = tls::TrustStore::default()
+            .with_pem_certificate(nomad_secrets_net::operator_cas("ca_file", file)?);
         let context = tls::TlsContext::builder()
             .with_trust_store(trust)
             .build()
@@ -393,31 +393,6 @@ fn tls_client(ca_file: Option<&Path>) -> Result<SharedHttpClient, Error> {
         builder = builder.tls_context(context);
     }
     Ok(builder.build_https())
-}
-
-/// The PEM text of `ca_file`, checked here: the SDK parses it later and panics on a bad one.
-fn operator_cas(file: &Path) -> Result<Vec<u8>, Error> {
-    use rustls_pki_types::CertificateDer;
-    use rustls_pki_types::pem::PemObject as _;
-    let shown = file.display();
-    let pem = std::fs::read(file).map_err(|e| unreadable("ca_file", file, &e))?;
-    let certificates = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| Error::settings(format!("`ca_file` `{shown}` is not valid PEM")))?;
-    if certificates.is_empty() {
-        return Err(Error::settings(format!(
-            "`ca_file` `{shown}` holds no PEM certificate"
-        )));
-    }
-    let mut roots = rustls::RootCertStore::empty();
-    for certificate in certificates {
-        roots.add(certificate).map_err(|e| {
-            Error::settings(format!(
-                "`ca_file` `{shown}` holds a certificate that cannot be parsed: {e}"
-            ))
-        })?;
-    }
-    Ok(pem)
 }
 
 /// The operator's config and credentials files, if any; under Nomad never `~/.aws` (Nomad sets

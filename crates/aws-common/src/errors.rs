@@ -8,6 +8,7 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_sts::operation::assume_role::AssumeRoleError;
 use aws_smithy_runtime_api::client::result::{ConnectorError, SdkError};
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use nomad_secrets_net::{TlsFailure, cause as find, tls_failure};
 use nomad_secrets_protocol::{Error, ErrorKind};
 
 use crate::client::Setup;
@@ -178,14 +179,16 @@ fn connection_error(error: &ConnectorError, setup: &Setup) -> Error {
         .hint(
             "check that this node can reach the endpoint (security groups, VPC endpoints, proxies)",
         )
-    } else if is_tls(&short(error)) {
-        let text = short(error);
-        if text.contains("certificate expired") {
-            return Error::denied(format!(
-                "TLS with `{endpoint}` failed: its certificate has expired"
-            ))
-            .hint("the endpoint's (or a proxy's) certificate must be renewed; if it is current, check this node's clock");
-        }
+    } else if let Some(failure) = tls_failure(error) {
+        let text = match failure {
+            TlsFailure::Expired => {
+                return Error::denied(format!(
+                    "TLS with `{endpoint}` failed: its certificate has expired"
+                ))
+                .hint("the endpoint's (or a proxy's) certificate must be renewed; if it is current, check this node's clock");
+            }
+            TlsFailure::Other(text) => text,
+        };
         Error::denied(format!("TLS with `{endpoint}` failed: {text}"))
             .hint(format!("the endpoint's certificate must be signed by a CA in the node's trust store (/etc/ssl/certs) or in `ca_file` in {} (a TLS-inspecting proxy's CA, a private endpoint's); `{}` must name the real endpoint", setup.settings_name, setup.service.endpoint_setting))
     } else {
@@ -225,27 +228,6 @@ fn no_credentials(error: &CredentialsError, setup: &Setup) -> Error {
         "no AWS credentials ({why}): the job's env has no AWS_ACCESS_KEY_ID, {profile}, and {imds}"
     ))
     .hint("give the node an instance role, or set credentials in the operator's `credentials_file`, or pass AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the secret's env block")
-}
-
-/// Whether a connection failure's text is rustls's: a certificate or handshake failure.
-fn is_tls(text: &str) -> bool {
-    ["certificate", "handshake", "tls"]
-        .iter()
-        .any(|word| text.contains(word))
-}
-
-/// The first error of type `E` in `error`'s source chain.
-pub fn find<'a, E: std::error::Error + 'static>(
-    error: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a E> {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if let Some(found) = e.downcast_ref::<E>() {
-            return Some(found);
-        }
-        current = e.source();
-    }
-    None
 }
 
 /// The innermost cause's text, which names the failure (`Connection refused`), on one line.

@@ -1,4 +1,4 @@
-//! Entry points for the fuzz targets in `fuzz/` (built only with `--cfg fuzzing`): the plugin's
+//! Entry points for the fuzz targets in `fuzz/` (always compiled, so the lints see them): the plugin's
 //! whole handling of whatever an endpoint answers (the SDK's parsing, the error messages, the
 //! conversion), with the answer handed over in memory instead of from a network.
 

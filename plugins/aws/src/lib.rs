@@ -16,7 +16,7 @@
 #![deny(missing_docs)]
 
 mod errors;
-#[cfg(fuzzing)]
+#[doc(hidden)]
 pub mod fuzzing;
 
 use nomad_secrets_aws_common::{Service, Setup};

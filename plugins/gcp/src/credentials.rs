@@ -2,9 +2,13 @@
 //! choose:
 //! 1. the job's own access token (`GOOGLE_OAUTH_ACCESS_TOKEN`, as Google's Terraform provider
 //!    reads it);
-//! 2. the operator's `credentials_file`: a service-account key (which signs its own tokens: no
+//! 2. the job's own workload identity JWT (`GOOGLE_WORKLOAD_IDENTITY_JWT`, a Nomad workload
+//!    identity, say), exchanged at Google's STS through the operator's workload identity
+//!    federation settings (`workload_identity_file`: its audience, token URL and service account
+//!    to impersonate; its `credential_source` is the job's JWT instead);
+//! 3. the operator's `credentials_file`: a service-account key (which signs its own tokens: no
 //!    token endpoint) or an external-account (workload identity federation) file;
-//! 3. the metadata server on GCE (`metadata_endpoint`, or `"off"` on machines that are not).
+//! 4. the metadata server on GCE (`metadata_endpoint`, or `"off"` on machines that are not).
 //!
 //! A job's `GOOGLE_APPLICATION_CREDENTIALS`, `GCE_METADATA_HOST`, `CLOUDSDK_*`, proxies and CA
 //! bundles are refused with the setting to use instead: they would make root read a file of the
@@ -12,18 +16,29 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::path::Path;
+use std::sync::Arc;
 
+use google_cloud_auth::credentials::subject_token::{self, SubjectToken, SubjectTokenProvider};
 use google_cloud_auth::credentials::{
     CacheableResource, Credentials, CredentialsProvider, EntityTag, external_account, mds,
     service_account,
 };
-use google_cloud_auth::errors::CredentialsError;
+use google_cloud_auth::errors::{CredentialsError, SubjectTokenProviderError};
 use google_cloud_gax::retry_policy::{Aip194Strict, RetryPolicyExt as _};
 use nomad_secrets_protocol::settings::unreadable;
 use nomad_secrets_protocol::{Error, Request, Secret, Settings};
 
-/// Variables a job may set: its own token, and the project (through `job_may_set`).
-const JOB_MAY_PASS: &[&str] = &["GOOGLE_OAUTH_ACCESS_TOKEN", "GOOGLE_CLOUD_PROJECT"];
+/// The job's own access token.
+const JOB_TOKEN: &str = "GOOGLE_OAUTH_ACCESS_TOKEN";
+/// The job's own workload identity JWT.
+const JOB_JWT: &str = "GOOGLE_WORKLOAD_IDENTITY_JWT";
+/// Variables a job may set: its own token or JWT, and the project (through `job_may_set`).
+const JOB_MAY_PASS: &[&str] = &[JOB_TOKEN, JOB_JWT, "GOOGLE_CLOUD_PROJECT"];
+/// Google's STS, where a JWT is exchanged unless the operator's file names another.
+const GOOGLE_STS: &str = "https://sts.googleapis.com/v1/token";
+/// The only service account impersonation endpoint the SDK can call for an exchanged token.
+const IMPERSONATION: &str = "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/";
 
 /// Refuses what a job may not set (by hand everything is the person's own).
 pub fn check_job_env(request: &Request) -> Result<(), Error> {
@@ -92,12 +107,119 @@ impl CredentialsProvider for AccessToken {
     }
 }
 
+/// The job's workload identity JWT, handed to the STS exchange as is.
+#[derive(Debug)]
+struct JobJwt(Secret);
+
+/// Never happens: the JWT is already in hand.
+#[derive(Debug)]
+enum NoFailure {}
+
+impl std::fmt::Display for NoFailure {
+    fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {}
+    }
+}
+
+impl std::error::Error for NoFailure {}
+
+impl SubjectTokenProviderError for NoFailure {
+    fn is_transient(&self) -> bool {
+        match *self {}
+    }
+}
+
+impl SubjectTokenProvider for JobJwt {
+    type Error = NoFailure;
+
+    async fn subject_token(&self) -> Result<SubjectToken, NoFailure> {
+        Ok(subject_token::Builder::new(self.0.expose()).build())
+    }
+}
+
+/// The operator's workload identity federation settings, from an external-account file.
+#[derive(Debug, PartialEq)]
+pub struct Federation {
+    /// The workload identity pool provider: `//iam.googleapis.com/projects/.../providers/...`.
+    pub audience: String,
+    /// The JWT's token type at the STS.
+    pub subject_token_type: String,
+    /// The STS token endpoint.
+    pub token_url: String,
+    /// The service account whose token the exchanged one buys, if any.
+    pub impersonate: Option<String>,
+}
+
+impl Federation {
+    /// Reads the operator's `workload_identity_file` (setting `setting`).
+    pub fn from_file(setting: &str, file: &Path) -> Result<Federation, Error> {
+        let shown = file.display();
+        let text = std::fs::read_to_string(file).map_err(|e| unreadable(setting, file, &e))?;
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|_| Error::settings(format!("`{setting}` `{shown}` is not JSON")))?;
+        Federation::from_json(&json).map_err(|why| {
+            Error::settings(format!("`{setting}` `{shown}`: {why}")).hint(
+                "use the file `gcloud iam workload-identity-pools create-cred-config` writes for the pool's provider",
+            )
+        })
+    }
+
+    fn from_json(json: &serde_json::Value) -> Result<Federation, String> {
+        if json["type"].as_str() != Some("external_account") {
+            return Err("its `type` is not `external_account`".into());
+        }
+        let text = |field: &str| json[field].as_str().filter(|v| !v.is_empty());
+        let audience = text("audience").ok_or("it has no `audience`")?.to_owned();
+        let impersonate = match text("service_account_impersonation_url") {
+            None => None,
+            Some(url) => {
+                let account = url
+                    .strip_prefix(IMPERSONATION)
+                    .and_then(|rest| rest.strip_suffix(":generateAccessToken"))
+                    .filter(|a| !a.is_empty() && !a.contains(['/', '?', '#']))
+                    .ok_or_else(|| {
+                        format!("`service_account_impersonation_url` must be `{IMPERSONATION}<email>:generateAccessToken`")
+                    })?;
+                Some(account.to_owned())
+            }
+        };
+        Ok(Federation {
+            audience,
+            subject_token_type: text("subject_token_type")
+                .unwrap_or("urn:ietf:params:oauth:token-type:jwt")
+                .to_owned(),
+            token_url: text("token_url").unwrap_or(GOOGLE_STS).to_owned(),
+            impersonate,
+        })
+    }
+
+    /// Credentials that exchange `jwt` at the STS on first use.
+    fn credentials(&self, jwt: &str, attempts: u32) -> Result<Credentials, Error> {
+        let mut builder =
+            external_account::ProgrammaticBuilder::new(Arc::new(JobJwt(Secret::new(jwt))))
+                .with_audience(&self.audience)
+                .with_subject_token_type(&self.subject_token_type)
+                .with_token_url(&self.token_url)
+                .with_retry_policy(Aip194Strict.with_attempt_limit(attempts))
+                .with_backoff_policy(crate::backoff());
+        if let Some(account) = &self.impersonate {
+            builder = builder.with_target_principal(account);
+        }
+        builder.build().map_err(|_| {
+            Error::settings("the workload identity federation settings are not usable")
+                .hint("check `workload_identity_file`")
+        })
+    }
+}
+
 /// Where the credentials came from, for messages.
 pub struct Source {
     /// What was used.
     pub used: &'static str,
     /// Every source tried, in order, for the no-credentials message.
     pub tried: String,
+    /// The STS endpoint, when a job's JWT is exchanged there.
+    pub exchange: Option<String>,
 }
 
 /// The credentials of `request` (or, for `check`, of the node: `env` empty).
@@ -106,10 +228,13 @@ pub fn credentials(
     env: &HashMap<OsString, OsString>,
     attempts: u32,
 ) -> Result<(Credentials, Source), Error> {
-    let job_token = env
-        .get(&OsString::from("GOOGLE_OAUTH_ACCESS_TOKEN"))
-        .and_then(|v| v.to_str())
-        .filter(|v| !v.is_empty());
+    let job_var = |name: &str| {
+        env.get(&OsString::from(name))
+            .and_then(|v| v.to_str())
+            .filter(|v| !v.is_empty())
+    };
+    let job_token = job_var(JOB_TOKEN);
+    let job_jwt = job_var(JOB_JWT);
     let file = settings.path("credentials_file");
     let metadata = match settings.text("metadata_endpoint") {
         Some("off") => None,
@@ -117,7 +242,7 @@ pub fn credentials(
         None => Some("http://metadata.google.internal".to_owned()),
     };
     let tried = format!(
-        "the job's GOOGLE_OAUTH_ACCESS_TOKEN is unset; {}; {}",
+        "the job passed no {JOB_TOKEN} or {JOB_JWT}; {}; {}",
         match file {
             Some(f) => format!("`credentials_file` `{}` gave none", f.display()),
             None => "no `credentials_file` is set".to_owned(),
@@ -131,8 +256,24 @@ pub fn credentials(
         let source = Source {
             used: "the job's access token",
             tried,
+            exchange: None,
         };
         return Ok((Credentials::from(AccessToken(Secret::new(token))), source));
+    }
+    if let Some(jwt) = job_jwt {
+        let Some(file) = settings.path("workload_identity_file") else {
+            return Err(Error::settings(format!(
+                "the job passed {JOB_JWT}, but the operator set no `workload_identity_file` to exchange it with"
+            ))
+            .hint("the operator sets `workload_identity_file` in gcp.toml (the pool provider's external-account file), or the job passes GOOGLE_OAUTH_ACCESS_TOKEN instead"));
+        };
+        let federation = Federation::from_file("workload_identity_file", file)?;
+        let source = Source {
+            used: "the job's workload identity JWT",
+            tried,
+            exchange: Some(federation.token_url.clone()),
+        };
+        return Ok((federation.credentials(jwt, attempts)?, source));
     }
     if let Some(file) = file {
         let text =
@@ -168,6 +309,7 @@ pub fn credentials(
             Source {
                 used: "the operator's credentials file",
                 tried,
+                exchange: None,
             },
         ));
     }
@@ -185,6 +327,7 @@ pub fn credentials(
         Source {
             used: "the metadata server",
             tried,
+            exchange: None,
         },
     ))
 }
@@ -192,6 +335,6 @@ pub fn credentials(
 /// The error when no source gave credentials.
 pub fn no_credentials(tried: &str) -> Error {
     Error::denied(format!("no GCP credentials: {tried}")).hint(
-        "pass the job's own GOOGLE_OAUTH_ACCESS_TOKEN, or ask the operator to set `credentials_file`, or run on GCE with a service account",
+        "pass the job's own GOOGLE_OAUTH_ACCESS_TOKEN or (with the operator's `workload_identity_file`) GOOGLE_WORKLOAD_IDENTITY_JWT, or ask the operator to set `credentials_file`, or run on GCE with a service account",
     )
 }

@@ -62,9 +62,14 @@ impl Backend for GcpBackend {
             "GCE metadata server, or \"off\" on machines that are not GCE",
         ),
         Setting::operator(
+            "workload_identity_file",
+            Kind::AbsolutePath,
+            "external-account JSON file of the workload identity pool provider that exchanges a job's GOOGLE_WORKLOAD_IDENTITY_JWT",
+        ),
+        Setting::operator(
             "ca_file",
             Kind::AbsolutePath,
-            "not supported yet by this plugin: set it and fetches fail, rather than trust less than asked",
+            "PEM file of CAs trusted beside the node's store (a TLS-inspecting proxy's, a private endpoint's)",
         ),
     ];
     const OPTIONS: &'static [&'static str] = &["version"];
@@ -76,12 +81,7 @@ impl Backend for GcpBackend {
 
     fn fetch(request: &Request) -> Result<Secrets, Error> {
         credentials::check_job_env(request)?;
-        if request.settings.path("ca_file").is_some() {
-            return Err(Error::settings(
-                "`ca_file` is not supported by the gcp plugin yet: it would be ignored",
-            )
-            .hint("remove it; the node's CA store is used"));
-        }
+        trust_operator_cas(&request.settings)?;
         let name = names::parse(request.path.locator(), request.settings.text("project"))?;
         let version = names::version(request.path.option("version"))?;
         block_on(access(request, &name, &version), request.deadline)
@@ -90,6 +90,7 @@ impl Backend for GcpBackend {
     /// Gets a token from the node's credentials and lists one secret name of the project: proves
     /// the credentials, the endpoint and the project without reading a secret's value.
     fn check(settings: &Settings, deadline: Instant) -> Result<String, Error> {
+        trust_operator_cas(settings)?;
         block_on(
             async {
                 let (credentials, source) =
@@ -169,6 +170,40 @@ async fn access(request: &Request, name: &names::Name, version: &str) -> Result<
         Ok(text) => Secrets::from_text_or_json_object(text),
         Err(bytes) => Ok(Secrets::from_bytes(bytes.into_bytes())),
     }
+}
+
+/// Where Linux distributions keep the node's CA store, first found first.
+const NODE_CA_DIRS: &[&str] = &[
+    "/etc/ssl/certs",
+    "/etc/pki/tls/certs",
+    "/etc/pki/ca-trust/extracted/pem",
+];
+
+/// Trusts the operator's `ca_file` beside the node's store. Google's HTTP clients take no CA
+/// list: they trust what rustls-native-certs loads, which is `SSL_CERT_FILE` and `SSL_CERT_DIR`
+/// when this process's environment has them. Under Nomad that environment is the job's, and a
+/// job that sets either is refused (see [`credentials::check_job_env`]); by hand it is the
+/// person's, whose `SSL_CERT_DIR` is kept.
+fn trust_operator_cas(settings: &Settings) -> Result<(), Error> {
+    let Some(file) = settings.path("ca_file") else {
+        return Ok(());
+    };
+    nomad_secrets_net::operator_cas("ca_file", file)?;
+    let node_store = std::env::var_os("SSL_CERT_DIR").or_else(|| {
+        NODE_CA_DIRS
+            .iter()
+            .find(|dir| std::path::Path::new(dir).is_dir())
+            .map(Into::into)
+    });
+    // SAFETY: the only threads of this process at this point wait on a channel or a signal and
+    // read no environment; the SDK's threads start later, in `block_on`.
+    unsafe {
+        std::env::set_var("SSL_CERT_FILE", file);
+        if let Some(dir) = node_store {
+            std::env::set_var("SSL_CERT_DIR", dir);
+        }
+    }
+    Ok(())
 }
 
 /// Retries wait 100 ms, then 200 ms, at most 1 s (the SDK's default starts at 1 s).

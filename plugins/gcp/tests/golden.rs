@@ -1,12 +1,15 @@
 //! The `gcp` plugin run exactly as Nomad runs it, against drongo (the GCP emulator) on
-//! 127.0.0.1, and a metadata-server and Secret Manager double for what drongo cannot do
-//! (permission denied, quota, checksums, the metadata server's token).
+//! 127.0.0.1, and a metadata-server, STS and Secret Manager double for what drongo cannot do
+//! (permission denied, quota, checksums, the metadata server's token, the exchange of a job's
+//! workload identity JWT). Any TLS server signed by a CA made for the run (the Vault double's)
+//! stands for an endpoint or proxy that the node's store does not vouch for.
 
 use std::path::Path;
 
 use nomad_secrets_golden::drongo::Drongo;
-use nomad_secrets_golden::gcp_faults::GcpFaults;
+use nomad_secrets_golden::gcp_faults::{GcpFaults, WIF_AUDIENCE, WIF_JWT};
 use nomad_secrets_golden::moto::BlackHole;
+use nomad_secrets_golden::vault::{Mode, VaultDouble, pki};
 use nomad_secrets_golden::{Plugin, Scratch, Suite, nomad_env};
 
 const GCP: &str = env!("CARGO_BIN_EXE_gcp");
@@ -18,7 +21,43 @@ fn golden_cases() {
     let drongo = Drongo::seeded(&key);
     let faults = GcpFaults::start();
     let black_hole = BlackHole::new();
+    // What `gcloud iam workload-identity-pools create-cred-config` writes, pointed at the double.
+    let federation = |name: &str, extra: serde_json::Value| {
+        let mut config = serde_json::json!({
+            "type": "external_account",
+            "audience": WIF_AUDIENCE,
+            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+            "token_url": format!("{}/v1/token", faults.url()),
+            "credential_source": {"file": "/var/run/unused.jwt"},
+        });
+        for (field, value) in extra.as_object().unwrap() {
+            config[field] = value.clone();
+        }
+        let file = scratch.path().join(name);
+        std::fs::write(&file, config.to_string()).unwrap();
+        file.to_str().unwrap().to_owned()
+    };
+    let wif_file = federation("wif.json", serde_json::json!({}));
+    let wif_elsewhere = federation(
+        "wif-elsewhere.json",
+        serde_json::json!({"service_account_impersonation_url": "https://attacker.example/v1/projects/-/serviceAccounts/app@acme.iam.gserviceaccount.com:generateAccessToken"}),
+    );
+    let wif_unreachable = federation(
+        "wif-unreachable.json",
+        serde_json::json!({"token_url": "http://127.0.0.1:9/v1/token"}),
+    );
+    let (material, pki_files) = pki(scratch.path());
+    let untrusted = VaultDouble::start(Mode::Tls, Some(&material));
+    let expired = VaultDouble::start(Mode::ExpiredTls, Some(&material));
     Suite::new("gcp", GCP, "gcp")
+        .placeholder("[WIF_FILE]", &wif_file)
+        .placeholder("[WIF_ELSEWHERE_FILE]", &wif_elsewhere)
+        .placeholder("[WIF_UNREACHABLE_FILE]", &wif_unreachable)
+        .placeholder("[WIF_JWT]", WIF_JWT)
+        .placeholder("[UNTRUSTED_TLS]", untrusted.url())
+        .placeholder("[EXPIRED_TLS]", expired.url())
+        .placeholder("[CA]", pki_files.ca.to_str().unwrap())
+        .placeholder("[WRONG_CA]", pki_files.wrong_ca.to_str().unwrap())
         .placeholder("[KEY_FILE]", key.to_str().unwrap())
         .placeholder("[DRONGO]", drongo.endpoint())
         .placeholder("[FAULTS]", faults.url())

@@ -6,6 +6,7 @@
 //! consistency), 429 (rate-limit quota) and 500/502/503/504; never 501, 400, 403, 404 or 405.
 //! A standby node's 307 is followed once, same method and body. Bodies are read up to 1 MiB.
 
+use nomad_secrets_net::{TlsFailure, tls_failure};
 use std::time::{Duration, Instant};
 
 use nomad_secrets_protocol::{Error, ErrorKind};
@@ -223,18 +224,24 @@ impl Vault {
 
     fn transport_error(&self, error: &ureq::Error) -> Error {
         let address = &self.address;
-        match error {
-            ureq::Error::Timeout(_) => self.timeout(),
-            // rustls failures reach us as I/O errors: name them as TLS, with the TLS fix.
-            ureq::Error::Io(io) if is_tls(io) && io.to_string().contains("expired") => Error::denied(format!(
+        // rustls failures reach us inside I/O errors: name them as TLS, with the TLS fix.
+        let tls = match error {
+            ureq::Error::Io(io) => tls_failure(io),
+            other => tls_failure(other),
+        };
+        match tls {
+            Some(TlsFailure::Expired) => return Error::denied(format!(
                 "TLS with Vault at `{address}` failed: Vault's certificate has expired"
             ))
             .hint("Vault's operators must renew its certificate; if it is current, check this node's clock"),
-            ureq::Error::Io(io) if is_tls(io) => Error::denied(format!(
-                "TLS with Vault at `{address}` failed: {}",
-                io.to_string().to_lowercase()
+            Some(TlsFailure::Other(text)) => return Error::denied(format!(
+                "TLS with Vault at `{address}` failed: {text}"
             ))
             .hint("set `ca_file` to the CA that signed Vault's certificate; if Vault requires client certificates, set `client_cert_file` and `client_key_file`"),
+            None => {}
+        }
+        match error {
+            ureq::Error::Timeout(_) => self.timeout(),
             ureq::Error::Io(io) if io.to_string().contains("disconnected") || io.kind() == std::io::ErrorKind::UnexpectedEof => {
                 Error::unavailable(format!("Vault at `{address}` closed the connection in the middle of its answer"))
                     .hint("try again; if it persists, check Vault and any proxy in front of it")
@@ -255,13 +262,6 @@ impl Vault {
             other => Error::unavailable(format!("the request to Vault at `{address}` failed: {other}")),
         }
     }
-}
-
-fn is_tls(error: &std::io::Error) -> bool {
-    let text = error.to_string();
-    ["certificate", "alert", "handshake", "tls"]
-        .iter()
-        .any(|word| text.to_lowercase().contains(word))
 }
 
 /// What follows `scheme://authority` in `url`: the path and query.

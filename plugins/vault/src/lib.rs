@@ -9,7 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod auth;
-#[cfg(fuzzing)]
+#[doc(hidden)]
 pub mod fuzzing;
 pub mod http;
 pub mod kv;
@@ -266,23 +266,15 @@ fn ttl(seconds: u64) -> String {
 fn agent(settings: &Settings, address: &str) -> Result<(ureq::Agent, String), Error> {
     let mut tls = TlsConfig::builder();
     if let Some(ca) = settings.path("ca_file") {
-        let pem = read_pem(ca, "ca_file")?;
-        let certs = certificates(&pem);
-        if certs.is_empty() {
-            return Err(Error::settings(format!(
-                "`ca_file` `{}` holds no PEM certificate",
-                ca.display()
-            )));
-        }
-        tls = tls.root_certs(RootCerts::Specific(Arc::new(certs)));
+        let pem = nomad_secrets_net::operator_cas("ca_file", ca)?;
+        tls = tls.root_certs(RootCerts::Specific(Arc::new(certificates(&pem))));
     }
     match (
         settings.path("client_cert_file"),
         settings.path("client_key_file"),
     ) {
         (Some(cert), Some(key)) => {
-            let pem = read_pem(cert, "client_cert_file")?;
-            let chain = certificates(&pem);
+            let chain = certificates(&nomad_secrets_net::operator_cas("client_cert_file", cert)?);
             let key_pem = read_pem(key, "client_key_file")?;
             let key = PrivateKey::from_pem(&key_pem).map_err(|_| {
                 Error::settings(format!(
@@ -290,12 +282,6 @@ fn agent(settings: &Settings, address: &str) -> Result<(ureq::Agent, String), Er
                     key.display()
                 ))
             })?;
-            if chain.is_empty() {
-                return Err(Error::settings(format!(
-                    "`client_cert_file` `{}` holds no PEM certificate",
-                    cert.display()
-                )));
-            }
             tls = tls.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
         }
         (None, None) => {}
