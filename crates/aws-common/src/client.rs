@@ -6,8 +6,8 @@
 //! - IMDS (region and instance-role credentials): 300 ms to connect, 1 s to read, one attempt;
 //!   `imds_endpoint = "off"` skips it entirely.
 //! - Credentials must load within 2 s, the region is resolved once and handed to every provider.
-//! - Each HTTP attempt: 1 s to connect, 3 s in all; at most 3 attempts with backoff (throttling
-//!   included), and the whole operation ends 300 ms before the deadline.
+//! - The shared [`Budget`]: each HTTP attempt 1 s to connect, 3 s in all; at most 3 attempts
+//!   with backoff (throttling included), and the whole operation ends 300 ms before the deadline.
 //! - Under Nomad no environment is read except the job's permitted variables (see `job_env`);
 //!   by hand, the person's `AWS_*` variables and `~/.aws` apply as for the AWS CLI, with the
 //!   settings file as defaults.
@@ -38,18 +38,11 @@ use aws_smithy_async::time::SharedTimeSource;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_types::SdkConfig;
+use nomad_secrets_net::Budget;
 use nomad_secrets_protocol::{Error, Settings};
 
-/// Connecting to any endpoint.
-const CONNECT: Duration = Duration::from_secs(1);
-/// One HTTP attempt, connect to last byte.
-const ATTEMPT: Duration = Duration::from_secs(3);
-/// Attempts per request, throttling and 5xx included.
-pub const ATTEMPTS: u32 = 3;
 /// Loading credentials from any provider.
 const CREDENTIALS: Duration = Duration::from_secs(2);
-/// Time kept back before the deadline for the answer to be printed.
-const MARGIN: Duration = Duration::from_millis(300);
 
 /// One AWS service a plugin calls, for its endpoint and for messages.
 pub struct Service {
@@ -231,14 +224,14 @@ pub fn bounded(
         .identity_cache(IdentityCache::lazy().load_timeout(CREDENTIALS).build())
         .retry_config(
             RetryConfig::standard()
-                .with_max_attempts(ATTEMPTS)
-                .with_initial_backoff(Duration::from_millis(100))
-                .with_max_backoff(Duration::from_secs(1)),
+                .with_max_attempts(Budget::ATTEMPTS)
+                .with_initial_backoff(Budget::FIRST_BACKOFF)
+                .with_max_backoff(Budget::MAX_BACKOFF),
         )
         .timeout_config(
             TimeoutConfig::builder()
-                .connect_timeout(CONNECT)
-                .operation_attempt_timeout(ATTEMPT.min(remaining))
+                .connect_timeout(Budget::CONNECT)
+                .operation_attempt_timeout(Budget::ATTEMPT.min(remaining))
                 .operation_timeout(remaining)
                 .build(),
         )
@@ -350,10 +343,7 @@ async fn base(
         );
     }
 
-    let remaining = deadline
-        .saturating_duration_since(Instant::now())
-        .saturating_sub(MARGIN)
-        .max(Duration::from_millis(100));
+    let remaining = Budget::new(deadline).left().max(Duration::from_millis(100));
     let credentials = match role {
         None => SharedCredentialsProvider::new(chain),
         Some(role) => {

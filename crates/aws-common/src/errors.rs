@@ -118,7 +118,7 @@ fn common_code(code: Option<&str>, message: &str, setup: &Setup) -> Error {
         Some("ThrottlingException" | "Throttling" | "TooManyRequestsException") => {
             Error::unavailable(format!(
                 "AWS throttled the request {} times: {message}",
-                crate::client::ATTEMPTS
+                nomad_secrets_net::Budget::ATTEMPTS
             ))
             .hint("many fetches at once; try again, or raise the account's API quota")
         }

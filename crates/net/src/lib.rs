@@ -1,4 +1,6 @@
 //! What every network plugin shares, whatever its HTTP client (the AWS SDK's, Google's, ureq):
+//! - [`Budget`]: how a fetch spends its deadline on the network (attempts, each attempt's bound,
+//!   the backoff, the margin kept to print the answer), the same for every backend;
 //! - [`operator_cas`]: the operator's CA file, read and checked before any request, so that a
 //!   file holding no certificate is a settings error naming the file, never a client's panic or
 //!   a silent trust of nothing;
@@ -9,12 +11,72 @@
 
 use std::error::Error as StdError;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use nomad_secrets_protocol::Error;
 use nomad_secrets_protocol::settings::unreadable;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::{CertificateError, RootCertStore};
+
+/// How a fetch spends the time before its deadline on the network. Every call gets at most
+/// [`Budget::ATTEMPTS`] attempts (token fetches and throttled answers included), each bounded
+/// by [`Budget::ATTEMPT`] and by what is left, with a backoff of 100 ms doubling to at most 1 s
+/// between them, and all of it ends [`Budget::MARGIN`] before the deadline so that the plugin,
+/// not Nomad's kill, has the last word. The HTTP clients' own defaults run for 47 s (Google's)
+/// or without limit (the AWS SDK against an endpoint that never answers).
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    deadline: Instant,
+}
+
+impl Budget {
+    /// Attempts of one call at most.
+    pub const ATTEMPTS: u32 = 3;
+    /// One attempt at most: connect, send, last byte of the answer.
+    pub const ATTEMPT: Duration = Duration::from_secs(3);
+    /// Connecting at most, within an attempt.
+    pub const CONNECT: Duration = Duration::from_secs(1);
+    /// Kept back before the deadline for the answer to be printed.
+    pub const MARGIN: Duration = Duration::from_millis(300);
+    /// The first wait between attempts (then doubled).
+    pub const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+    /// The longest wait between attempts.
+    pub const MAX_BACKOFF: Duration = Duration::from_secs(1);
+    /// Least time an attempt needs for an answer; a retry is not started with less.
+    const LEAST_ATTEMPT: Duration = Duration::from_millis(200);
+
+    /// The budget of a fetch that must answer by `deadline`.
+    pub fn new(deadline: Instant) -> Budget {
+        Budget { deadline }
+    }
+
+    /// What is left for the network: everything up to [`Budget::MARGIN`] before the deadline.
+    pub fn left(&self) -> Duration {
+        self.deadline
+            .saturating_duration_since(Instant::now())
+            .saturating_sub(Self::MARGIN)
+    }
+
+    /// The bound of the next attempt: [`Budget::ATTEMPT`], or what is left if less.
+    pub fn attempt(&self) -> Duration {
+        self.left().min(Self::ATTEMPT)
+    }
+
+    /// The wait after failed attempt `attempt` (1 for the first).
+    pub fn backoff(attempt: u32) -> Duration {
+        Self::FIRST_BACKOFF
+            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
+            .min(Self::MAX_BACKOFF)
+    }
+
+    /// The wait before retrying after failed attempt `attempt`, if a retry is allowed and fits:
+    /// attempts remain, and after the wait there is still time for an answer.
+    pub fn retry_after(&self, attempt: u32) -> Option<Duration> {
+        let wait = Self::backoff(attempt);
+        (attempt < Self::ATTEMPTS && self.left() >= wait + Self::LEAST_ATTEMPT).then_some(wait)
+    }
+}
 
 /// The PEM text of the operator's CA file (setting `setting`), once it is known to hold at
 /// least one certificate and every certificate in it parses.
@@ -120,6 +182,21 @@ mod tests {
                 "invalid peer certificate: unknownissuer".into()
             ))
         );
+    }
+
+    #[test]
+    fn a_budget_retries_only_while_attempts_and_time_remain() {
+        let far = Budget::new(Instant::now() + Duration::from_secs(60));
+        assert_eq!(far.attempt(), Budget::ATTEMPT);
+        assert_eq!(far.retry_after(1), Some(Duration::from_millis(100)));
+        assert_eq!(far.retry_after(2), Some(Duration::from_millis(200)));
+        assert_eq!(far.retry_after(Budget::ATTEMPTS), None);
+        assert_eq!(Budget::backoff(10), Budget::MAX_BACKOFF);
+        let near = Budget::new(Instant::now() + Duration::from_millis(400));
+        assert!(near.attempt() <= Duration::from_millis(100));
+        assert_eq!(near.retry_after(1), None);
+        let past = Budget::new(Instant::now());
+        assert_eq!(past.left(), Duration::ZERO);
     }
 
     #[test]

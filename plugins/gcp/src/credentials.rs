@@ -26,6 +26,7 @@ use google_cloud_auth::credentials::{
 };
 use google_cloud_auth::errors::{CredentialsError, SubjectTokenProviderError};
 use google_cloud_gax::retry_policy::{Aip194Strict, RetryPolicyExt as _};
+use nomad_secrets_net::Budget;
 use nomad_secrets_protocol::settings::unreadable;
 use nomad_secrets_protocol::{Error, Request, Secret, Settings};
 
@@ -194,13 +195,13 @@ impl Federation {
     }
 
     /// Credentials that exchange `jwt` at the STS on first use.
-    fn credentials(&self, jwt: &str, attempts: u32) -> Result<Credentials, Error> {
+    fn credentials(&self, jwt: &str) -> Result<Credentials, Error> {
         let mut builder =
             external_account::ProgrammaticBuilder::new(Arc::new(JobJwt(Secret::new(jwt))))
                 .with_audience(&self.audience)
                 .with_subject_token_type(&self.subject_token_type)
                 .with_token_url(&self.token_url)
-                .with_retry_policy(Aip194Strict.with_attempt_limit(attempts))
+                .with_retry_policy(Aip194Strict.with_attempt_limit(Budget::ATTEMPTS))
                 .with_backoff_policy(crate::backoff());
         if let Some(account) = &self.impersonate {
             builder = builder.with_target_principal(account);
@@ -226,7 +227,6 @@ pub struct Source {
 pub fn credentials(
     settings: &Settings,
     env: &HashMap<OsString, OsString>,
-    attempts: u32,
 ) -> Result<(Credentials, Source), Error> {
     let job_var = |name: &str| {
         env.get(&OsString::from(name))
@@ -273,7 +273,7 @@ pub fn credentials(
             tried,
             exchange: Some(federation.token_url.clone()),
         };
-        return Ok((federation.credentials(jwt, attempts)?, source));
+        return Ok((federation.credentials(jwt)?, source));
     }
     if let Some(file) = file {
         let text =
@@ -287,7 +287,7 @@ pub fn credentials(
         let built = match json["type"].as_str() {
             Some("service_account") => service_account::Builder::new(json).build(),
             Some("external_account") => external_account::Builder::new(json)
-                .with_retry_policy(Aip194Strict.with_attempt_limit(attempts))
+                .with_retry_policy(Aip194Strict.with_attempt_limit(Budget::ATTEMPTS))
                 .with_backoff_policy(crate::backoff())
                 .build(),
             _ => {
@@ -318,7 +318,7 @@ pub fn credentials(
     };
     let built = mds::Builder::default()
         .with_endpoint(endpoint)
-        .with_retry_policy(Aip194Strict.with_attempt_limit(attempts))
+        .with_retry_policy(Aip194Strict.with_attempt_limit(Budget::ATTEMPTS))
         .with_backoff_policy(crate::backoff())
         .build()
         .map_err(|_| Error::settings("`metadata_endpoint` is not a valid URL"))?;
@@ -337,4 +337,62 @@ pub fn no_credentials(tried: &str) -> Error {
     Error::denied(format!("no GCP credentials: {tried}")).hint(
         "pass the job's own GOOGLE_OAUTH_ACCESS_TOKEN or (with the operator's `workload_identity_file`) GOOGLE_WORKLOAD_IDENTITY_JWT, or ask the operator to set `credentials_file`, or run on GCE with a service account",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_federation_file_gives_its_audience_token_url_and_account() {
+        let federation = Federation::from_json(&json!({
+            "type": "external_account",
+            "audience": "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/n",
+            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+            "token_url": "https://sts.example/v1/token",
+            "service_account_impersonation_url": "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/app@acme.iam.gserviceaccount.com:generateAccessToken",
+            "credential_source": {"file": "/ignored"},
+        }))
+        .unwrap();
+        assert_eq!(federation.token_url, "https://sts.example/v1/token");
+        assert_eq!(
+            federation.impersonate.as_deref(),
+            Some("app@acme.iam.gserviceaccount.com")
+        );
+    }
+
+    #[test]
+    fn defaults_are_google_sts_and_a_jwt() {
+        let federation =
+            Federation::from_json(&json!({"type": "external_account", "audience": "//a"})).unwrap();
+        assert_eq!(federation.token_url, GOOGLE_STS);
+        assert_eq!(
+            federation.subject_token_type,
+            "urn:ietf:params:oauth:token-type:jwt"
+        );
+        assert_eq!(federation.impersonate, None);
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_federation_of_google() {
+        for (config, why) in [
+            (
+                json!({"type": "service_account", "audience": "//a"}),
+                "type",
+            ),
+            (json!({"type": "external_account"}), "audience"),
+            (
+                json!({"type": "external_account", "audience": "//a", "service_account_impersonation_url": "https://evil.example/v1/projects/-/serviceAccounts/a@b:generateAccessToken"}),
+                "service_account_impersonation_url",
+            ),
+            (
+                json!({"type": "external_account", "audience": "//a", "service_account_impersonation_url": format!("{IMPERSONATION}a/../b:generateAccessToken")}),
+                "service_account_impersonation_url",
+            ),
+        ] {
+            let error = Federation::from_json(&config).unwrap_err();
+            assert!(error.contains(why), "{error}");
+        }
+    }
 }

@@ -7,32 +7,27 @@
 //! [`credentials`] for where credentials come from and what a job may set, [`names`] for paths.
 //!
 //! Bounded in time: the SDK's default retry policies give up only after 47 s (metadata server
-//! unreachable) to 54 s (endpoint refusing); here every attempt gets at most 3 s, at most 3
-//! attempts, the token source the same, and the whole call ends 300 ms before the deadline.
+//! unreachable) to 54 s (endpoint refusing); here the shared [`Budget`] applies: every attempt
+//! gets at most 3 s, at most 3 attempts, the token source the same, and the whole call ends
+//! 300 ms before the deadline.
 #![deny(missing_docs)]
 
 pub mod credentials;
 mod errors;
 pub mod names;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use google_cloud_gax::options::RequestOptionsBuilder as _;
 use google_cloud_gax::retry_policy::{Aip194Strict, RetryPolicyExt as _};
 use google_cloud_secretmanager_v1::client::SecretManagerService;
+use nomad_secrets_net::Budget;
 use nomad_secrets_protocol::{
     Backend, Error, ErrorKind, Kind, Request, Secrets, Setting, Settings,
 };
 
 /// The `gcp` plugin.
 pub struct GcpBackend;
-
-/// One HTTP attempt.
-const ATTEMPT: Duration = Duration::from_secs(3);
-/// Attempts per call, token fetches included.
-const ATTEMPTS: u32 = 3;
-/// Kept back before the deadline for the answer to be printed.
-const MARGIN: Duration = Duration::from_millis(300);
 
 impl Backend for GcpBackend {
     const NAME: &'static str = "gcp";
@@ -94,7 +89,7 @@ impl Backend for GcpBackend {
         block_on(
             async {
                 let (credentials, source) =
-                    credentials::credentials(settings, &Default::default(), ATTEMPTS)?;
+                    credentials::credentials(settings, &Default::default())?;
                 let client = client(settings, None, credentials).await?;
                 let project = settings
                     .text("project")
@@ -103,7 +98,7 @@ impl Backend for GcpBackend {
                     .list_secrets()
                     .set_parent(format!("projects/{project}"))
                     .set_page_size(1)
-                    .with_attempt_timeout(ATTEMPT)
+                    .with_attempt_timeout(Budget::ATTEMPT)
                     .send()
                     .await
                     .map_err(|e| errors::describe(&e, &format!("projects/{project}"), &source))?;
@@ -131,7 +126,7 @@ async fn client(
     SecretManagerService::builder()
         .with_endpoint(endpoint)
         .with_credentials(credentials)
-        .with_retry_policy(Aip194Strict.with_attempt_limit(ATTEMPTS))
+        .with_retry_policy(Aip194Strict.with_attempt_limit(Budget::ATTEMPTS))
         .with_backoff_policy(backoff())
         .build()
         .await
@@ -141,14 +136,13 @@ async fn client(
 }
 
 async fn access(request: &Request, name: &names::Name, version: &str) -> Result<Secrets, Error> {
-    let (credentials, source) =
-        credentials::credentials(&request.settings, &request.env, ATTEMPTS)?;
+    let (credentials, source) = credentials::credentials(&request.settings, &request.env)?;
     let client = client(&request.settings, name.region.as_deref(), credentials).await?;
     let full = format!("{}/versions/{version}", name.full);
     let answer = client
         .access_secret_version()
         .set_name(&full)
-        .with_attempt_timeout(ATTEMPT)
+        .with_attempt_timeout(Budget::ATTEMPT)
         .send()
         .await
         .map_err(|e| errors::describe(&e, &full, &source))?;
@@ -206,15 +200,15 @@ fn trust_operator_cas(settings: &Settings) -> Result<(), Error> {
     Ok(())
 }
 
-/// Retries wait 100 ms, then 200 ms, at most 1 s (the SDK's default starts at 1 s).
+/// The shared budget's backoff: 100 ms, then 200 ms, at most 1 s (the SDK's default starts at 1 s).
 pub(crate) fn backoff() -> google_cloud_gax::exponential_backoff::ExponentialBackoff {
     google_cloud_gax::exponential_backoff::ExponentialBackoffBuilder::new()
-        .with_initial_delay(Duration::from_millis(100))
-        .with_maximum_delay(Duration::from_secs(1))
+        .with_initial_delay(Budget::FIRST_BACKOFF)
+        .with_maximum_delay(Budget::MAX_BACKOFF)
         .clamp()
 }
 
-/// Runs `future` on a current-thread runtime, ending it `MARGIN` before `deadline`.
+/// Runs `future` on a current-thread runtime, ending it when the deadline's [`Budget`] is spent.
 fn block_on<T>(
     future: impl std::future::Future<Output = Result<T, Error>>,
     deadline: Instant,
@@ -226,9 +220,7 @@ fn block_on<T>(
         .enable_all()
         .build()
         .map_err(|e| Error::unavailable(format!("cannot start the async runtime: {e}")))?;
-    let left = deadline
-        .saturating_duration_since(Instant::now())
-        .saturating_sub(MARGIN);
+    let left = Budget::new(deadline).left();
     let result = runtime.block_on(async { tokio::time::timeout(left, future).await });
     runtime.shutdown_background();
     result.unwrap_or_else(|_| {

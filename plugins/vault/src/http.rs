@@ -1,4 +1,4 @@
-//! Vault's HTTP API, bounded by the run's deadline.
+//! Vault's HTTP API, bounded by the run's deadline (the shared [`Budget`]).
 //!
 //! Every request carries `X-Vault-Request: true` (required by Vault Agent/Proxy with
 //! `require_request_header`) and, when set, `X-Vault-Token` and `X-Vault-Namespace`. Retried
@@ -6,21 +6,15 @@
 //! consistency), 429 (rate-limit quota) and 500/502/503/504; never 501, 400, 403, 404 or 405.
 //! A standby node's 307 is followed once, same method and body. Bodies are read up to 1 MiB.
 
-use nomad_secrets_net::{TlsFailure, tls_failure};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use nomad_secrets_net::{Budget, TlsFailure, tls_failure};
 use nomad_secrets_protocol::{Error, ErrorKind};
 use serde_json::Value;
 use ureq::Agent;
 
 /// Largest response body read.
 const MAX_BODY: u64 = 1 << 20;
-/// Attempts per request.
-const ATTEMPTS: u32 = 3;
-/// Time for one attempt at most (connect, send, answer).
-const ATTEMPT: Duration = Duration::from_secs(3);
-/// Kept back before the deadline for the answer to be printed.
-const MARGIN: Duration = Duration::from_millis(300);
 
 /// A Vault server as the operator (or the job's own credentials) configured it.
 pub struct Vault {
@@ -29,7 +23,7 @@ pub struct Vault {
     pub address: String,
     /// Where requests go: the address, with `tls_server_name` as host when set.
     base: String,
-    deadline: Instant,
+    budget: Budget,
 }
 
 /// One answer: status and JSON body (`Null` when empty or not JSON).
@@ -94,7 +88,7 @@ impl Vault {
             agent,
             address: address.trim_end_matches('/').to_owned(),
             base: base.trim_end_matches('/').to_owned(),
-            deadline,
+            budget: Budget::new(deadline),
         }
     }
 
@@ -130,15 +124,10 @@ impl Vault {
                 Ok(answer) => matches!(answer.status, 412 | 429 | 500 | 502 | 503 | 504),
                 Err(error) => error.kind() == ErrorKind::Unavailable,
             };
-            let backoff = Duration::from_millis(100 * 2u64.pow(attempt - 1));
-            let time_left = self.deadline.saturating_duration_since(Instant::now());
-            if !retry
-                || attempt >= ATTEMPTS
-                || time_left < backoff + MARGIN + Duration::from_millis(200)
-            {
-                return result;
+            match self.budget.retry_after(attempt) {
+                Some(wait) if retry => std::thread::sleep(wait),
+                _ => return result,
             }
-            std::thread::sleep(backoff);
         }
     }
 
@@ -150,11 +139,8 @@ impl Vault {
         namespace: Option<&str>,
         body: Option<&Value>,
     ) -> Result<Answer, Error> {
-        let left = self
-            .deadline
-            .saturating_duration_since(Instant::now())
-            .saturating_sub(MARGIN);
-        if left.is_zero() {
+        let attempt = self.budget.attempt();
+        if attempt.is_zero() {
             return Err(self.timeout());
         }
         let mut request = ureq::http::Request::builder()
@@ -175,7 +161,7 @@ impl Vault {
         let request = self
             .agent
             .configure_request(request)
-            .timeout_global(Some(ATTEMPT.min(left)))
+            .timeout_global(Some(attempt))
             .build();
         let mut response = self
             .agent
