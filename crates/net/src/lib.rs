@@ -4,10 +4,15 @@
 //! - [`operator_cas`]: the operator's CA file, read and checked before any request, so that a
 //!   file holding no certificate is a settings error naming the file, never a client's panic or
 //!   a silent trust of nothing;
+//! - [`rest`] (feature `rest`): the HTTP client of REST backends, set up from the operator's TLS
+//!   settings, its failures classified by type;
 //! - [`tls_failure`]: the TLS failure behind a connection error, found by type in the error's
 //!   source chain (rustls's own error, or the I/O error a TLS stream wraps it in), never by
 //!   matching words in a message; [`cause`] for any other type (an SDK's credentials error).
 #![deny(missing_docs)]
+
+#[cfg(feature = "rest")]
+pub mod rest;
 
 use std::error::Error as StdError;
 use std::path::Path;

@@ -8,7 +8,8 @@
 
 use std::time::Instant;
 
-use nomad_secrets_net::{Budget, TlsFailure, tls_failure};
+use nomad_secrets_net::rest::{self, Failure};
+use nomad_secrets_net::{Budget, TlsFailure};
 use nomad_secrets_protocol::{Error, ErrorKind};
 use serde_json::Value;
 use ureq::Agent;
@@ -210,42 +211,31 @@ impl Vault {
 
     fn transport_error(&self, error: &ureq::Error) -> Error {
         let address = &self.address;
-        // rustls failures reach us inside I/O errors: name them as TLS, with the TLS fix.
-        let tls = match error {
-            ureq::Error::Io(io) => tls_failure(io),
-            other => tls_failure(other),
-        };
-        match tls {
-            Some(TlsFailure::Expired) => return Error::denied(format!(
+        match rest::failure(error) {
+            Failure::Tls(TlsFailure::Expired) => Error::denied(format!(
                 "TLS with Vault at `{address}` failed: Vault's certificate has expired"
             ))
             .hint("Vault's operators must renew its certificate; if it is current, check this node's clock"),
-            Some(TlsFailure::Other(text)) => return Error::denied(format!(
+            Failure::Tls(TlsFailure::Other(text)) => Error::denied(format!(
                 "TLS with Vault at `{address}` failed: {text}"
             ))
             .hint("set `ca_file` to the CA that signed Vault's certificate; if Vault requires client certificates, set `client_cert_file` and `client_key_file`"),
-            None => {}
-        }
-        match error {
-            ureq::Error::Timeout(_) => self.timeout(),
-            ureq::Error::Io(io) if io.to_string().contains("disconnected") || io.kind() == std::io::ErrorKind::UnexpectedEof => {
-                Error::unavailable(format!("Vault at `{address}` closed the connection in the middle of its answer"))
-                    .hint("try again; if it persists, check Vault and any proxy in front of it")
-            }
-            ureq::Error::Io(io) => Error::unavailable(format!(
-                "cannot connect to Vault at `{address}`: {}",
-                io.to_string().split(" (os error").next().unwrap_or_default().to_lowercase()
+            Failure::Timeout => self.timeout(),
+            Failure::Disconnected => Error::unavailable(format!("Vault at `{address}` closed the connection in the middle of its answer"))
+                .hint("try again; if it persists, check Vault and any proxy in front of it"),
+            Failure::Connect(why) => Error::unavailable(format!(
+                "cannot connect to Vault at `{address}`: {why}"
             ))
             .hint("check `address` in vault-kv.toml, DNS and the network"),
-            ureq::Error::HostNotFound => Error::unavailable(format!(
+            Failure::HostNotFound => Error::unavailable(format!(
                 "cannot resolve the host of Vault's address `{address}`"
             ))
             .hint("check `address` in vault-kv.toml and DNS"),
-            ureq::Error::Tls(_) | ureq::Error::Rustls(_) => Error::denied(format!(
-                "TLS with Vault at `{address}` failed: {error}"
+            Failure::TlsSetup(why) => Error::denied(format!(
+                "TLS with Vault at `{address}` failed: {why}"
             ))
             .hint("check `ca_file` (the CA that signed Vault's certificate), the client certificate, and the host name in `address`"),
-            other => Error::unavailable(format!("the request to Vault at `{address}` failed: {other}")),
+            Failure::Other(why) => Error::unavailable(format!("the request to Vault at `{address}` failed: {why}")),
         }
     }
 }

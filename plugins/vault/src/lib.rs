@@ -14,17 +14,17 @@ pub mod fuzzing;
 pub mod http;
 pub mod kv;
 
-use std::sync::Arc;
-
-use nomad_secrets_protocol::settings::unreadable;
 use nomad_secrets_protocol::{Backend, Error, Kind, Request, Secrets, Setting, Settings};
-use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
 
 use crate::auth::Owner;
 use crate::http::Vault;
+use nomad_secrets_net::rest;
 
 /// The `vault-kv` plugin.
 pub struct VaultBackend;
+
+/// What Vault's request log shows for this plugin.
+const USER_AGENT: &str = "nomad-secrets-vault-kv";
 
 impl Backend for VaultBackend {
     const NAME: &'static str = "vault-kv";
@@ -134,7 +134,7 @@ impl Backend for VaultBackend {
             Owner::Job => namespace,
             Owner::Operator => settings.text("auth_namespace").or(namespace),
         };
-        let (agent, base) = agent(settings, address)?;
+        let (agent, base) = rest::agent(settings, "address", address, USER_AGENT)?;
         let vault = Vault::new(agent, address, &base, request.deadline);
         let mut auth = auth::authenticate(request, &vault, auth_namespace)?;
         let path = &request.path;
@@ -181,7 +181,7 @@ fn check_vault(settings: &Settings, deadline: std::time::Instant) -> Result<Stri
     let address = settings
         .text("address")
         .ok_or_else(|| settings.missing("address", "\"https://vault.service.consul:8200\""))?;
-    let (agent, base) = agent(settings, address)?;
+    let (agent, base) = rest::agent(settings, "address", address, USER_AGENT)?;
     let vault = Vault::new(agent, address, &base, deadline);
     let health = vault.call("GET", "sys/health", None, None, None)?;
     let state = match health.status {
@@ -256,100 +256,4 @@ fn ttl(seconds: u64) -> String {
         s if s < 3600 => format!("expires in about {} min", (s + 30) / 60),
         s => format!("expires in about {} h", (s + 1800) / 3600),
     }
-}
-
-/// The HTTP agent: the operator's CA (else Mozilla's roots), the client certificate for mTLS,
-/// statuses as answers rather than errors, redirects handled by hand, no proxy from the
-/// environment.
-/// With `tls_server_name`, requests name that host (so TLS verifies it) while the resolver
-/// connects to `address`'s host: the agent and the address to put in URLs.
-fn agent(settings: &Settings, address: &str) -> Result<(ureq::Agent, String), Error> {
-    let mut tls = TlsConfig::builder();
-    if let Some(ca) = settings.path("ca_file") {
-        let pem = nomad_secrets_net::operator_cas("ca_file", ca)?;
-        tls = tls.root_certs(RootCerts::Specific(Arc::new(certificates(&pem))));
-    }
-    match (
-        settings.path("client_cert_file"),
-        settings.path("client_key_file"),
-    ) {
-        (Some(cert), Some(key)) => {
-            let chain = certificates(&nomad_secrets_net::operator_cas("client_cert_file", cert)?);
-            let key_pem = read_pem(key, "client_key_file")?;
-            let key = PrivateKey::from_pem(&key_pem).map_err(|_| {
-                Error::settings(format!(
-                    "`client_key_file` `{}` holds no PEM private key",
-                    key.display()
-                ))
-            })?;
-            tls = tls.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
-        }
-        (None, None) => {}
-        _ => {
-            return Err(Error::settings(
-                "mTLS needs both `client_cert_file` and `client_key_file`",
-            ));
-        }
-    }
-    let config = ureq::Agent::config_builder()
-        .tls_config(tls.build())
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .proxy(None)
-        .user_agent("nomad-secrets-vault-kv")
-        .build();
-    let Some(name) = settings.text("tls_server_name") else {
-        return Ok((config.new_agent(), address.to_owned()));
-    };
-    let real: ureq::http::Uri = address
-        .parse()
-        .map_err(|_| Error::settings(format!("`address` `{address}` is not a valid URL")))?;
-    let (Some(host), Some("https")) = (real.host(), real.scheme_str()) else {
-        return Err(Error::settings(
-            "`tls_server_name` needs an https `address`",
-        ));
-    };
-    let named = address.replacen(host, name, 1);
-    let resolver = PinnedName {
-        name: name.to_owned(),
-        real,
-    };
-    let connector = ureq::unversioned::transport::DefaultConnector::default();
-    Ok((ureq::Agent::with_parts(config, connector, resolver), named))
-}
-
-/// Resolves `name` as the operator's real address, and every other host as usual.
-#[derive(Debug)]
-struct PinnedName {
-    name: String,
-    real: ureq::http::Uri,
-}
-
-impl ureq::unversioned::resolver::Resolver for PinnedName {
-    fn resolve(
-        &self,
-        uri: &ureq::http::Uri,
-        config: &ureq::config::Config,
-        timeout: ureq::unversioned::transport::NextTimeout,
-    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
-        let default = ureq::unversioned::resolver::DefaultResolver::default();
-        match uri.host() == Some(self.name.as_str()) {
-            true => default.resolve(&self.real, config, timeout),
-            false => default.resolve(uri, config, timeout),
-        }
-    }
-}
-
-/// The certificates of a PEM file, skipping anything else in it.
-fn certificates(pem: &[u8]) -> Vec<Certificate<'static>> {
-    ureq::tls::parse_pem(pem)
-        .filter_map(|item| match item {
-            Ok(ureq::tls::PemItem::Certificate(cert)) => Some(cert),
-            _ => None,
-        })
-        .collect()
-}
-
-fn read_pem(file: &std::path::Path, setting: &str) -> Result<Vec<u8>, Error> {
-    std::fs::read(file).map_err(|e| unreadable(setting, file, &e))
 }

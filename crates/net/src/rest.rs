@@ -1,0 +1,234 @@
+//! The HTTP client of REST backends (vault-kv today; the next ones, such as 1Password Connect or
+//! Azure Key Vault, the same): blocking ureq over rustls with ring, set up from the operator's
+//! settings, and its failures classified by type. Requests are bounded by the fetch's
+//! [`Budget`](crate::Budget).
+//!
+//! The settings it reads are the same in every backend that uses it: `ca_file` (the only CAs
+//! trusted, else Mozilla's roots), `client_cert_file` and `client_key_file` (mTLS, both or
+//! neither), `tls_server_name` (the name TLS verifies, while connections go to the address's
+//! host).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use nomad_secrets_protocol::settings::unreadable;
+use nomad_secrets_protocol::{Error, Settings};
+use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
+
+use crate::{TlsFailure, operator_cas, tls_failure};
+
+/// The agent for the endpoint at `address` (the value of setting `address_setting`, for
+/// messages), and the address to put in URLs: with `tls_server_name`, requests name that host
+/// (so TLS verifies it) while the resolver connects to `address`'s host. Statuses are answers,
+/// not errors; redirects are the caller's to follow; no proxy is read from the environment.
+pub fn agent(
+    settings: &Settings,
+    address_setting: &str,
+    address: &str,
+    user_agent: &str,
+) -> Result<(ureq::Agent, String), Error> {
+    let mut tls = TlsConfig::builder();
+    if let Some(ca) = settings.path("ca_file") {
+        let pem = operator_cas("ca_file", ca)?;
+        tls = tls.root_certs(RootCerts::Specific(Arc::new(certificates(&pem))));
+    }
+    match (
+        settings.path("client_cert_file"),
+        settings.path("client_key_file"),
+    ) {
+        (Some(cert), Some(key)) => {
+            let chain = certificates(&operator_cas("client_cert_file", cert)?);
+            let key_pem = std::fs::read(key).map_err(|e| unreadable("client_key_file", key, &e))?;
+            let key = PrivateKey::from_pem(&key_pem).map_err(|_| {
+                Error::settings(format!(
+                    "`client_key_file` `{}` holds no PEM private key",
+                    key.display()
+                ))
+            })?;
+            tls = tls.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
+        }
+        (None, None) => {}
+        _ => {
+            return Err(Error::settings(
+                "mTLS needs both `client_cert_file` and `client_key_file`",
+            ));
+        }
+    }
+    let config = ureq::Agent::config_builder()
+        .tls_config(tls.build())
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .proxy(None)
+        .user_agent(user_agent)
+        .build();
+    let Some(name) = settings.text("tls_server_name") else {
+        return Ok((config.new_agent(), address.to_owned()));
+    };
+    let real: ureq::http::Uri = address.parse().map_err(|_| {
+        Error::settings(format!(
+            "`{address_setting}` `{address}` is not a valid URL"
+        ))
+    })?;
+    let (Some(host), Some("https")) = (real.host(), real.scheme_str()) else {
+        return Err(Error::settings(format!(
+            "`tls_server_name` needs an https `{address_setting}`"
+        )));
+    };
+    let named = address.replacen(host, name, 1);
+    let resolver = PinnedName {
+        name: name.to_owned(),
+        real,
+    };
+    let connector = ureq::unversioned::transport::DefaultConnector::default();
+    Ok((ureq::Agent::with_parts(config, connector, resolver), named))
+}
+
+/// Resolves `name` as the operator's real address, and every other host as usual.
+#[derive(Debug)]
+struct PinnedName {
+    name: String,
+    real: ureq::http::Uri,
+}
+
+impl ureq::unversioned::resolver::Resolver for PinnedName {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let default = ureq::unversioned::resolver::DefaultResolver::default();
+        match uri.host() == Some(self.name.as_str()) {
+            true => default.resolve(&self.real, config, timeout),
+            false => default.resolve(uri, config, timeout),
+        }
+    }
+}
+
+/// The certificates of a PEM text already checked by [`operator_cas`].
+fn certificates(pem: &[u8]) -> Vec<Certificate<'static>> {
+    ureq::tls::parse_pem(pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(cert)) => Some(cert),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Why a request got no HTTP answer, decided by the error's type, never its words.
+#[derive(Debug, PartialEq)]
+pub enum Failure {
+    /// The attempt's time ran out.
+    Timeout,
+    /// The TLS handshake failed (rustls's error, found in the chain).
+    Tls(TlsFailure),
+    /// The TLS configuration itself was refused: ureq's words.
+    TlsSetup(String),
+    /// The server closed the connection in the middle of its answer.
+    Disconnected,
+    /// No connection: the system's words, lower case (`connection refused`).
+    Connect(String),
+    /// The host name does not resolve.
+    HostNotFound,
+    /// Anything else: ureq's words.
+    Other(String),
+}
+
+/// What `error` means for the caller.
+pub fn failure(error: &ureq::Error) -> Failure {
+    // rustls failures reach ureq inside I/O errors.
+    let tls = match error {
+        ureq::Error::Io(io) => tls_failure(io),
+        other => tls_failure(other),
+    };
+    if let Some(tls) = tls {
+        return Failure::Tls(tls);
+    }
+    match error {
+        ureq::Error::Timeout(_) => Failure::Timeout,
+        ureq::Error::Io(io)
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+            ) =>
+        {
+            Failure::Disconnected
+        }
+        ureq::Error::Io(io) => Failure::Connect(
+            io.to_string()
+                .split(" (os error")
+                .next()
+                .unwrap_or_default()
+                .to_lowercase(),
+        ),
+        ureq::Error::HostNotFound => Failure::HostNotFound,
+        ureq::Error::Tls(_) | ureq::Error::Rustls(_) => Failure::TlsSetup(error.to_string()),
+        other => Failure::Other(other.to_string()),
+    }
+}
+
+/// Reads a PEM file an operator named (for backends with other PEM settings).
+pub fn read_pem(setting: &str, file: &Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(file).map_err(|e| unreadable(setting, file, &e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Error as IoError, ErrorKind};
+
+    #[test]
+    fn failures_are_told_apart_by_type() {
+        let io = |kind, text: &str| ureq::Error::Io(IoError::new(kind, text.to_owned()));
+        assert_eq!(
+            failure(&io(ErrorKind::UnexpectedEof, "Peer disconnected")),
+            Failure::Disconnected
+        );
+        assert_eq!(
+            failure(&io(
+                ErrorKind::ConnectionRefused,
+                "Connection refused (os error 111)"
+            )),
+            Failure::Connect("connection refused".into())
+        );
+        assert_eq!(
+            failure(&ureq::Error::Timeout(ureq::Timeout::Global)),
+            Failure::Timeout
+        );
+        assert_eq!(failure(&ureq::Error::HostNotFound), Failure::HostNotFound);
+        let expired = rustls::Error::InvalidCertificate(rustls::CertificateError::Expired);
+        assert_eq!(
+            failure(&ureq::Error::Io(IoError::new(
+                ErrorKind::InvalidData,
+                expired
+            ))),
+            Failure::Tls(TlsFailure::Expired)
+        );
+        // Words that sound like TLS do not make a TLS failure.
+        assert_eq!(
+            failure(&io(ErrorKind::Other, "tls handshake certificate")),
+            Failure::Connect("tls handshake certificate".into())
+        );
+    }
+
+    #[test]
+    fn mtls_needs_both_files() {
+        let settings = Settings::from_text(
+            Path::new("/opt/plugins/secrets/x.toml"),
+            Some("client_cert_file = \"/etc/ssl/cert.pem\"\n"),
+            &[nomad_secrets_protocol::Setting::operator(
+                "client_cert_file",
+                nomad_secrets_protocol::Kind::AbsolutePath,
+                "",
+            )],
+            &Default::default(),
+        )
+        .unwrap();
+        let error = agent(&settings, "address", "https://vault:8200", "test")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("both"), "{error}");
+    }
+}
