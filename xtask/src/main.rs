@@ -100,6 +100,13 @@ pub fn run(command: &mut Command) -> Result {
 /// relocations took 532 KB as RELA, read at every start, and take 5 KB as RELR. The explicit
 /// `--target` keeps the flags away from build scripts and proc-macros, which cannot be static.
 pub fn build_release() -> Result<Vec<(String, PathBuf)>> {
+    let (mut command, binaries) = release_build()?;
+    run(&mut command)?;
+    Ok(binaries)
+}
+
+/// The command [`build_release`] runs, and the (installed name, binary path) pairs it makes.
+pub fn release_build() -> Result<(Command, Vec<(String, PathBuf)>)> {
     let host = host_triple()?;
     let mut command = cargo();
     command.args(["build", "--release", "--locked", "--target", &host]);
@@ -112,15 +119,15 @@ pub fn build_release() -> Result<Vec<(String, PathBuf)>> {
     for plugin in &plugins {
         command.args(["--package", &plugin.package]);
     }
-    run(&mut command)?;
     let target = moto::target_dir();
-    Ok(plugins
+    let binaries = plugins
         .into_iter()
         .map(|plugin| {
             let binary = target.join(&host).join("release").join(&plugin.name);
             (plugin.name, binary)
         })
-        .collect())
+        .collect();
+    Ok((command, binaries))
 }
 
 /// Sets `flags` for the code built for `host` with an explicit `--target`: build scripts and

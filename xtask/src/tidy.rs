@@ -5,7 +5,7 @@
 //! (`examples/settings/<name>.toml`), a row in the README's plugin table and a README section,
 //! at least one fuzz target that exists, and every setting its `--help` declares shown in its
 //! README section. For every Markdown file of the repository: each relative link resolves to a
-//! file inside the repository.
+//! file inside the repository. And the fuzz workspace's lock file is current.
 
 use std::path::Path;
 use std::process::Command;
@@ -31,6 +31,27 @@ pub fn run() -> Result {
         }
     }
     problems.extend(broken_links()?);
+    // The fuzz workspace has its own lock file: a plugin's new dependency makes it stale, and
+    // the fuzz build (late in `cargo xtask test`) would then fail.
+    let fuzz_lock_fresh = crate::cargo()
+        .args([
+            "metadata",
+            "--locked",
+            "--format-version",
+            "1",
+            "--manifest-path",
+        ])
+        .arg(root().join("fuzz/Cargo.toml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map_err(|e| e.to_string())?
+        .success();
+    if !fuzz_lock_fresh {
+        problems.push(
+            "fuzz/Cargo.lock is out of date with the plugins' dependencies: run `cd fuzz && cargo update -w` and commit it".into(),
+        );
+    }
     if problems.is_empty() {
         println!(
             "tidy: {} plugins complete ({}); every doc link resolves",
