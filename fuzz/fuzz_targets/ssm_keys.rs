@@ -4,7 +4,7 @@
 #![no_main]
 
 // The modules alone, not the plugin: the plugin crate would bring the Parameter Store SDK (one
-// of AWS's largest) into every fuzz build, and these depend on nothing but the protocol crate.
+// of AWS's largest) into every fuzz build; these depend only on the protocol and shared AWS crates.
 #[path = "../../plugins/aws-ssm/src/keys.rs"]
 mod keys;
 #[path = "../../plugins/aws-ssm/src/names.rs"]
