@@ -112,6 +112,10 @@ fn build() -> Result<PathBuf> {
     let host = host_triple()?;
     let target = target_dir().join("fuzz");
     let mut command = cargo();
+    // Built by rustc alone, even when `cargo xtask test` lints its other builds.
+    for variable in crate::test::LINT_VARIABLES {
+        command.env_remove(variable);
+    }
     command
         .current_dir(root().join("fuzz"))
         .args([
