@@ -11,7 +11,6 @@
 //! that prints one line (`/bin/echo`): fingerprint runs at every client start, plugins one after
 //! another.
 
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -171,10 +170,7 @@ pub fn run(args: &[String]) -> Result {
     let secrets = crate::install::install(&bench, &built)?;
     let settings = secrets.join("file.toml");
     let examples = root().join("examples/secrets");
-    std::fs::write(&settings, format!("root = \"{}\"\n", examples.display()))
-        .map_err(|e| e.to_string())?;
-    std::fs::set_permissions(&settings, std::fs::Permissions::from_mode(0o644))
-        .map_err(|e| e.to_string())?;
+    crate::install::write_settings(&settings, &format!("root = \"{}\"\n", examples.display()))?;
     let file = secrets.join("file");
     for (name, _) in &built {
         forget_cached_pages(&secrets.join(name))?;
@@ -375,13 +371,10 @@ fn aws_table(
                 .stdout(Stdio::null()),
         )?;
         let settings = secrets.join("aws.toml");
-        std::fs::write(
+        crate::install::write_settings(
             &settings,
-            format!("endpoint_url = \"{endpoint}\"\nimds_endpoint = \"off\"\n"),
-        )
-        .map_err(|e| e.to_string())?;
-        std::fs::set_permissions(&settings, std::fs::Permissions::from_mode(0o644))
-            .map_err(|e| e.to_string())?;
+            &format!("endpoint_url = \"{endpoint}\"\nimds_endpoint = \"off\"\n"),
+        )?;
         let keys = [
             ("AWS_REGION", "us-east-1"),
             ("AWS_ACCESS_KEY_ID", "testing"),
@@ -484,18 +477,15 @@ fn command_table(report: &mut String, runs: usize, secrets: &std::path::Path) ->
     let sops = sops();
     let encrypted = work.join("secrets/db.json");
     let settings = secrets.join("command.toml");
-    std::fs::write(
+    crate::install::write_settings(
         &settings,
-        format!(
+        &format!(
             "command = [\"{}\", \"decrypt\", \"--output-type\", \"json\", \"--\", \"{}/{{path}}\"]\npath_pattern = \"[a-z]+\\\\.json\"\nenv = [\"SOPS_AGE_KEY_FILE={}\", \"SOPS_DISABLE_VERSION_CHECK=1\"]\n",
             sops.display(),
             work.join("secrets").display(),
             key.display()
         ),
-    )
-    .map_err(|e| e.to_string())?;
-    std::fs::set_permissions(&settings, std::fs::Permissions::from_mode(0o644))
-        .map_err(|e| e.to_string())?;
+    )?;
     let key_env = format!("{}", key.display());
     let contenders = [
         Contender::new(
@@ -540,13 +530,10 @@ fn ssm_table(
     keys: &[(&str, &str)],
 ) -> Result {
     let settings = secrets.join("aws-ssm.toml");
-    std::fs::write(
+    crate::install::write_settings(
         &settings,
-        format!("endpoint_url = \"{endpoint}\"\nimds_endpoint = \"off\"\n"),
-    )
-    .map_err(|e| e.to_string())?;
-    std::fs::set_permissions(&settings, std::fs::Permissions::from_mode(0o644))
-        .map_err(|e| e.to_string())?;
+        &format!("endpoint_url = \"{endpoint}\"\nimds_endpoint = \"off\"\n"),
+    )?;
     let name = "/app/prod/db/password";
     let mut contenders = vec![
         Contender::new(
@@ -643,9 +630,7 @@ fn vault_table(
     let (bao, _) = OpenBao::seeded_with(Some(&config));
     let url = bao.address().to_owned();
     let settings = secrets.join("vault-kv.toml");
-    std::fs::write(&settings, format!("address = \"{url}\"\n")).map_err(|e| e.to_string())?;
-    std::fs::set_permissions(&settings, std::fs::Permissions::from_mode(0o644))
-        .map_err(|e| e.to_string())?;
+    crate::install::write_settings(&settings, &format!("address = \"{url}\"\n"))?;
     let env = [("CPI_OPERATION", "fetch"), ("VAULT_TOKEN", "root-token")];
     let contenders = [
         Contender::new(
@@ -778,17 +763,13 @@ fn gcp_table(
     let key = bench.join("gcp-service-account.json");
     let drongo = Drongo::seeded(&key);
     let endpoint = drongo.endpoint().to_owned();
-    let settings = |name: &str, extra: &str| -> Result {
-        let file = secrets.join(format!("{name}.toml"));
-        std::fs::write(
-            &file,
-            format!(
+    let settings = |name: &str, extra: &str| {
+        crate::install::write_settings(
+            &secrets.join(format!("{name}.toml")),
+            &format!(
                 "endpoint_url = \"{endpoint}\"\nmetadata_endpoint = \"off\"\nproject = \"acme\"\n{extra}"
             ),
         )
-        .map_err(|e| e.to_string())?;
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644))
-            .map_err(|e| e.to_string())
     };
     settings("gcp", "")?;
     // The same executable as another provider, with the operator's service-account key.

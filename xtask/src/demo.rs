@@ -4,7 +4,6 @@
 //! `examples/secrets/`, then runs each command exactly as the Nomad client does: cleared
 //! environment, `CPI_OPERATION`, `NOMAD_JOB_ID` and `NOMAD_NAMESPACE`, stdin `/dev/null`.
 
-use std::os::unix::fs::PermissionsExt as _;
 use std::process::{Command, Stdio};
 
 use crate::{Result, root};
@@ -15,16 +14,13 @@ pub fn run() -> Result {
     let demo = crate::moto::target_dir().join("demo");
     let secrets = crate::install::install(&demo, &built)?;
     let settings = secrets.join("file.toml");
-    std::fs::write(
+    crate::install::write_settings(
         &settings,
-        format!(
+        &format!(
             "# Written by `cargo xtask demo`; see examples/settings/file.toml.\nroot = \"{}\"\n",
             root().join("examples/secrets").display()
         ),
-    )
-    .map_err(|e| e.to_string())?;
-    std::fs::set_permissions(&settings, std::fs::Permissions::from_mode(0o644))
-        .map_err(|e| e.to_string())?;
+    )?;
 
     let plugin = secrets.join("file");
     println!(

@@ -57,10 +57,9 @@ pub fn run(args: &[String]) -> Result {
         let settings = secrets.join(format!("{name}.toml"));
         if !settings.exists() {
             let recipe = crate::root().join(format!("examples/settings/command-{name}.toml"));
-            std::fs::copy(&recipe, &settings)
-                .map_err(|e| format!("{}: {e}", settings.display()))?;
-            std::fs::set_permissions(&settings, std::fs::Permissions::from_mode(0o644))
-                .map_err(|e| e.to_string())?;
+            let text = std::fs::read_to_string(&recipe)
+                .map_err(|e| format!("{}: {e}", recipe.display()))?;
+            write_settings(&settings, &text)?;
             println!(
                 "settings {} (from {}): edit it",
                 settings.display(),
@@ -76,6 +75,14 @@ pub fn run(args: &[String]) -> Result {
         secrets.display()
     );
     Ok(())
+}
+
+/// Writes a plugin's settings file as the plugin requires it: mode 0644 (writable by its owner
+/// only), whatever mode an earlier file of that name had.
+pub fn write_settings(path: &Path, text: &str) -> Result {
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Installs `plugins` (name, built binary) into `<dir>/secrets/`; returns that folder.
