@@ -1,11 +1,59 @@
-//! `aws`'s handling of Secrets Manager's answer, through the SDK's own parsing: any status,
-//! content type and body give exact secrets or one clear error that quotes no secret value.
+//! `aws`'s handling of Secrets Manager's answer: the plugin's whole fetch of `prod/db` (the SDK
+//! configuration, the SDK's own parsing, the error messages, the conversion) with an in-memory
+//! transport answering any status, content type and body. Each gives exact secrets or one clear
+//! error that quotes no secret value.
 #![no_main]
 
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Once};
+use std::time::{Duration, Instant};
+
 use libfuzzer_sys::fuzz_target;
-use nomad_secrets_aws::fuzzing::get_secret_value_answer;
+use nomad_secrets_aws::AwsBackend;
+use nomad_secrets_aws_common::{Answer, Transport};
 use nomad_secrets_fuzz::{CANARY, assert_no_canary, check_output};
+use nomad_secrets_protocol::{Backend, Error, Request, SecretPath, Secrets, Settings};
 use serde_json::Value;
+
+/// The node's credentials, as the environment gives them.
+static CREDENTIALS: Once = Once::new();
+
+/// What `fetch prod/db` gives when every request is answered with `status`, `content_type` and
+/// `body`, by a node whose settings name the region and turn IMDS off.
+fn fetch(status: u16, content_type: &'static str, body: &[u8]) -> Result<Secrets, Error> {
+    CREDENTIALS.call_once(|| {
+        // SAFETY: the first iteration, before any runtime or other thread exists.
+        unsafe {
+            std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDFUZZ");
+            std::env::set_var("AWS_SECRET_ACCESS_KEY", "fuzz");
+        }
+    });
+    let body = Arc::new(body.to_vec());
+    let transport = Transport::in_memory(move |_| Answer {
+        status,
+        content_type,
+        body: body.to_vec(),
+    });
+    let settings = Settings::from_text(
+        Path::new("/opt/nomad/plugins/secrets/aws.toml"),
+        Some("region = \"us-east-1\"\nimds_endpoint = \"off\"\n"),
+        AwsBackend::SETTINGS,
+        &HashMap::new(),
+    )
+    .expect("valid settings");
+    let request = Request {
+        path: SecretPath::parse("prod/db", AwsBackend::OPTIONS).expect("a valid path"),
+        settings,
+        env: HashMap::new(),
+        deadline: Instant::now() + Duration::from_secs(5),
+        manual: false,
+        namespace: "default".into(),
+        job: "fuzz".into(),
+        instance: "fuzz".into(),
+    };
+    AwsBackend::with_transport(transport).fetch(&request)
+}
 
 /// Statuses Secrets Manager (or something in front of it) may send.
 const STATUSES: [u16; 10] = [200, 200, 400, 403, 404, 408, 429, 500, 502, 503];
@@ -34,7 +82,7 @@ fuzz_target!(|data: &[u8]| {
     let [status, content_type, body @ ..] = data else {
         return;
     };
-    let outcome = get_secret_value_answer(
+    let outcome = fetch(
         STATUSES[*status as usize % STATUSES.len()],
         CONTENT_TYPES[*content_type as usize % CONTENT_TYPES.len()],
         body,

@@ -9,8 +9,8 @@ use std::ffi::OsString;
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use nomad_secrets_command::CommandBackend;
 use nomad_secrets_command::environment::{build, never_from_a_job};
+use nomad_secrets_command::{CommandBackend, ENV, ENV_FILES, JOB_ENV};
 use nomad_secrets_fuzz::{CANARY, parts};
 use nomad_secrets_protocol::{Backend, Settings};
 
@@ -38,9 +38,9 @@ fuzz_target!(|data: &[u8]| {
     match build(&settings, &job, false) {
         Ok(vars) => {
             let operator: Vec<&str> = settings
-                .list("env")
+                .get(&ENV)
                 .iter()
-                .chain(settings.list("env_files"))
+                .chain(settings.get(&ENV_FILES))
                 .filter_map(|e| e.split_once('=').map(|(n, _)| n))
                 .collect();
             for (name, value) in &vars {
@@ -49,7 +49,7 @@ fuzz_target!(|data: &[u8]| {
                     && job.get(&OsString::from(name)) == Some(value);
                 if from_job && !operator.contains(&name) {
                     assert!(
-                        settings.list("job_env").iter().any(|a| a == name),
+                        settings.get(&JOB_ENV).iter().any(|a| a == name),
                         "`{name}` reached the CLI from the job without being listed"
                     );
                     assert!(!never_from_a_job(name), "`{name}` from a job");

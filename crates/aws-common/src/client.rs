@@ -12,7 +12,7 @@
 //!   by hand, the person's `AWS_*` variables and `~/.aws` apply as for the AWS CLI, with the
 //!   settings file as defaults.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
@@ -35,11 +35,12 @@ use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
 use aws_sdk_sts::config::{IdentityCache, Region, SharedAsyncSleep};
 use aws_smithy_async::rt::sleep::TokioSleep;
 use aws_smithy_async::time::SharedTimeSource;
-use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_types::SdkConfig;
 use nomad_secrets_net::Budget;
-use nomad_secrets_protocol::{Error, Settings};
+use nomad_secrets_protocol::{Error, Key, Settings};
+
+use crate::Transport;
 
 /// Loading credentials from any provider.
 const CREDENTIALS: Duration = Duration::from_secs(2);
@@ -55,7 +56,7 @@ pub struct Service {
     /// What it holds, in messages (`secret`, `parameter`).
     pub resource: &'static str,
     /// The setting that overrides its endpoint.
-    pub endpoint_setting: &'static str,
+    pub endpoint_setting: &'static Key<str>,
     /// What follows `AWS_ENDPOINT_URL_` for it, honoured by hand only (`SECRETS_MANAGER`).
     pub endpoint_variable: &'static str,
 }
@@ -66,7 +67,7 @@ pub const STS: Service = Service {
     name: "STS",
     read_action: "sts:GetCallerIdentity",
     resource: "caller identity",
-    endpoint_setting: "sts_endpoint_url",
+    endpoint_setting: &crate::STS_ENDPOINT_URL,
     endpoint_variable: "STS",
 };
 
@@ -116,13 +117,14 @@ pub struct Call<'a> {
 /// The bounded configuration for `call.service` (its endpoint override included) and the facts
 /// for messages; resolves the region first, which may ask IMDS.
 pub async fn config(
+    transport: &Transport,
     settings: &Settings,
     deadline: Instant,
     call: &Call<'_>,
 ) -> Result<(SdkConfig, Setup), Error> {
     let plan = Plan::new(settings, call.service, call.manual);
     let region = call.arn_region.or(plan.region.as_deref());
-    let base = base(settings, &plan, deadline, call.role, region).await?;
+    let base = base(transport, settings, &plan, deadline, call.role, region).await?;
     let mut sdk = base.sdk.into_builder();
     if let Some(url) = &plan.endpoint_url {
         sdk = sdk.endpoint_url(url);
@@ -166,7 +168,6 @@ pub fn settings_name(settings: &Settings) -> String {
 struct Plan {
     region: Option<String>,
     endpoint_url: Option<String>,
-    ca_file: Option<PathBuf>,
     imds: Option<String>,
     files: Option<EnvConfigFiles>,
     profile: String,
@@ -184,24 +185,25 @@ impl Plan {
         };
         let imds_disabled =
             var("AWS_EC2_METADATA_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        let imds = match settings.text("imds_endpoint") {
+        let imds = match settings.get(&crate::IMDS_ENDPOINT) {
             _ if imds_disabled => None,
             Some("off") => None,
             Some(endpoint) => Some(endpoint.to_owned()),
             None => Some("http://169.254.169.254".to_owned()),
         };
-        let region = settings.text("region").map(str::to_owned);
+        let region = settings.get(&crate::REGION).map(str::to_owned);
         let endpoint_url = var(&format!("AWS_ENDPOINT_URL_{}", service.endpoint_variable))
-            .or_else(|| settings.text(service.endpoint_setting).map(str::to_owned));
-        let ca_file = settings.path("ca_file").map(Path::to_owned);
+            .or_else(|| settings.get(service.endpoint_setting).map(str::to_owned));
         let files = profile_files(settings, manual);
         Plan {
             region,
             endpoint_url,
-            ca_file,
             imds,
             files,
-            profile: settings.text("profile").unwrap_or("default").to_owned(),
+            profile: settings
+                .get(&crate::PROFILE)
+                .unwrap_or("default")
+                .to_owned(),
             manual,
         }
     }
@@ -245,13 +247,14 @@ struct Base {
 
 /// Resolves the region (which may ask IMDS) and assembles the credentials chain.
 async fn base(
+    transport: &Transport,
     settings: &Settings,
     plan: &Plan,
     deadline: Instant,
     role: Option<&Role>,
     region: Option<&str>,
 ) -> Result<Base, Error> {
-    let http = tls_client(plan.ca_file.as_deref())?;
+    let http = &transport.http;
     let provider = ProviderConfig::without_region()
         .with_http_client(http.clone())
         .with_sleep_impl(TokioSleep::new());
@@ -348,8 +351,11 @@ async fn base(
         None => SharedCredentialsProvider::new(chain),
         Some(role) => {
             let chain = SharedCredentialsProvider::new(chain);
-            let mut sts = bounded(&region, chain, &http, remaining);
-            if let Some(url) = settings.text("sts_endpoint_url") {
+            let mut sts = bounded(&region, chain, http, remaining);
+            if !transport.retries {
+                sts = sts.retry_config(RetryConfig::disabled());
+            }
+            if let Some(url) = settings.get(&crate::STS_ENDPOINT_URL) {
                 sts = sts.endpoint_url(url);
             }
             SharedCredentialsProvider::new(
@@ -361,36 +367,22 @@ async fn base(
             )
         }
     };
+    let mut sdk = bounded(&region, credentials, http, remaining);
+    if !transport.retries {
+        sdk = sdk.retry_config(RetryConfig::disabled());
+    }
     Ok(Base {
-        sdk: bounded(&region, credentials, &http, remaining).build(),
+        sdk: sdk.build(),
         region,
     })
-}
-
-/// HTTPS with rustls and ring: no aws-lc (its jitter entropy cost 37 ms of CPU per process).
-/// Trusts the node's CA store, plus the operator's `ca_file` (a TLS-inspecting proxy's or a
-/// private endpoint's CA), never a job's: `SSL_CERT_FILE` is refused in `job_env`.
-fn tls_client(ca_file: Option<&Path>) -> Result<SharedHttpClient, Error> {
-    let mut builder = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring));
-    if let Some(file) = ca_file {
-        let trust = tls::TrustStore::default()
-            .with_pem_certificate(nomad_secrets_net::operator_cas("ca_file", file)?);
-        let context = tls::TlsContext::builder()
-            .with_trust_store(trust)
-            .build()
-            .map_err(|e| Error::settings(format!("`ca_file` `{}`: {e}", file.display())))?;
-        builder = builder.tls_context(context);
-    }
-    Ok(builder.build_https())
 }
 
 /// The operator's config and credentials files, if any; under Nomad never `~/.aws` (Nomad sets
 /// no `HOME`, and a job must not pick the file). By hand, `~/.aws/config` and
 /// `~/.aws/credentials` stand in for the ones not set, as for the AWS CLI.
 fn profile_files(settings: &Settings, manual: bool) -> Option<EnvConfigFiles> {
-    let config = settings.path("config_file");
-    let credentials = settings.path("credentials_file");
+    let config = settings.get(&crate::CONFIG_FILE);
+    let credentials = settings.get(&crate::CREDENTIALS_FILE);
     if config.is_none() && credentials.is_none() && !manual {
         return None;
     }

@@ -88,7 +88,7 @@ where
         ))
         .hint(format!(
             "check `{}` in {file}",
-            setup.service.endpoint_setting
+            setup.service.endpoint_setting.name()
         )),
         other => Error::unavailable(format!("the request could not be made: {}", short(&other))),
     }
@@ -136,7 +136,7 @@ fn common_code(code: Option<&str>, message: &str, setup: &Setup) -> Error {
         ))
         .hint(format!(
             "check `{}` in {file}, and any proxy between this node and AWS",
-            setup.service.endpoint_setting
+            setup.service.endpoint_setting.name()
         )),
         None => Error::unavailable(format!("AWS answered with an error: {message}")),
     }
@@ -190,12 +190,13 @@ fn connection_error(error: &ConnectorError, setup: &Setup) -> Error {
             TlsFailure::Other(text) => text,
         };
         Error::denied(format!("TLS with `{endpoint}` failed: {text}"))
-            .hint(format!("the endpoint's certificate must be signed by a CA in the node's trust store (/etc/ssl/certs) or in `ca_file` in {} (a TLS-inspecting proxy's CA, a private endpoint's); `{}` must name the real endpoint", setup.settings_name, setup.service.endpoint_setting))
+            .hint(format!("the endpoint's certificate must be signed by a CA in the node's trust store (/etc/ssl/certs) or in `ca_file` in {} (a TLS-inspecting proxy's CA, a private endpoint's); `{}` must name the real endpoint", setup.settings_name, setup.service.endpoint_setting.name()))
     } else {
         Error::unavailable(format!("cannot connect to `{endpoint}`: {}", short(error))).hint(
             format!(
                 "check `{}` in {}, DNS and the network",
-                setup.service.endpoint_setting, setup.settings_name
+                setup.service.endpoint_setting.name(),
+                setup.settings_name
             ),
         )
     }

@@ -13,74 +13,87 @@
 pub mod client;
 pub mod errors;
 pub mod job_env;
+pub mod transport;
 
 use std::time::Instant;
 
-use nomad_secrets_protocol::{Error, Kind, Request, Setting, Settings};
+use std::path::Path;
+
+use nomad_secrets_protocol::{Error, Key, Request, Setting, Settings};
 
 pub use client::{Call, Role, STS, Service, Setup};
+pub use transport::{Answer, Transport};
+
+/// The region; a job's `AWS_REGION` by default.
+pub const REGION: Key<str> = Key::text(
+    "region",
+    "AWS region (else the profile's, else the instance's)",
+)
+.unset("the profile's, else the instance's")
+.job_env("AWS_REGION")
+.job_by_default()
+.by_hand("AWS_DEFAULT_REGION");
+/// The service's endpoint.
+pub const ENDPOINT_URL: Key<str> = Key::text(
+    "endpoint_url",
+    "service endpoint override (FIPS, VPC endpoint, emulator)",
+)
+.unset("AWS's regional endpoint")
+.by_hand("AWS_ENDPOINT_URL");
+/// CAs trusted beside the node's store.
+pub const CA_FILE: Key<Path> = nomad_secrets_net::CA_FILE
+    .described(
+        "CA certificates (PEM) trusted beside the node's store: a TLS-inspecting proxy's, a private endpoint's",
+    )
+    .by_hand("AWS_CA_BUNDLE");
+/// The instance metadata endpoint.
+pub const IMDS_ENDPOINT: Key<str> = Key::text(
+    "imds_endpoint",
+    "instance metadata endpoint, or \"off\" on nodes that are not EC2",
+)
+.unset("`http://169.254.169.254`")
+.by_hand("AWS_EC2_METADATA_SERVICE_ENDPOINT");
+/// The shared config file.
+pub const CONFIG_FILE: Key<Path> = Key::path(
+    "config_file",
+    "AWS shared config file (profiles, roles, web identity)",
+)
+.unset("none: never `~/.aws` under Nomad")
+.by_hand("AWS_CONFIG_FILE");
+/// The shared credentials file.
+pub const CREDENTIALS_FILE: Key<Path> =
+    Key::path("credentials_file", "AWS shared credentials file")
+        .unset("none: never `~/.aws` under Nomad")
+        .by_hand("AWS_SHARED_CREDENTIALS_FILE");
+/// The roles a path's `?role=` may assume.
+pub const ASSUME_ROLES: Key<[String]> = Key::list(
+    "assume_roles",
+    "role ARNs a path's `?role=` may assume; `*` at the end matches a prefix",
+)
+.unset("no role");
+/// STS's endpoint.
+pub const STS_ENDPOINT_URL: Key<str> = Key::text(
+    "sts_endpoint_url",
+    "STS endpoint override for `?role=` (VPC endpoint, emulator)",
+)
+.unset("AWS's regional STS endpoint")
+.by_hand("AWS_ENDPOINT_URL_STS");
+/// The profile of the shared files.
+pub const PROFILE: Key<str> = Key::text("profile", "profile of those files (default: `default`)")
+    .unset("`default`")
+    .job_env("AWS_PROFILE");
 
 /// The settings every AWS plugin reads (its whole `Backend::SETTINGS` unless it adds some).
 pub const SETTINGS: &[Setting] = &[
-    Setting {
-        name: "region",
-        kind: Kind::Text,
-        default: None,
-        job_env: Some("AWS_REGION"),
-        job_by_default: true,
-        by_hand_env: Some("AWS_DEFAULT_REGION"),
-        doc: "AWS region (else the profile's, else the instance's)",
-    },
-    Setting::operator(
-        "endpoint_url",
-        Kind::Text,
-        "service endpoint override (FIPS, VPC endpoint, emulator)",
-    )
-    .by_hand("AWS_ENDPOINT_URL"),
-    Setting::operator(
-        "ca_file",
-        Kind::AbsolutePath,
-        "CA certificates (PEM) trusted beside the node's store: a TLS-inspecting proxy's, a private endpoint's",
-    )
-    .by_hand("AWS_CA_BUNDLE"),
-    Setting::operator(
-        "imds_endpoint",
-        Kind::Text,
-        "instance metadata endpoint, or \"off\" on nodes that are not EC2",
-    )
-    .by_hand("AWS_EC2_METADATA_SERVICE_ENDPOINT"),
-    Setting::operator(
-        "config_file",
-        Kind::AbsolutePath,
-        "AWS shared config file (profiles, roles, web identity)",
-    )
-    .by_hand("AWS_CONFIG_FILE"),
-    Setting::operator(
-        "credentials_file",
-        Kind::AbsolutePath,
-        "AWS shared credentials file",
-    )
-    .by_hand("AWS_SHARED_CREDENTIALS_FILE"),
-    Setting::operator(
-        "assume_roles",
-        Kind::List,
-        "role ARNs a path's `?role=` may assume; `*` at the end matches a prefix",
-    ),
-    Setting::operator(
-        "sts_endpoint_url",
-        Kind::Text,
-        "STS endpoint override for `?role=` (VPC endpoint, emulator)",
-    )
-    .by_hand("AWS_ENDPOINT_URL_STS"),
-    Setting {
-        name: "profile",
-        kind: Kind::Text,
-        default: None,
-        job_env: Some("AWS_PROFILE"),
-        job_by_default: false,
-        by_hand_env: None,
-        doc: "profile of those files (default: `default`)",
-    },
+    REGION.setting,
+    ENDPOINT_URL.setting,
+    CA_FILE.setting,
+    IMDS_ENDPOINT.setting,
+    CONFIG_FILE.setting,
+    CREDENTIALS_FILE.setting,
+    ASSUME_ROLES.setting,
+    STS_ENDPOINT_URL.setting,
+    PROFILE.setting,
 ];
 
 /// The parts of an ARN, `arn:<partition>:<service>:<region>:<account>:<resource>`.
@@ -119,7 +132,7 @@ pub fn allowed_role(request: &Request) -> Result<Option<Role>, Error> {
     let Some(arn) = request.path.option("role") else {
         return Ok(None);
     };
-    let allowed = request.settings.list("assume_roles");
+    let allowed = request.settings.get(&ASSUME_ROLES);
     let matches = |pattern: &String| match pattern.strip_suffix('*') {
         Some(prefix) => arn.starts_with(prefix),
         None => arn == pattern,
@@ -183,6 +196,7 @@ pub fn block_on<T>(
 /// region of a full ARN of the service (the SDK would send it to the client's region
 /// regardless), and the person's sources when run by hand.
 pub async fn config_for(
+    transport: &Transport,
     request: &Request,
     service: &'static Service,
 ) -> Result<(aws_types::SdkConfig, Setup), Error> {
@@ -194,7 +208,7 @@ pub async fn config_for(
         arn_region: arn.map(|arn| arn.region),
         manual: request.manual,
     };
-    client::config(&request.settings, request.deadline, &call).await
+    client::config(transport, &request.settings, request.deadline, &call).await
 }
 
 /// Refuses the job's `AWS_*` variables that are the operator's to set; by hand there is no job
@@ -208,7 +222,11 @@ pub fn check_job_env(request: &Request) -> Result<(), Error> {
 
 /// `check` for every AWS plugin: STS `GetCallerIdentity` proves the region, the endpoint and the
 /// node's credentials without reading a secret, and says whose credentials they are.
-pub fn check(settings: &Settings, deadline: Instant) -> Result<String, Error> {
+pub fn check(
+    transport: &Transport,
+    settings: &Settings,
+    deadline: Instant,
+) -> Result<String, Error> {
     block_on(async {
         let call = Call {
             service: &STS,
@@ -216,7 +234,7 @@ pub fn check(settings: &Settings, deadline: Instant) -> Result<String, Error> {
             arn_region: None,
             manual: false,
         };
-        let (sdk, setup) = client::config(settings, deadline, &call).await?;
+        let (sdk, setup) = client::config(transport, settings, deadline, &call).await?;
         let me = aws_sdk_sts::Client::new(&sdk)
             .get_caller_identity()
             .send()

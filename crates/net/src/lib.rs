@@ -18,11 +18,19 @@ use std::error::Error as StdError;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use nomad_secrets_protocol::Error;
 use nomad_secrets_protocol::settings::unreadable;
+use nomad_secrets_protocol::{Error, Key};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::{CertificateError, RootCertStore};
+
+/// The operator's CA file, read with [`operator_cas`]; each backend words what it trusts it for
+/// ([`Key::described`]) and which of its CLI's variables names it by hand.
+pub const CA_FILE: Key<Path> = Key::path(
+    "ca_file",
+    "PEM file of CAs trusted beside the node's store (a TLS-inspecting proxy's, a private endpoint's)",
+)
+.unset("the node's CA store only");
 
 /// How a fetch spends the time before its deadline on the network. Every call gets at most
 /// [`Budget::ATTEMPTS`] attempts (token fetches and throttled answers included), each bounded

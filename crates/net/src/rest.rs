@@ -12,10 +12,26 @@ use std::path::Path;
 use std::sync::Arc;
 
 use nomad_secrets_protocol::settings::unreadable;
-use nomad_secrets_protocol::{Error, Settings};
+use nomad_secrets_protocol::{Error, Key, Settings};
 use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
 
-use crate::{TlsFailure, operator_cas, tls_failure};
+use crate::{CA_FILE, TlsFailure, operator_cas, tls_failure};
+
+/// The client certificate chain for mTLS.
+pub const CLIENT_CERT_FILE: Key<Path> =
+    Key::path("client_cert_file", "PEM client certificate chain, for mTLS")
+        .unset("no client certificate");
+/// Its private key.
+pub const CLIENT_KEY_FILE: Key<Path> = Key::path(
+    "client_key_file",
+    "PEM private key of the client certificate",
+);
+/// The name TLS verifies, where the address is an IP or another name.
+pub const TLS_SERVER_NAME: Key<str> = Key::text(
+    "tls_server_name",
+    "name to verify the server's certificate against, when the address is an IP or another name",
+)
+.unset("the address's host");
 
 /// The agent for the endpoint at `address` (the value of setting `address_setting`, for
 /// messages), and the address to put in URLs: with `tls_server_name`, requests name that host
@@ -28,17 +44,18 @@ pub fn agent(
     user_agent: &str,
 ) -> Result<(ureq::Agent, String), Error> {
     let mut tls = TlsConfig::builder();
-    if let Some(ca) = settings.path("ca_file") {
-        let pem = operator_cas("ca_file", ca)?;
+    if let Some(ca) = settings.get(&CA_FILE) {
+        let pem = operator_cas(CA_FILE.name(), ca)?;
         tls = tls.root_certs(RootCerts::Specific(Arc::new(certificates(&pem))));
     }
     match (
-        settings.path("client_cert_file"),
-        settings.path("client_key_file"),
+        settings.get(&CLIENT_CERT_FILE),
+        settings.get(&CLIENT_KEY_FILE),
     ) {
         (Some(cert), Some(key)) => {
-            let chain = certificates(&operator_cas("client_cert_file", cert)?);
-            let key_pem = std::fs::read(key).map_err(|e| unreadable("client_key_file", key, &e))?;
+            let chain = certificates(&operator_cas(CLIENT_CERT_FILE.name(), cert)?);
+            let key_pem =
+                std::fs::read(key).map_err(|e| unreadable(CLIENT_KEY_FILE.name(), key, &e))?;
             let key = PrivateKey::from_pem(&key_pem).map_err(|_| {
                 Error::settings(format!(
                     "`client_key_file` `{}` holds no PEM private key",
@@ -61,7 +78,7 @@ pub fn agent(
         .proxy(None)
         .user_agent(user_agent)
         .build();
-    let Some(name) = settings.text("tls_server_name") else {
+    let Some(name) = settings.get(&TLS_SERVER_NAME) else {
         return Ok((config.new_agent(), address.to_owned()));
     };
     let real: ureq::http::Uri = address.parse().map_err(|_| {
@@ -218,11 +235,12 @@ mod tests {
         let settings = Settings::from_text(
             Path::new("/opt/plugins/secrets/x.toml"),
             Some("client_cert_file = \"/etc/ssl/cert.pem\"\n"),
-            &[nomad_secrets_protocol::Setting::operator(
-                "client_cert_file",
-                nomad_secrets_protocol::Kind::AbsolutePath,
-                "",
-            )],
+            &[
+                CA_FILE.setting,
+                CLIENT_CERT_FILE.setting,
+                CLIENT_KEY_FILE.setting,
+                TLS_SERVER_NAME.setting,
+            ],
             &Default::default(),
         )
         .unwrap();

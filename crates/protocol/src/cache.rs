@@ -32,6 +32,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest as _, Sha256};
 
+use crate::settings::{CACHE_DIR, CACHE_MAX_STALE, CACHE_TTL};
 use crate::{Error, ErrorKind, Secret, Secrets, Settings};
 
 /// The cache folder when the operator names none.
@@ -123,18 +124,18 @@ impl Key {
 impl Cache {
     /// The cache of `settings`, creating its folder if needed.
     pub(crate) fn open(settings: &Settings) -> Cache {
-        let Some(ttl) = settings.duration("cache_ttl") else {
+        let Some(ttl) = settings.get(&CACHE_TTL) else {
             return Cache::Off;
         };
         let dir = settings
-            .path("cache_dir")
+            .get(&CACHE_DIR)
             .map(Path::to_owned)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DIR));
         match safe_dir(&dir) {
             Ok(()) => Cache::On(Store {
                 dir,
                 ttl,
-                max_stale: settings.duration("cache_max_stale").unwrap_or_default(),
+                max_stale: settings.get(&CACHE_MAX_STALE).unwrap_or_default(),
             }),
             Err(why) => Cache::Unavailable(format!("`{}` {why}", dir.display())),
         }

@@ -7,7 +7,7 @@
 //! `main.rs` is one line:
 //!
 //! ```no_run
-//! use nomad_secrets_protocol::{Backend, Error, Request, Secret, Secrets, Setting};
+//! use nomad_secrets_protocol::{Backend, Error, Request, Secret, Secrets, Setting, Settings};
 //!
 //! struct Static;
 //!
@@ -16,7 +16,11 @@
 //!     const SETTINGS: &'static [Setting] = &[];
 //!     const OPTIONS: &'static [&'static str] = &[];
 //!
-//!     fn fetch(request: &Request) -> Result<Secrets, Error> {
+//!     fn new(_settings: &Settings) -> Result<Static, Error> {
+//!         Ok(Static)
+//!     }
+//!
+//!     fn fetch(&self, request: &Request) -> Result<Secrets, Error> {
 //!         let mut secrets = Secrets::new();
 //!         secrets.insert("name", Secret::new(request.path.locator()))?;
 //!         Ok(secrets)
@@ -70,10 +74,13 @@ pub use output::on_exit;
 pub use path::SecretPath;
 pub use run::main;
 pub use secret::{Secret, Secrets};
-pub use settings::{Kind, Setting, Settings};
+pub use settings::{Key, Kind, Setting, Settings};
 
-/// One secret backend: the only thing a plugin implements.
-pub trait Backend {
+/// One secret backend: the only thing a plugin implements. A backend is a value: built from
+/// the operator's settings by [`Backend::new`] (its clients set up, nothing sent), then asked
+/// to [`fetch`](Backend::fetch) or [`check`](Backend::check). Tests and fuzz targets build the
+/// same value with an in-memory transport through the backend's own constructors.
+pub trait Backend: Sized + Send + Sync + 'static {
     /// The name the plugin is installed under (`secrets/<NAME>`), used in messages.
     const NAME: &'static str;
     /// The settings it reads from its settings file, besides the common ones.
@@ -81,23 +88,30 @@ pub trait Backend {
     /// The option names its paths accept (`?version=3`).
     const OPTIONS: &'static [&'static str];
 
+    /// The backend for one run, from `settings` (the job's permitted overrides applied). Runs
+    /// on the fetch thread, within the deadline, and only when the store must be asked (not
+    /// for an answer the node-local cache holds).
+    fn new(settings: &Settings) -> Result<Self, Error>;
+
     /// Fetches the secret `request.path` names. Runs on a worker thread; if it does not return
     /// by `request.deadline` the protocol reports a timeout and exits without waiting for it.
     /// The `#key` selector is applied afterwards by the protocol.
-    fn fetch(request: &Request) -> Result<Secrets, Error>;
+    fn fetch(&self, request: &Request) -> Result<Secrets, Error>;
 
     /// The path the backend will really read for `locator`, which the operator's access policy
     /// is matched against: the same secret must always give the same text, whatever way the job
     /// wrote it. `settings` (the job's permitted overrides applied) completes a short name, such
-    /// as a secret of the configured project. The default is the locator itself.
+    /// as a secret of the configured project. The default is the locator itself. A function of
+    /// the text alone, so that a denied path costs no backend set-up.
     fn normalise(locator: &str, settings: &Settings) -> Result<String, Error> {
         let _ = settings;
         Ok(locator.to_owned())
     }
 
     /// For `<plugin> check`: proves the backend is reachable and the node's credentials work,
-    /// without reading a secret; returns one line saying what was proved.
-    fn check(settings: &Settings, deadline: Instant) -> Result<String, Error> {
+    /// without reading a secret; returns one line saying what was proved. `settings` are the
+    /// operator's, as [`Backend::new`] had them.
+    fn check(&self, settings: &Settings, deadline: Instant) -> Result<String, Error> {
         let _ = (settings, deadline);
         Ok("this plugin has no backend check".to_owned())
     }

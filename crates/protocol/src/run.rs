@@ -16,6 +16,7 @@ use crate::audit;
 use crate::cache::{Cache, Key, KeyParts, Served};
 use crate::output::{self, Mode};
 use crate::policy;
+use crate::settings::{AUDIT_LOG, AUDIT_REQUIRED, CACHE_TTL, DEADLINE};
 use crate::{Backend, Error, ErrorKind, Request, SecretPath, Settings};
 
 /// What the command line asks for.
@@ -176,7 +177,7 @@ fn fetch<B: Backend>(
         Mode::Manual => Settings::load_by_hand(&file, B::SETTINGS, &env)?,
     };
     let limit = settings
-        .duration("deadline")
+        .get(&DEADLINE)
         .expect("`deadline` is a common setting with a default");
     let caller_value = |name: &str| {
         env.get(&OsString::from(name))
@@ -189,11 +190,11 @@ fn fetch<B: Backend>(
         caller_value("NOMAD_JOB_ID"),
     );
     let job = policy::job_identity(&instance).to_owned();
-    if let Some(log) = settings.path("audit_log") {
+    if let Some(log) = settings.get(&AUDIT_LOG) {
         if let Ok(mut current) = audit::CURRENT.lock() {
             *current = Some(audit::Audit {
                 log: log.to_owned(),
-                required: settings.flag("audit_required").unwrap_or(true),
+                required: settings.get(&AUDIT_REQUIRED).unwrap_or(true),
                 plugin: B::NAME,
                 namespace: namespace.clone(),
                 job: job.clone(),
@@ -253,16 +254,17 @@ fn fetch<B: Backend>(
             let outcome = match (cache, cache_key) {
                 (Cache::On(store), Some(key)) => {
                     let request = std::sync::Arc::new(request);
-                    let (outcome, served) =
-                        store.through(&key, started_ms, deadline, move || B::fetch(&request));
+                    let (outcome, served) = store.through(&key, started_ms, deadline, move || {
+                        from_store::<B>(&request)
+                    });
                     audit::cached(served_fields(served));
                     outcome
                 }
                 (Cache::Unavailable(why), _) => {
                     audit::cached(serde_json::json!({"source": "store", "cache": why}));
-                    B::fetch(&request)
+                    from_store::<B>(&request)
                 }
-                _ => B::fetch(&request),
+                _ => from_store::<B>(&request),
             };
             let _ = sender.send(Outcome::Done(outcome));
         })
@@ -283,6 +285,11 @@ fn fetch<B: Backend>(
             .hint("an empty secret cannot be interpolated; add a value to it"));
     }
     Ok(secrets)
+}
+
+/// Builds the backend and asks the store: what runs when the cache cannot answer.
+fn from_store<B: Backend>(request: &Request) -> Result<crate::Secrets, Error> {
+    B::new(&request.settings)?.fetch(request)
 }
 
 /// The audit line's account of where the answer came from.
@@ -366,16 +373,14 @@ fn check<B: Backend>(args: &CheckArgs, executable: &std::path::Path) -> (String,
             }
         }
     }
-    let limit = settings
-        .duration("deadline")
-        .unwrap_or(Duration::from_secs(8));
-    if settings.duration("cache_ttl").is_some() {
+    let limit = settings.get(&DEADLINE).unwrap_or(Duration::from_secs(8));
+    if settings.get(&CACHE_TTL).is_some() {
         report.push_str(&format!(
             "cache     {}\n",
             Cache::open(&settings).describe()
         ));
     }
-    match B::check(&settings, Instant::now() + limit) {
+    match B::new(&settings).and_then(|backend| backend.check(&settings, Instant::now() + limit)) {
         Ok(line) => report.push_str(&format!("backend   {line}\n")),
         Err(error) => {
             ok = false;

@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
+use std::marker::PhantomData;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -45,7 +46,7 @@ pub enum Kind {
     Bool,
 }
 
-/// One setting a plugin accepts.
+/// One setting a plugin accepts, as [`Key`]s declare it.
 #[derive(Clone, Copy, Debug)]
 pub struct Setting {
     /// The key in the settings file.
@@ -54,6 +55,9 @@ pub struct Setting {
     pub kind: Kind,
     /// The value used when the file does not set it, written as in the file.
     pub default: Option<&'static str>,
+    /// For the docs, what applies when it is not set and there is no `default`: "the node's
+    /// CA store only", say.
+    pub unset: Option<&'static str>,
     /// The variable of a job's `env {}` that may override it, if the operator allows; `None`
     /// for settings that only the operator may set.
     pub job_env: Option<&'static str>,
@@ -67,69 +71,260 @@ pub struct Setting {
     pub doc: &'static str,
 }
 
-impl Setting {
-    /// A setting only the operator may set, without a default.
-    pub const fn operator(name: &'static str, kind: Kind, doc: &'static str) -> Setting {
-        Setting {
-            name,
-            kind,
-            default: None,
-            job_env: None,
-            job_by_default: false,
-            by_hand_env: None,
-            doc,
+/// A setting together with the type its value reads as, so that code reads
+/// `settings.get(&ROOT)` (an `Option<&Path>`) rather than a name looked up at run time.
+/// Declared once as a constant; the backend lists `ROOT.setting` in its `SETTINGS`.
+pub struct Key<T: ?Sized> {
+    /// The declaration.
+    pub setting: Setting,
+    reads_as: PhantomData<fn() -> *const T>,
+}
+
+impl<T: ?Sized> Clone for Key<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T: ?Sized> Copy for Key<T> {}
+
+impl<T: ?Sized> std::fmt::Debug for Key<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Key({})", self.setting.name)
+    }
+}
+
+impl<T: ?Sized> Key<T> {
+    const fn declare(name: &'static str, kind: Kind, doc: &'static str) -> Key<T> {
+        Key {
+            setting: Setting {
+                name,
+                kind,
+                default: None,
+                unset: None,
+                job_env: None,
+                job_by_default: false,
+                by_hand_env: None,
+                doc,
+            },
+            reads_as: PhantomData,
         }
     }
 
-    /// This setting, taken by hand from the CLI's variable `var` (see [`Setting::by_hand_env`]).
-    pub const fn by_hand(self, var: &'static str) -> Setting {
-        Setting {
-            by_hand_env: Some(var),
-            ..self
+    /// Its name in the settings file.
+    pub const fn name(&self) -> &'static str {
+        self.setting.name
+    }
+
+    /// The value when the file does not set it, written as in the file (`"8s"`).
+    pub const fn default(mut self, value: &'static str) -> Key<T> {
+        self.setting.default = Some(value);
+        self
+    }
+
+    /// The same setting with its line for error messages and the docs reworded for one backend
+    /// (a shared `ca_file` naming the store it trusts).
+    pub const fn described(mut self, doc: &'static str) -> Key<T> {
+        self.setting.doc = doc;
+        self
+    }
+
+    /// What applies when it is not set, for the docs (see [`Setting::unset`]).
+    pub const fn unset(mut self, described: &'static str) -> Key<T> {
+        self.setting.unset = Some(described);
+        self
+    }
+
+    /// A job may override it through its `env {}` variable `var`, where the operator lists it
+    /// in `job_may_set`.
+    pub const fn job_env(mut self, var: &'static str) -> Key<T> {
+        self.setting.job_env = Some(var);
+        self
+    }
+
+    /// ... and a job may do so unless the operator's `job_may_set` leaves it out.
+    pub const fn job_by_default(mut self) -> Key<T> {
+        self.setting.job_by_default = true;
+        self
+    }
+
+    /// Taken by hand from the backend CLI's variable `var` (see [`Setting::by_hand_env`]).
+    pub const fn by_hand(mut self, var: &'static str) -> Key<T> {
+        self.setting.by_hand_env = Some(var);
+        self
+    }
+}
+
+impl Key<Duration> {
+    /// A duration with a unit, at most an hour ([`Kind::Duration`]).
+    pub const fn duration(name: &'static str, doc: &'static str) -> Self {
+        Key::declare(name, Kind::Duration, doc)
+    }
+
+    /// A duration up to a week ([`Kind::Age`]).
+    pub const fn age(name: &'static str, doc: &'static str) -> Self {
+        Key::declare(name, Kind::Age, doc)
+    }
+}
+
+impl Key<u64> {
+    /// A byte count ([`Kind::Size`]).
+    pub const fn size(name: &'static str, doc: &'static str) -> Self {
+        Key::declare(name, Kind::Size, doc)
+    }
+}
+
+impl Key<Path> {
+    /// An absolute path ([`Kind::AbsolutePath`]).
+    pub const fn path(name: &'static str, doc: &'static str) -> Self {
+        Key::declare(name, Kind::AbsolutePath, doc)
+    }
+}
+
+impl Key<str> {
+    /// A non-empty string ([`Kind::Text`]).
+    pub const fn text(name: &'static str, doc: &'static str) -> Self {
+        Key::declare(name, Kind::Text, doc)
+    }
+}
+
+impl Key<[String]> {
+    /// A list of non-empty strings ([`Kind::List`]).
+    pub const fn list(name: &'static str, doc: &'static str) -> Self {
+        Key::declare(name, Kind::List, doc)
+    }
+}
+
+impl Key<bool> {
+    /// `true` or `false` ([`Kind::Bool`]).
+    pub const fn flag(name: &'static str, doc: &'static str) -> Self {
+        Key::declare(name, Kind::Bool, doc)
+    }
+}
+
+/// The types a [`Key`] reads as, and what [`Settings::get`] gives for each.
+pub trait Read: sealed::Sealed {
+    /// What [`Settings::get`] returns: an `Option` (unset), or an empty list.
+    type Out<'a>;
+    /// Reads setting `name` of `settings`.
+    fn read<'a>(settings: &'a Settings, name: &str) -> Self::Out<'a>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for std::time::Duration {}
+    impl Sealed for u64 {}
+    impl Sealed for std::path::Path {}
+    impl Sealed for str {}
+    impl Sealed for [String] {}
+    impl Sealed for bool {}
+}
+
+impl Read for Duration {
+    type Out<'a> = Option<Duration>;
+    fn read<'a>(settings: &'a Settings, name: &str) -> Self::Out<'a> {
+        match settings.values.get(name) {
+            Some(Value::Duration(d)) => Some(*d),
+            _ => None,
         }
     }
 }
 
+impl Read for u64 {
+    type Out<'a> = Option<u64>;
+    fn read<'a>(settings: &'a Settings, name: &str) -> Self::Out<'a> {
+        match settings.values.get(name) {
+            Some(Value::Size(n)) => Some(*n),
+            _ => None,
+        }
+    }
+}
+
+impl Read for Path {
+    type Out<'a> = Option<&'a Path>;
+    fn read<'a>(settings: &'a Settings, name: &str) -> Self::Out<'a> {
+        match settings.values.get(name) {
+            Some(Value::Path(p)) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+impl Read for str {
+    type Out<'a> = Option<&'a str>;
+    fn read<'a>(settings: &'a Settings, name: &str) -> Self::Out<'a> {
+        match settings.values.get(name) {
+            Some(Value::Text(t)) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+impl Read for [String] {
+    type Out<'a> = &'a [String];
+    fn read<'a>(settings: &'a Settings, name: &str) -> Self::Out<'a> {
+        match settings.values.get(name) {
+            Some(Value::List(items)) => items,
+            _ => &[],
+        }
+    }
+}
+
+impl Read for bool {
+    type Out<'a> = Option<bool>;
+    fn read<'a>(settings: &'a Settings, name: &str) -> Self::Out<'a> {
+        match settings.values.get(name) {
+            Some(Value::Bool(b)) => Some(*b),
+            _ => None,
+        }
+    }
+}
+
+/// Time allowed for the whole run.
+pub const DEADLINE: Key<Duration> = Key::duration(
+    "deadline",
+    "time allowed for the whole run, under Nomad's fetch timeout (10 s in 1.11, 60 s from 2.0)",
+)
+.default("8s")
+.job_env("SECRETS_DEADLINE");
+/// The audit log.
+pub const AUDIT_LOG: Key<Path> = Key::path(
+    "audit_log",
+    "file that gets one JSON line per fetch (created mode 0600)",
+);
+/// Whether a fetch fails without its audit line.
+pub const AUDIT_REQUIRED: Key<bool> = Key::flag(
+    "audit_required",
+    "whether a fetch fails when its audit line cannot be written",
+)
+.default("true");
+/// The node-local cache's freshness.
+pub const CACHE_TTL: Key<Duration> = Key::age(
+    "cache_ttl",
+    "node-local cache: a value this fresh is served without calling the store (off when unset)",
+)
+.unset("no cache");
+/// How old a value the cache serves while the store is down.
+pub const CACHE_MAX_STALE: Key<Duration> = Key::age(
+    "cache_max_stale",
+    "while the store is unreachable, failing or throttling, the last good value is served up to this age",
+)
+.unset("no stale values");
+/// Where cache entries live.
+pub const CACHE_DIR: Key<Path> = Key::path(
+    "cache_dir",
+    "memory-backed folder for cache entries (default /run/nomad-secrets/cache)",
+)
+.unset("`/run/nomad-secrets/cache`");
+
 /// The settings every plugin has.
 pub const COMMON: &[Setting] = &[
-    Setting {
-        name: "deadline",
-        kind: Kind::Duration,
-        default: Some("8s"),
-        job_env: Some("SECRETS_DEADLINE"),
-        job_by_default: false,
-        by_hand_env: None,
-        doc: "time allowed for the whole run, under Nomad's fetch timeout (10 s in 1.11, 60 s from 2.0)",
-    },
-    Setting::operator(
-        "audit_log",
-        Kind::AbsolutePath,
-        "file that gets one JSON line per fetch (created mode 0600)",
-    ),
-    Setting {
-        name: "audit_required",
-        kind: Kind::Bool,
-        default: Some("true"),
-        job_env: None,
-        job_by_default: false,
-        by_hand_env: None,
-        doc: "whether a fetch fails when its audit line cannot be written",
-    },
-    Setting::operator(
-        "cache_ttl",
-        Kind::Age,
-        "node-local cache: a value this fresh is served without calling the store (off when unset)",
-    ),
-    Setting::operator(
-        "cache_max_stale",
-        Kind::Age,
-        "while the store is unreachable, failing or throttling, the last good value is served up to this age",
-    ),
-    Setting::operator(
-        "cache_dir",
-        Kind::AbsolutePath,
-        "memory-backed folder for cache entries (default /run/nomad-secrets/cache)",
-    ),
+    DEADLINE.setting,
+    AUDIT_LOG.setting,
+    AUDIT_REQUIRED.setting,
+    CACHE_TTL.setting,
+    CACHE_MAX_STALE.setting,
+    CACHE_DIR.setting,
 ];
 
 /// The key that lists what jobs may override.
@@ -154,6 +349,8 @@ enum Value {
 #[derive(Clone, Debug)]
 pub struct Settings {
     file: PathBuf,
+    /// Every setting the plugin declares, so that reading an undeclared key is caught in tests.
+    declared: Vec<&'static str>,
     values: BTreeMap<&'static str, Value>,
     policy: Policy,
 }
@@ -212,12 +409,13 @@ impl Settings {
         specs: &[Setting],
         env: &HashMap<OsString, OsString>,
     ) -> Result<Settings, Error> {
+        let all: Vec<&Setting> = COMMON.iter().chain(specs).collect();
         let mut settings = Settings {
             file: file.to_owned(),
+            declared: all.iter().map(|s| s.name).collect(),
             values: BTreeMap::new(),
             policy: Policy::default(),
         };
-        let all: Vec<&Setting> = COMMON.iter().chain(specs).collect();
         let mut job_may_set = None;
         if let Some(text) = text {
             job_may_set = settings.read_toml(text, &all)?;
@@ -247,44 +445,15 @@ impl Settings {
         &self.file
     }
 
-    /// A duration setting.
-    pub fn duration(&self, name: &str) -> Option<Duration> {
-        match self.values.get(name) {
-            Some(Value::Duration(d)) => Some(*d),
-            _ => None,
-        }
-    }
-
-    /// A size setting, in bytes.
-    pub fn size(&self, name: &str) -> Option<u64> {
-        match self.values.get(name) {
-            Some(Value::Size(n)) => Some(*n),
-            _ => None,
-        }
-    }
-
-    /// A path setting.
-    pub fn path(&self, name: &str) -> Option<&Path> {
-        match self.values.get(name) {
-            Some(Value::Path(p)) => Some(p),
-            _ => None,
-        }
-    }
-
-    /// A text setting.
-    pub fn text(&self, name: &str) -> Option<&str> {
-        match self.values.get(name) {
-            Some(Value::Text(t)) => Some(t),
-            _ => None,
-        }
-    }
-
-    /// A boolean setting.
-    pub fn flag(&self, name: &str) -> Option<bool> {
-        match self.values.get(name) {
-            Some(Value::Bool(b)) => Some(*b),
-            _ => None,
-        }
+    /// The value of `key`: `None` (or an empty list) when neither the file, a default nor a
+    /// permitted variable sets it.
+    pub fn get<T: Read + ?Sized>(&self, key: &Key<T>) -> T::Out<'_> {
+        debug_assert!(
+            self.declared.contains(&key.setting.name),
+            "setting `{}` is read but not in the plugin's SETTINGS",
+            key.setting.name
+        );
+        T::read(self, key.setting.name)
     }
 
     /// The operator's access policy (`[[allow]]` rules).
@@ -292,16 +461,9 @@ impl Settings {
         &self.policy
     }
 
-    /// A list setting; empty when not set.
-    pub fn list(&self, name: &str) -> &[String] {
-        match self.values.get(name) {
-            Some(Value::List(items)) => items,
-            _ => &[],
-        }
-    }
-
     /// The error for a setting the plugin cannot work without.
-    pub fn missing(&self, name: &str, example: &str) -> Error {
+    pub fn missing<T: ?Sized>(&self, key: &Key<T>, example: &str) -> Error {
+        let name = key.setting.name;
         Error::settings(format!(
             "the operator has not set `{name}` in the settings file `{}`",
             self.file.display()
@@ -605,27 +767,10 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt as _;
 
-    const SPECS: &[Setting] = &[
-        Setting::operator("root", Kind::AbsolutePath, "where secrets live"),
-        Setting {
-            name: "max_size",
-            kind: Kind::Size,
-            default: Some("1MiB"),
-            job_env: None,
-            job_by_default: false,
-            by_hand_env: None,
-            doc: "largest secret",
-        },
-        Setting {
-            name: "region",
-            kind: Kind::Text,
-            default: None,
-            job_env: Some("AWS_REGION"),
-            job_by_default: false,
-            by_hand_env: None,
-            doc: "region",
-        },
-    ];
+    const ROOT: Key<Path> = Key::path("root", "where secrets live");
+    const MAX_SIZE: Key<u64> = Key::size("max_size", "largest secret").default("1MiB");
+    const REGION: Key<str> = Key::text("region", "region").job_env("AWS_REGION");
+    const SPECS: &[Setting] = &[ROOT.setting, MAX_SIZE.setting, REGION.setting];
 
     struct Scratch(PathBuf);
     impl Drop for Scratch {
@@ -653,22 +798,19 @@ mod tests {
     #[test]
     fn values_and_defaults() {
         let settings = load("ok", "root = \"/srv\"\ndeadline = \"1500ms\"\n", &[]).unwrap();
-        assert_eq!(settings.path("root"), Some(Path::new("/srv")));
-        assert_eq!(
-            settings.duration("deadline"),
-            Some(Duration::from_millis(1500))
-        );
-        assert_eq!(settings.size("max_size"), Some(1 << 20));
-        assert_eq!(settings.text("region"), None);
+        assert_eq!(settings.get(&ROOT), Some(Path::new("/srv")));
+        assert_eq!(settings.get(&DEADLINE), Some(Duration::from_millis(1500)));
+        assert_eq!(settings.get(&MAX_SIZE), Some(1 << 20));
+        assert_eq!(settings.get(&REGION), None);
     }
 
     #[test]
     fn a_missing_file_means_defaults() {
         let env = HashMap::new();
         let settings = Settings::load(Path::new("/nonexistent/p.toml"), SPECS, &env).unwrap();
-        assert_eq!(settings.duration("deadline"), Some(Duration::from_secs(8)));
+        assert_eq!(settings.get(&DEADLINE), Some(Duration::from_secs(8)));
         assert_eq!(
-            settings.missing("root", "\"/srv\"").to_string(),
+            settings.missing(&ROOT, "\"/srv\"").to_string(),
             "the operator has not set `root` in the settings file `/nonexistent/p.toml` (hint: add \
              a line such as `root = \"/srv\"` to that file (mode 0644, owned by root))"
         );
@@ -742,8 +884,8 @@ mod tests {
             &[("AWS_REGION", "eu-west-1"), ("SECRETS_DEADLINE", "3s")],
         )
         .unwrap();
-        assert_eq!(allowed.text("region"), Some("eu-west-1"));
-        assert_eq!(allowed.duration("deadline"), Some(Duration::from_secs(3)));
+        assert_eq!(allowed.get(&REGION), Some("eu-west-1"));
+        assert_eq!(allowed.get(&DEADLINE), Some(Duration::from_secs(3)));
         let bad = load(
             "bad",
             "job_may_set = [\"deadline\"]",
@@ -780,24 +922,17 @@ mod tests {
 
     #[test]
     fn lists_and_settings_jobs_may_set_by_default() {
-        const SPECS: &[Setting] = &[
-            Setting::operator("roles", Kind::List, "roles"),
-            Setting {
-                name: "region",
-                kind: Kind::Text,
-                default: None,
-                job_env: Some("AWS_REGION"),
-                job_by_default: true,
-                by_hand_env: None,
-                doc: "region",
-            },
-        ];
+        const ROLES: Key<[String]> = Key::list("roles", "roles");
+        const REGION: Key<str> = Key::text("region", "region")
+            .job_env("AWS_REGION")
+            .job_by_default();
+        const SPECS: &[Setting] = &[ROLES.setting, REGION.setting];
         let env: HashMap<OsString, OsString> = [("AWS_REGION".into(), "eu-west-1".into())].into();
         let (_scratch, file) = write("lists", "roles = [\"a\", \"b*\"]", 0o644);
         let settings = Settings::load(&file, SPECS, &env).unwrap();
-        assert_eq!(settings.list("roles"), ["a", "b*"]);
+        assert_eq!(settings.get(&ROLES), ["a", "b*"]);
         assert_eq!(
-            settings.text("region"),
+            settings.get(&REGION),
             Some("eu-west-1"),
             "allowed by default"
         );

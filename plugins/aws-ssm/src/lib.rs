@@ -17,13 +17,22 @@ pub mod names;
 use std::time::{Duration, Instant};
 
 use aws_sdk_ssm::types::ParameterType;
-use nomad_secrets_aws_common::{Service, Setup};
+use nomad_secrets_aws_common::{Service, Setup, Transport};
 use nomad_secrets_protocol::{Backend, Error, Request, Secret, Secrets, Setting, Settings};
 
 use crate::names::Target;
 
 /// The `aws-ssm` plugin.
-pub struct SsmBackend;
+pub struct SsmBackend {
+    transport: Transport,
+}
+
+impl SsmBackend {
+    /// The backend with requests going through `transport` (in memory, for tests and fuzzing).
+    pub fn with_transport(transport: Transport) -> SsmBackend {
+        SsmBackend { transport }
+    }
+}
 
 /// Parameter Store, for endpoints and messages.
 pub const PARAMETER_STORE: Service = Service {
@@ -31,7 +40,7 @@ pub const PARAMETER_STORE: Service = Service {
     name: "Parameter Store",
     read_action: "ssm:GetParameter",
     resource: "parameter",
-    endpoint_setting: "endpoint_url",
+    endpoint_setting: &nomad_secrets_aws_common::ENDPOINT_URL,
     endpoint_variable: "SSM",
 };
 
@@ -51,25 +60,31 @@ impl Backend for SsmBackend {
         names::normalise(locator)
     }
 
-    fn fetch(request: &Request) -> Result<Secrets, Error> {
+    /// Requests go to AWS over HTTPS with the node's CAs and the operator's `ca_file`.
+    fn new(settings: &Settings) -> Result<SsmBackend, Error> {
+        Transport::https(settings).map(SsmBackend::with_transport)
+    }
+
+    fn fetch(&self, request: &Request) -> Result<Secrets, Error> {
         nomad_secrets_aws_common::check_job_env(request)?;
         let target = names::target(
             request.path.locator(),
             request.path.option("version"),
             request.path.option("label"),
         )?;
-        nomad_secrets_aws_common::block_on(read(request, &target))
+        nomad_secrets_aws_common::block_on(read(&self.transport, request, &target))
     }
 
     /// STS `GetCallerIdentity`: proves the region, the endpoint and the node's credentials
     /// without reading a parameter.
-    fn check(settings: &Settings, deadline: Instant) -> Result<String, Error> {
-        nomad_secrets_aws_common::check(settings, deadline)
+    fn check(&self, settings: &Settings, deadline: Instant) -> Result<String, Error> {
+        nomad_secrets_aws_common::check(&self.transport, settings, deadline)
     }
 }
 
-async fn read(request: &Request, target: &Target) -> Result<Secrets, Error> {
-    let (sdk, setup) = nomad_secrets_aws_common::config_for(request, &PARAMETER_STORE).await?;
+async fn read(transport: &Transport, request: &Request, target: &Target) -> Result<Secrets, Error> {
+    let (sdk, setup) =
+        nomad_secrets_aws_common::config_for(transport, request, &PARAMETER_STORE).await?;
     let client = aws_sdk_ssm::Client::new(&sdk);
     match target {
         Target::One { name, selector } => get_parameter(&client, name, selector, &setup).await,

@@ -17,15 +17,22 @@
 
 mod errors;
 #[doc(hidden)]
-pub mod fuzzing;
-
-use nomad_secrets_aws_common::{Service, Setup};
+use nomad_secrets_aws_common::{Service, Setup, Transport};
 use nomad_secrets_protocol::{Backend, Error, Request, Secrets, Setting, Settings};
 
 use crate::errors::Asked;
 
 /// The `aws` plugin.
-pub struct AwsBackend;
+pub struct AwsBackend {
+    transport: Transport,
+}
+
+impl AwsBackend {
+    /// The backend with requests going through `transport` (in memory, for tests and fuzzing).
+    pub fn with_transport(transport: Transport) -> AwsBackend {
+        AwsBackend { transport }
+    }
+}
 
 /// Secrets Manager, for endpoints and messages.
 pub const SECRETS_MANAGER: Service = Service {
@@ -33,7 +40,7 @@ pub const SECRETS_MANAGER: Service = Service {
     name: "Secrets Manager",
     read_action: "secretsmanager:GetSecretValue",
     resource: "secret",
-    endpoint_setting: "endpoint_url",
+    endpoint_setting: &nomad_secrets_aws_common::ENDPOINT_URL,
     endpoint_variable: "SECRETS_MANAGER",
 };
 
@@ -53,20 +60,26 @@ impl Backend for AwsBackend {
         Ok(locator.to_owned())
     }
 
-    fn fetch(request: &Request) -> Result<Secrets, Error> {
+    /// Requests go to AWS over HTTPS with the node's CAs and the operator's `ca_file`.
+    fn new(settings: &Settings) -> Result<AwsBackend, Error> {
+        Transport::https(settings).map(AwsBackend::with_transport)
+    }
+
+    fn fetch(&self, request: &Request) -> Result<Secrets, Error> {
         nomad_secrets_aws_common::check_job_env(request)?;
-        nomad_secrets_aws_common::block_on(get_secret_value(request))
+        nomad_secrets_aws_common::block_on(get_secret_value(&self.transport, request))
     }
 
     /// STS `GetCallerIdentity`: proves the region, the endpoint and the node's credentials
     /// without reading a secret, and says whose credentials they are.
-    fn check(settings: &Settings, deadline: std::time::Instant) -> Result<String, Error> {
-        nomad_secrets_aws_common::check(settings, deadline)
+    fn check(&self, settings: &Settings, deadline: std::time::Instant) -> Result<String, Error> {
+        nomad_secrets_aws_common::check(&self.transport, settings, deadline)
     }
 }
 
-async fn get_secret_value(request: &Request) -> Result<Secrets, Error> {
-    let (sdk, setup) = nomad_secrets_aws_common::config_for(request, &SECRETS_MANAGER).await?;
+async fn get_secret_value(transport: &Transport, request: &Request) -> Result<Secrets, Error> {
+    let (sdk, setup) =
+        nomad_secrets_aws_common::config_for(transport, request, &SECRETS_MANAGER).await?;
     let client = aws_sdk_secretsmanager::Client::new(&sdk);
     let asked = Asked {
         id: request.path.locator(),

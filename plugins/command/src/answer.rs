@@ -19,7 +19,7 @@ pub enum Format {
 impl Format {
     /// `output` from the settings (default `json`).
     pub fn from_settings(settings: &Settings) -> Result<Format, Error> {
-        match settings.text("output") {
+        match settings.get(&crate::OUTPUT) {
             None | Some("json") => Ok(Format::Json),
             Some("env") => Ok(Format::Env),
             Some("text") => Ok(Format::Text),

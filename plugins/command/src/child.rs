@@ -182,7 +182,7 @@ impl Failure {
                     (None, Some(signal)) => format!("was killed by signal {signal}"),
                     (None, None) => "failed".to_owned(),
                 };
-                let shown = match settings.flag("stderr_first_line") {
+                let shown = match settings.get(&crate::STDERR_FIRST_LINE) {
                     Some(true) if !line.is_empty() => format!(": {line}"),
                     _ => String::new(),
                 };

@@ -72,11 +72,11 @@ pub fn build(
 ) -> Result<BTreeMap<OsString, OsString>, Error> {
     let file = settings.file().display().to_string();
     let mut vars: BTreeMap<OsString, OsString> = BTreeMap::new();
-    for entry in settings.list("env") {
+    for entry in settings.get(&crate::ENV) {
         let (name, value) = split(entry, "env", &file)?;
         vars.insert(name.into(), value.into());
     }
-    for entry in settings.list("env_files") {
+    for entry in settings.get(&crate::ENV_FILES) {
         let (name, path) = split(entry, "env_files", &file)?;
         let path = std::path::Path::new(path);
         if !path.is_absolute() {
@@ -88,7 +88,7 @@ pub fn build(
         let value = text.strip_suffix('\n').unwrap_or(&text);
         vars.insert(name.into(), value.trim_end_matches('\r').into());
     }
-    let allowed = settings.list("job_env");
+    let allowed = settings.get(&crate::JOB_ENV);
     for name in allowed {
         if never_from_a_job(name) {
             return Err(Error::settings(format!(

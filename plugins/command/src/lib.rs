@@ -22,9 +22,62 @@ pub mod answer;
 pub mod child;
 pub mod environment;
 
+use std::path::Path;
 use std::time::Instant;
 
-use nomad_secrets_protocol::{Backend, Error, Kind, Request, Secrets, Setting, Settings};
+use nomad_secrets_protocol::{Backend, Error, Key, Request, Secrets, Setting, Settings};
+
+/// The CLI's argv.
+pub const COMMAND: Key<[String]> = Key::list(
+    "command",
+    "argv of the CLI; `{path}`, `{namespace}`, `{job}` inside an argument are replaced",
+)
+.unset("(required)");
+/// What a path must match.
+pub const PATH_PATTERN: Key<str> = Key::text(
+    "path_pattern",
+    "regular expression the whole path must match before anything runs",
+)
+.unset("(required)");
+/// How the CLI's output reads.
+pub const OUTPUT: Key<str> = Key::text(
+    "output",
+    "what the CLI prints: `json` (an object's fields), `env` (dotenv) or `text` (one key)",
+)
+.unset("`json`");
+/// The operator's variables for the CLI.
+pub const ENV: Key<[String]> = Key::list(
+    "env",
+    "`NAME=value` variables the CLI gets from the operator",
+);
+/// Variables whose values are files' contents.
+pub const ENV_FILES: Key<[String]> = Key::list(
+    "env_files",
+    "`NAME=/absolute/file`: the variable's value is the file's content (a token, say)",
+);
+/// What a job may pass.
+pub const JOB_ENV: Key<[String]> = Key::list(
+    "job_env",
+    "names of variables a job's env {} may pass to the CLI (its own token, say)",
+)
+.unset("none");
+/// Where the CLI runs.
+pub const WORKING_DIR: Key<Path> =
+    Key::path("working_dir", "where the CLI runs (default `/`)").unset("`/`");
+/// The largest output.
+pub const MAX_OUTPUT: Key<u64> =
+    Key::size("max_output", "largest output accepted from the CLI").default("1MiB");
+/// Whether errors quote the CLI's stderr.
+pub const STDERR_FIRST_LINE: Key<bool> = Key::flag(
+    "stderr_first_line",
+    "show the first line of the CLI's stderr in errors (only if it never holds a secret)",
+)
+.default("false");
+/// The status command `check` runs.
+pub const CHECK_COMMAND: Key<[String]> = Key::list(
+    "check_command",
+    "argv of the CLI's harmless status command, run by `check` (like `op whoami`)",
+);
 
 /// The `command` plugin.
 pub struct CommandBackend;
@@ -32,68 +85,25 @@ pub struct CommandBackend;
 impl Backend for CommandBackend {
     const NAME: &'static str = "command";
     const SETTINGS: &'static [Setting] = &[
-        Setting::operator(
-            "command",
-            Kind::List,
-            "argv of the CLI; `{path}`, `{namespace}`, `{job}` inside an argument are replaced",
-        ),
-        Setting::operator(
-            "path_pattern",
-            Kind::Text,
-            "regular expression the whole path must match before anything runs",
-        ),
-        Setting::operator(
-            "output",
-            Kind::Text,
-            "what the CLI prints: `json` (an object's fields), `env` (dotenv) or `text` (one key)",
-        ),
-        Setting::operator(
-            "env",
-            Kind::List,
-            "`NAME=value` variables the CLI gets from the operator",
-        ),
-        Setting::operator(
-            "env_files",
-            Kind::List,
-            "`NAME=/absolute/file`: the variable's value is the file's content (a token, say)",
-        ),
-        Setting::operator(
-            "job_env",
-            Kind::List,
-            "names of variables a job's env {} may pass to the CLI (its own token, say)",
-        ),
-        Setting::operator(
-            "working_dir",
-            Kind::AbsolutePath,
-            "where the CLI runs (default `/`)",
-        ),
-        Setting {
-            name: "max_output",
-            kind: Kind::Size,
-            default: Some("1MiB"),
-            job_env: None,
-            job_by_default: false,
-            by_hand_env: None,
-            doc: "largest output accepted from the CLI",
-        },
-        Setting {
-            name: "stderr_first_line",
-            kind: Kind::Bool,
-            default: Some("false"),
-            job_env: None,
-            job_by_default: false,
-            by_hand_env: None,
-            doc: "show the first line of the CLI's stderr in errors (only if it never holds a secret)",
-        },
-        Setting::operator(
-            "check_command",
-            Kind::List,
-            "argv of the CLI's harmless status command, run by `check` (like `op whoami`)",
-        ),
+        COMMAND.setting,
+        PATH_PATTERN.setting,
+        OUTPUT.setting,
+        ENV.setting,
+        ENV_FILES.setting,
+        JOB_ENV.setting,
+        WORKING_DIR.setting,
+        MAX_OUTPUT.setting,
+        STDERR_FIRST_LINE.setting,
+        CHECK_COMMAND.setting,
     ];
     const OPTIONS: &'static [&'static str] = &[];
 
-    fn fetch(request: &Request) -> Result<Secrets, Error> {
+    /// Everything it needs is read from the request's settings when it runs.
+    fn new(_settings: &Settings) -> Result<CommandBackend, Error> {
+        Ok(CommandBackend)
+    }
+
+    fn fetch(&self, request: &Request) -> Result<Secrets, Error> {
         let settings = &request.settings;
         let path = request.path.locator();
         check_path(path, settings)?;
@@ -101,7 +111,7 @@ impl Backend for CommandBackend {
         let env = environment::build(settings, &request.env, request.manual)?;
         let argv = argv(
             settings,
-            "command",
+            &COMMAND,
             &[
                 ("{path}", path),
                 ("{namespace}", &request.namespace),
@@ -111,8 +121,10 @@ impl Backend for CommandBackend {
         let run = child::Run {
             argv: &argv,
             env: &env,
-            working_dir: settings.path("working_dir"),
-            max_output: settings.size("max_output").unwrap_or(1 << 20),
+            working_dir: settings.get(&WORKING_DIR),
+            max_output: settings
+                .get(&MAX_OUTPUT)
+                .expect("`max_output` has a default"),
             deadline: request.deadline,
         };
         let output = child::run(&run).map_err(|failure| failure.into_error(&run, settings))?;
@@ -121,15 +133,15 @@ impl Backend for CommandBackend {
 
     /// Runs `check_command` (never `command`: it would read a secret) with the operator's
     /// environment and reports how it ended.
-    fn check(settings: &Settings, deadline: Instant) -> Result<String, Error> {
-        let command = settings.list("command");
+    fn check(&self, settings: &Settings, deadline: Instant) -> Result<String, Error> {
+        let command = settings.get(&COMMAND);
         let Some(program) = command.first() else {
             return Err(settings.missing(
-                "command",
+                &COMMAND,
                 "[\"/usr/local/bin/sops\", \"decrypt\", \"--\", \"/srv/secrets/{path}\"]",
             ));
         };
-        if settings.list("check_command").is_empty() {
+        if settings.get(&CHECK_COMMAND).is_empty() {
             let runnable = std::fs::metadata(program)
                 .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0)
                 .unwrap_or(false);
@@ -143,12 +155,14 @@ impl Backend for CommandBackend {
             };
         }
         let env = environment::build(settings, &Default::default(), false)?;
-        let argv = argv(settings, "check_command", &[])?;
+        let argv = argv(settings, &CHECK_COMMAND, &[])?;
         let run = child::Run {
             argv: &argv,
             env: &env,
-            working_dir: settings.path("working_dir"),
-            max_output: settings.size("max_output").unwrap_or(1 << 20),
+            working_dir: settings.get(&WORKING_DIR),
+            max_output: settings
+                .get(&MAX_OUTPUT)
+                .expect("`max_output` has a default"),
             deadline,
         };
         match child::run(&run) {
@@ -166,9 +180,9 @@ fn check_path(path: &str, settings: &Settings) -> Result<(), Error> {
             "the path starts with `-`, which the command would read as an option",
         ));
     }
-    let Some(pattern) = settings.text("path_pattern") else {
+    let Some(pattern) = settings.get(&PATH_PATTERN) else {
         return Err(settings
-            .missing("path_pattern", "\"[a-z0-9/-]+\\\\.json\"")
+            .missing(&PATH_PATTERN, "\"[a-z0-9/-]+\\\\.json\"")
             .hint(format!(
                 "without a pattern any path would reach the command; set `path_pattern` in `{}`",
                 settings.file().display()
@@ -193,10 +207,10 @@ fn check_path(path: &str, settings: &Settings) -> Result<(), Error> {
 /// The argv of `setting` with each placeholder replaced inside its argument (never split).
 fn argv(
     settings: &Settings,
-    setting: &str,
+    setting: &Key<[String]>,
     placeholders: &[(&str, &str)],
 ) -> Result<Vec<String>, Error> {
-    let words = settings.list(setting);
+    let words = settings.get(setting);
     let Some(program) = words.first() else {
         return Err(settings.missing(
             setting,
@@ -205,7 +219,8 @@ fn argv(
     };
     if !program.starts_with('/') {
         return Err(Error::settings(format!(
-            "`{setting}` must start with an absolute path to the program, not `{program}`: Nomad gives plugins no PATH"
+            "`{}` must start with an absolute path to the program, not `{program}`: Nomad gives plugins no PATH",
+            setting.name()
         )));
     }
     // The program itself is the operator's alone; placeholders fill the arguments only, in one

@@ -74,7 +74,7 @@ fn every_recipe_is_valid_and_reads_its_tools_documented_output() {
             .unwrap_or_else(|| panic!("{name}: no `# A job: ... path = \"...\"` line"));
         let locator = job_path.split('#').next().unwrap();
         let pattern = settings
-            .text("path_pattern")
+            .get(&nomad_secrets_command::PATH_PATTERN)
             .expect("a recipe has a pattern");
         let whole = regex::Regex::new(&format!("^(?:{pattern})$")).unwrap();
         assert!(
@@ -92,7 +92,7 @@ fn every_recipe_is_valid_and_reads_its_tools_documented_output() {
             "{name}: no `{key}` holding the value"
         );
         assert!(
-            settings.list("command")[0].starts_with('/'),
+            settings.get(&nomad_secrets_command::COMMAND)[0].starts_with('/'),
             "{name}: the program is absolute"
         );
     }

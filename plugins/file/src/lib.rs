@@ -23,38 +23,49 @@ use std::io::{self, Read as _};
 use std::os::fd::AsRawFd as _;
 
 use nomad_secrets_protocol::convert::base64_text;
-use nomad_secrets_protocol::{Backend, Error, Kind, Request, Secret, Secrets, Setting, Settings};
+use std::path::{Path, PathBuf};
+
+use nomad_secrets_protocol::{Backend, Error, Key, Request, Secret, Secrets, Setting, Settings};
 
 use crate::resolve::{Dir, Opened, Strategy, describe};
 
-/// The `file` plugin.
-pub struct FileBackend;
+/// The folder that holds the secrets.
+pub const ROOT: Key<Path> = Key::path(
+    "root",
+    "folder that holds the secrets; jobs can read nothing outside it",
+)
+.unset("(required)");
+/// The largest read.
+pub const MAX_SIZE: Key<u64> = Key::size(
+    "max_size",
+    "largest file (or folder, in total) a fetch may read",
+)
+.default("1MiB");
+
+/// The `file` plugin: a root folder and a size limit, read from the settings.
+pub struct FileBackend {
+    root: PathBuf,
+    max_size: u64,
+}
 
 impl Backend for FileBackend {
     const NAME: &'static str = "file";
-    const SETTINGS: &'static [Setting] = &[
-        Setting::operator(
-            "root",
-            Kind::AbsolutePath,
-            "folder that holds the secrets; jobs can read nothing outside it",
-        ),
-        Setting {
-            name: "max_size",
-            kind: Kind::Size,
-            default: Some("1MiB"),
-            job_env: None,
-            job_by_default: false,
-            by_hand_env: None,
-            doc: "largest file (or folder, in total) a fetch may read",
-        },
-    ];
+    const SETTINGS: &'static [Setting] = &[ROOT.setting, MAX_SIZE.setting];
     const OPTIONS: &'static [&'static str] = &["format"];
 
+    fn new(settings: &Settings) -> Result<FileBackend, Error> {
+        let root = settings
+            .get(&ROOT)
+            .ok_or_else(|| settings.missing(&ROOT, "\"/etc/nomad-secrets\""))?;
+        Ok(FileBackend {
+            root: root.to_owned(),
+            max_size: settings.get(&MAX_SIZE).expect("max_size has a default"),
+        })
+    }
+
     /// The root can be opened and listed.
-    fn check(settings: &Settings, _deadline: std::time::Instant) -> Result<String, Error> {
-        let root_path = settings
-            .path("root")
-            .ok_or_else(|| settings.missing("root", "\"/etc/nomad-secrets\""))?;
+    fn check(&self, _settings: &Settings, _deadline: std::time::Instant) -> Result<String, Error> {
+        let root_path = &self.root;
         let root = Dir::open_root(root_path)?;
         let names = root.names().map_err(|e| {
             Error::unavailable(format!(
@@ -75,12 +86,8 @@ impl Backend for FileBackend {
         resolve::relative_components(locator).map(|components| components.join("/"))
     }
 
-    fn fetch(request: &Request) -> Result<Secrets, Error> {
-        let settings = &request.settings;
-        let root_path = settings
-            .path("root")
-            .ok_or_else(|| settings.missing("root", "\"/etc/nomad-secrets\""))?;
-        let limit = settings.size("max_size").expect("max_size has a default");
+    fn fetch(&self, request: &Request) -> Result<Secrets, Error> {
+        let (root_path, limit) = (&self.root, self.max_size);
         let locator = request.path.locator();
         let components = resolve::relative_components(locator)?;
         let format = Format::choose(
@@ -299,7 +306,7 @@ impl Reader<'_> {
             Some(libc::ENOENT) => Error::not_found(format!("no secret file `{shown}` under the secrets root"))
                 .hint(format!(
                     "check the job's secret path; the operator's root is `{}`",
-                    self.request.settings.path("root").map(|p| p.display().to_string()).unwrap_or_default()
+                    self.request.settings.get(&ROOT).map(|p| p.display().to_string()).unwrap_or_default()
                 )),
             Some(libc::ENOTDIR) => Error::not_found(format!(
                 "no secret file `{shown}`: a part of the path is a file, not a folder"

@@ -235,8 +235,8 @@ pub fn credentials(
     };
     let job_token = job_var(JOB_TOKEN);
     let job_jwt = job_var(JOB_JWT);
-    let file = settings.path("credentials_file");
-    let metadata = match settings.text("metadata_endpoint") {
+    let file = settings.get(&crate::CREDENTIALS_FILE);
+    let metadata = match settings.get(&crate::METADATA_ENDPOINT) {
         Some("off") => None,
         Some(endpoint) => Some(endpoint.to_owned()),
         None => Some("http://metadata.google.internal".to_owned()),
@@ -261,7 +261,7 @@ pub fn credentials(
         return Ok((Credentials::from(AccessToken(Secret::new(token))), source));
     }
     if let Some(jwt) = job_jwt {
-        let Some(file) = settings.path("workload_identity_file") else {
+        let Some(file) = settings.get(&crate::WORKLOAD_IDENTITY_FILE) else {
             return Err(Error::settings(format!(
                 "the job passed {JOB_JWT}, but the operator set no `workload_identity_file` to exchange it with"
             ))

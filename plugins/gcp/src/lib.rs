@@ -16,75 +16,80 @@ pub mod credentials;
 mod errors;
 pub mod names;
 
+use std::path::Path;
 use std::time::Instant;
 
 use google_cloud_gax::options::RequestOptionsBuilder as _;
 use google_cloud_gax::retry_policy::{Aip194Strict, RetryPolicyExt as _};
 use google_cloud_secretmanager_v1::client::SecretManagerService;
 use nomad_secrets_net::Budget;
-use nomad_secrets_protocol::{
-    Backend, Error, ErrorKind, Kind, Request, Secrets, Setting, Settings,
-};
+use nomad_secrets_protocol::{Backend, Error, ErrorKind, Key, Request, Secrets, Setting, Settings};
 
 /// The `gcp` plugin.
 pub struct GcpBackend;
 
+/// The project of short names.
+pub const PROJECT: Key<str> = Key::text("project", "project of secrets named without one")
+    .job_env("GOOGLE_CLOUD_PROJECT")
+    .by_hand("CLOUDSDK_CORE_PROJECT");
+/// Secret Manager's endpoint.
+pub const ENDPOINT_URL: Key<str> = Key::text(
+    "endpoint_url",
+    "Secret Manager endpoint (private endpoints, emulators); regional secrets use secretmanager.<region>.rep.googleapis.com",
+)
+.unset("`https://secretmanager.googleapis.com` (regional: `secretmanager.<r>.rep.googleapis.com`)");
+/// The node's credentials file.
+pub const CREDENTIALS_FILE: Key<Path> = Key::path(
+    "credentials_file",
+    "service-account key or external-account (workload identity federation) JSON file",
+);
+/// The metadata server.
+pub const METADATA_ENDPOINT: Key<str> = Key::text(
+    "metadata_endpoint",
+    "GCE metadata server, or \"off\" on machines that are not GCE",
+)
+.unset("`http://metadata.google.internal`");
+/// The federation that exchanges a job's JWT.
+pub const WORKLOAD_IDENTITY_FILE: Key<Path> = Key::path(
+    "workload_identity_file",
+    "external-account JSON file of the workload identity pool provider that exchanges a job's GOOGLE_WORKLOAD_IDENTITY_JWT",
+);
+/// CAs trusted beside the node's store.
+pub const CA_FILE: Key<Path> = nomad_secrets_net::CA_FILE;
+
 impl Backend for GcpBackend {
     const NAME: &'static str = "gcp";
     const SETTINGS: &'static [Setting] = &[
-        Setting {
-            name: "project",
-            kind: Kind::Text,
-            default: None,
-            job_env: Some("GOOGLE_CLOUD_PROJECT"),
-            job_by_default: false,
-            by_hand_env: Some("CLOUDSDK_CORE_PROJECT"),
-            doc: "project of secrets named without one",
-        },
-        Setting::operator(
-            "endpoint_url",
-            Kind::Text,
-            "Secret Manager endpoint (private endpoints, emulators); regional secrets use secretmanager.<region>.rep.googleapis.com",
-        ),
-        Setting::operator(
-            "credentials_file",
-            Kind::AbsolutePath,
-            "service-account key or external-account (workload identity federation) JSON file",
-        ),
-        Setting::operator(
-            "metadata_endpoint",
-            Kind::Text,
-            "GCE metadata server, or \"off\" on machines that are not GCE",
-        ),
-        Setting::operator(
-            "workload_identity_file",
-            Kind::AbsolutePath,
-            "external-account JSON file of the workload identity pool provider that exchanges a job's GOOGLE_WORKLOAD_IDENTITY_JWT",
-        ),
-        Setting::operator(
-            "ca_file",
-            Kind::AbsolutePath,
-            "PEM file of CAs trusted beside the node's store (a TLS-inspecting proxy's, a private endpoint's)",
-        ),
+        PROJECT.setting,
+        ENDPOINT_URL.setting,
+        CREDENTIALS_FILE.setting,
+        METADATA_ENDPOINT.setting,
+        WORKLOAD_IDENTITY_FILE.setting,
+        CA_FILE.setting,
     ];
     const OPTIONS: &'static [&'static str] = &["version"];
 
     /// The full resource name, the project of a short name filled in from the settings.
     fn normalise(locator: &str, settings: &Settings) -> Result<String, Error> {
-        Ok(names::parse(locator, settings.text("project"))?.full)
+        Ok(names::parse(locator, settings.get(&PROJECT))?.full)
     }
 
-    fn fetch(request: &Request) -> Result<Secrets, Error> {
+    /// Everything it needs is read from the request's settings when it runs.
+    fn new(_settings: &Settings) -> Result<GcpBackend, Error> {
+        Ok(GcpBackend)
+    }
+
+    fn fetch(&self, request: &Request) -> Result<Secrets, Error> {
         credentials::check_job_env(request)?;
         trust_operator_cas(&request.settings)?;
-        let name = names::parse(request.path.locator(), request.settings.text("project"))?;
+        let name = names::parse(request.path.locator(), request.settings.get(&PROJECT))?;
         let version = names::version(request.path.option("version"))?;
         block_on(access(request, &name, &version), request.deadline)
     }
 
     /// Gets a token from the node's credentials and lists one secret name of the project: proves
     /// the credentials, the endpoint and the project without reading a secret's value.
-    fn check(settings: &Settings, deadline: Instant) -> Result<String, Error> {
+    fn check(&self, settings: &Settings, deadline: Instant) -> Result<String, Error> {
         trust_operator_cas(settings)?;
         block_on(
             async {
@@ -92,8 +97,8 @@ impl Backend for GcpBackend {
                     credentials::credentials(settings, &Default::default())?;
                 let client = client(settings, None, credentials).await?;
                 let project = settings
-                    .text("project")
-                    .ok_or_else(|| settings.missing("project", "\"acme-prod\""))?;
+                    .get(&PROJECT)
+                    .ok_or_else(|| settings.missing(&PROJECT, "\"acme-prod\""))?;
                 client
                     .list_secrets()
                     .set_parent(format!("projects/{project}"))
@@ -118,7 +123,7 @@ async fn client(
     region: Option<&str>,
     credentials: google_cloud_auth::credentials::Credentials,
 ) -> Result<SecretManagerService, Error> {
-    let endpoint = match (settings.text("endpoint_url"), region) {
+    let endpoint = match (settings.get(&ENDPOINT_URL), region) {
         (Some(url), _) => url.to_owned(),
         (None, Some(region)) => format!("https://secretmanager.{region}.rep.googleapis.com"),
         (None, None) => "https://secretmanager.googleapis.com".to_owned(),
@@ -179,10 +184,10 @@ const NODE_CA_DIRS: &[&str] = &[
 /// job that sets either is refused (see [`credentials::check_job_env`]); by hand it is the
 /// person's, whose `SSL_CERT_DIR` is kept.
 fn trust_operator_cas(settings: &Settings) -> Result<(), Error> {
-    let Some(file) = settings.path("ca_file") else {
+    let Some(file) = settings.get(&CA_FILE) else {
         return Ok(());
     };
-    nomad_secrets_net::operator_cas("ca_file", file)?;
+    nomad_secrets_net::operator_cas(CA_FILE.name(), file)?;
     let node_store = std::env::var_os("SSL_CERT_DIR").or_else(|| {
         NODE_CA_DIRS
             .iter()

@@ -17,10 +17,13 @@
 use std::path::Path;
 
 use nomad_secrets_protocol::settings::unreadable;
-use nomad_secrets_protocol::{Error, Request, Secret};
+use nomad_secrets_protocol::{Error, Key, Request, Secret};
 use serde_json::json;
 
 use crate::http::Vault;
+use crate::settings::{
+    APPROLE_MOUNT, JWT_MOUNT, JWT_ROLE, ROLE_ID, ROLE_ID_FILE, SECRET_ID_FILE, TOKEN_FILE,
+};
 
 /// Job variables that are the job's own credentials.
 const JOB_CREDENTIALS: &[&str] = &[
@@ -130,12 +133,9 @@ pub fn authenticate(
     namespace: Option<&str>,
 ) -> Result<Auth, Error> {
     let settings = &request.settings;
-    let mount = |name: &str, default: &str| {
-        settings
-            .text(name)
-            .unwrap_or(default)
-            .trim_matches('/')
-            .to_owned()
+    let mount = |key: &Key<str>| {
+        let mount = settings.get(key).expect("auth mounts have defaults");
+        mount.trim_matches('/').to_owned()
     };
     let source = if let Some(token) = request.env_var("VAULT_TOKEN") {
         return Ok(Auth {
@@ -143,7 +143,7 @@ pub fn authenticate(
             source: Source::JobToken,
         });
     } else if let Some(jwt) = request.env_var("VAULT_JWT") {
-        let role = settings.text("jwt_role").ok_or_else(|| {
+        let role = settings.get(&JWT_ROLE).ok_or_else(|| {
             Error::settings(match request.manual {
                 false => "JWT login needs a role: set `VAULT_JWT_ROLE` in the secret's env block, or `jwt_role` in vault-kv.toml",
                 true => "JWT login needs a role: export VAULT_JWT_ROLE, or set `jwt_role` in vault-kv.toml",
@@ -151,24 +151,20 @@ pub fn authenticate(
         })?;
         Source::Login(Login {
             method: "jwt",
-            path: format!("auth/{}/login", mount("jwt_mount", "jwt")),
+            path: format!("auth/{}/login", mount(&JWT_MOUNT)),
             body: Secret::new(json!({ "role": role, "jwt": jwt }).to_string()),
         })
     } else if let (Some(role_id), Some(secret_id)) = (
         request.env_var("VAULT_ROLE_ID"),
         request.env_var("VAULT_SECRET_ID"),
     ) {
-        Source::Login(approle(
-            &mount("approle_mount", "approle"),
-            role_id,
-            secret_id,
-        ))
+        Source::Login(approle(&mount(&APPROLE_MOUNT), role_id, secret_id))
     } else if let Some(file) = request.manual.then(|| person_token_file(request)).flatten() {
         Source::TokenFile(file)
-    } else if let Some(file) = settings.path("token_file") {
+    } else if let Some(file) = settings.get(&TOKEN_FILE) {
         Source::TokenFile(file.to_owned())
-    } else if let Some(secret_id_file) = settings.path("secret_id_file") {
-        let role_id = match (settings.text("role_id"), settings.path("role_id_file")) {
+    } else if let Some(secret_id_file) = settings.get(&SECRET_ID_FILE) {
+        let role_id = match (settings.get(&ROLE_ID), settings.get(&ROLE_ID_FILE)) {
             (Some(id), _) => id.to_owned(),
             (None, Some(file)) => read_credential(file, "role_id_file")?.expose().to_owned(),
             (None, None) => {
@@ -179,7 +175,7 @@ pub fn authenticate(
         };
         let secret_id = read_credential(secret_id_file, "secret_id_file")?;
         Source::Login(approle(
-            &mount("approle_mount", "approle"),
+            &mount(&APPROLE_MOUNT),
             &role_id,
             secret_id.expose(),
         ))

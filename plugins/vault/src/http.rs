@@ -6,20 +6,47 @@
 //! consistency), 429 (rate-limit quota) and 500/502/503/504; never 501, 400, 403, 404 or 405.
 //! A standby node's 307 is followed once, same method and body. Bodies are read up to 1 MiB.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use nomad_secrets_net::rest::{self, Failure};
 use nomad_secrets_net::{Budget, TlsFailure};
-use nomad_secrets_protocol::{Error, ErrorKind};
+use nomad_secrets_protocol::{Error, ErrorKind, Settings};
 use serde_json::Value;
 use ureq::Agent;
+
+use crate::settings::ADDRESS;
 
 /// Largest response body read.
 const MAX_BODY: u64 = 1 << 20;
 
+/// What Vault's request log shows for this plugin.
+const USER_AGENT: &str = "nomad-secrets-vault-kv";
+
+/// An in-memory Vault: the status and body it answers a request with, given the method and the
+/// URL (the address's, then `/v1/...`).
+pub type Answering = Arc<dyn Fn(&str, &str) -> (u16, String) + Send + Sync>;
+
+/// How requests reach Vault.
+#[derive(Clone)]
+pub enum Transport {
+    /// HTTPS (or HTTP) through the REST client of `crates/net`, set up for the address in use
+    /// from the operator's TLS settings.
+    Network,
+    /// Every request answered at once, as JSON, without retries (the answer would not change):
+    /// for tests and fuzz targets that run the whole fetch without a network.
+    InMemory(Answering),
+}
+
+/// Where one request goes.
+enum Link {
+    Agent(Agent),
+    InMemory(Answering),
+}
+
 /// A Vault server as the operator (or the job's own credentials) configured it.
 pub struct Vault {
-    agent: Agent,
+    link: Link,
     /// The operator's `address` (or the job's), for messages.
     pub address: String,
     /// Where requests go: the address, with `tls_server_name` as host when set.
@@ -82,15 +109,27 @@ impl Answer {
 }
 
 impl Vault {
-    /// A client sending to `base` with `agent`'s TLS settings, ending by `deadline`; messages
-    /// name `address`.
-    pub fn new(agent: Agent, address: &str, base: &str, deadline: Instant) -> Vault {
-        Vault {
-            agent,
+    /// The Vault at `address` through `transport` (with the TLS settings of `settings`), every
+    /// request ending by `deadline`.
+    pub fn connect(
+        transport: &Transport,
+        settings: &Settings,
+        address: &str,
+        deadline: Instant,
+    ) -> Result<Vault, Error> {
+        let (link, base) = match transport {
+            Transport::Network => {
+                let (agent, base) = rest::agent(settings, ADDRESS.name(), address, USER_AGENT)?;
+                (Link::Agent(agent), base)
+            }
+            Transport::InMemory(answer) => (Link::InMemory(answer.clone()), address.to_owned()),
+        };
+        Ok(Vault {
+            link,
             address: address.trim_end_matches('/').to_owned(),
             base: base.trim_end_matches('/').to_owned(),
             budget: Budget::new(deadline),
-        }
+        })
     }
 
     /// Sends one request with retries; `path` is relative to `/v1/`.
@@ -125,8 +164,9 @@ impl Vault {
                 Ok(answer) => matches!(answer.status, 412 | 429 | 500 | 502 | 503 | 504),
                 Err(error) => error.kind() == ErrorKind::Unavailable,
             };
+            let retries = matches!(self.link, Link::Agent(_));
             match self.budget.retry_after(attempt) {
-                Some(wait) if retry => std::thread::sleep(wait),
+                Some(wait) if retry && retries => std::thread::sleep(wait),
                 _ => return result,
             }
         }
@@ -159,15 +199,19 @@ impl Vault {
         let request = request
             .body(payload)
             .map_err(|e| Error::invalid_path(format!("cannot build a request for `{url}`: {e}")))?;
-        let request = self
-            .agent
+        let agent = match &self.link {
+            Link::Agent(agent) => agent,
+            Link::InMemory(answer) => {
+                let (status, text) = answer(method, url);
+                let json = Some("application/json");
+                return Answer::parse(status, &text, json, None, &self.address);
+            }
+        };
+        let request = agent
             .configure_request(request)
             .timeout_global(Some(attempt))
             .build();
-        let mut response = self
-            .agent
-            .run(request)
-            .map_err(|e| self.transport_error(&e))?;
+        let mut response = agent.run(request).map_err(|e| self.transport_error(&e))?;
         let status = response.status().as_u16();
         let content_type = response
             .headers()

@@ -10,103 +10,31 @@
 
 pub mod auth;
 #[doc(hidden)]
-pub mod fuzzing;
 pub mod http;
 pub mod kv;
+pub mod settings;
 
-use nomad_secrets_protocol::{Backend, Error, Kind, Request, Secrets, Setting, Settings};
+use nomad_secrets_protocol::{Backend, Error, Request, Secrets, Setting, Settings};
 
 use crate::auth::Owner;
-use crate::http::Vault;
-use nomad_secrets_net::rest;
+use crate::http::{Transport, Vault};
+use crate::settings::{ADDRESS, AUTH_NAMESPACE, KV_VERSION, NAMESPACE, SECRET_ID_FILE, TOKEN_FILE};
 
 /// The `vault-kv` plugin.
-pub struct VaultBackend;
+pub struct VaultBackend {
+    transport: Transport,
+}
 
-/// What Vault's request log shows for this plugin.
-const USER_AGENT: &str = "nomad-secrets-vault-kv";
+impl VaultBackend {
+    /// The backend with requests going through `transport` (in memory, for tests and fuzzing).
+    pub fn with_transport(transport: Transport) -> VaultBackend {
+        VaultBackend { transport }
+    }
+}
 
 impl Backend for VaultBackend {
     const NAME: &'static str = "vault-kv";
-    const SETTINGS: &'static [Setting] = &[
-        Setting::operator(
-            "address",
-            Kind::Text,
-            "Vault's address, like https://vault.service.consul:8200",
-        )
-        .by_hand("VAULT_ADDR"),
-        Setting::operator(
-            "namespace",
-            Kind::Text,
-            "namespace for reads (Vault Enterprise, HCP, OpenBao)",
-        )
-        .by_hand("VAULT_NAMESPACE"),
-        Setting::operator(
-            "auth_namespace",
-            Kind::Text,
-            "namespace for logins (default: `namespace`)",
-        ),
-        Setting::operator(
-            "ca_file",
-            Kind::AbsolutePath,
-            "PEM file of the CA(s) that sign Vault's certificate",
-        )
-        .by_hand("VAULT_CACERT"),
-        Setting::operator(
-            "client_cert_file",
-            Kind::AbsolutePath,
-            "PEM client certificate chain, for mTLS",
-        )
-        .by_hand("VAULT_CLIENT_CERT"),
-        Setting::operator(
-            "client_key_file",
-            Kind::AbsolutePath,
-            "PEM private key of the client certificate",
-        )
-        .by_hand("VAULT_CLIENT_KEY"),
-        Setting::operator(
-            "token_file",
-            Kind::AbsolutePath,
-            "file holding the node's Vault token",
-        ),
-        Setting::operator("role_id", Kind::Text, "AppRole role id of the node"),
-        Setting::operator(
-            "role_id_file",
-            Kind::AbsolutePath,
-            "file holding the AppRole role id",
-        ),
-        Setting::operator(
-            "secret_id_file",
-            Kind::AbsolutePath,
-            "file holding the AppRole secret id",
-        ),
-        Setting::operator(
-            "approle_mount",
-            Kind::Text,
-            "AppRole auth mount (default `approle`)",
-        ),
-        Setting::operator("jwt_mount", Kind::Text, "JWT auth mount (default `jwt`)"),
-        Setting {
-            name: "jwt_role",
-            kind: Kind::Text,
-            default: None,
-            job_env: Some("VAULT_JWT_ROLE"),
-            job_by_default: true,
-            by_hand_env: None,
-            doc: "JWT auth role (Vault checks the token's claims against it)",
-        },
-        Setting::operator(
-            "kv_version",
-            Kind::Text,
-            "\"1\" or \"2\" to skip the mount lookup for every path",
-        ),
-        Setting::operator(
-            "tls_server_name",
-            Kind::Text,
-            "name to verify Vault's certificate against, when `address` is an IP or another name",
-        )
-        .by_hand("VAULT_TLS_SERVER_NAME"),
-    ];
+    const SETTINGS: &'static [Setting] = settings::SETTINGS;
     const OPTIONS: &'static [&'static str] = &["version", "kv", "mount"];
 
     /// `.` and empty segments dropped, `..` refused: the path Vault will read (see
@@ -115,11 +43,17 @@ impl Backend for VaultBackend {
         kv::normalise(locator, "path")
     }
 
-    fn check(settings: &Settings, deadline: std::time::Instant) -> Result<String, Error> {
-        check_vault(settings, deadline)
+    fn check(&self, settings: &Settings, deadline: std::time::Instant) -> Result<String, Error> {
+        check_vault(&self.transport, settings, deadline)
     }
 
-    fn fetch(request: &Request) -> Result<Secrets, Error> {
+    /// Requests go over the network, the client set up for the address in use (the
+    /// operator's, or a job's own with its own credentials).
+    fn new(_settings: &Settings) -> Result<VaultBackend, Error> {
+        Ok(VaultBackend::with_transport(Transport::Network))
+    }
+
+    fn fetch(&self, request: &Request) -> Result<Secrets, Error> {
         let owner = auth::check_job_env(request)?;
         let settings = &request.settings;
         let from_job = |name: &str| match owner {
@@ -127,15 +61,14 @@ impl Backend for VaultBackend {
             Owner::Operator => None,
         };
         let address = from_job("VAULT_ADDR")
-            .or(settings.text("address"))
-            .ok_or_else(|| settings.missing("address", "\"https://vault.service.consul:8200\""))?;
-        let namespace = from_job("VAULT_NAMESPACE").or(settings.text("namespace"));
+            .or(settings.get(&ADDRESS))
+            .ok_or_else(|| settings.missing(&ADDRESS, "\"https://vault.service.consul:8200\""))?;
+        let namespace = from_job("VAULT_NAMESPACE").or(settings.get(&NAMESPACE));
         let auth_namespace = match owner {
             Owner::Job => namespace,
-            Owner::Operator => settings.text("auth_namespace").or(namespace),
+            Owner::Operator => settings.get(&AUTH_NAMESPACE).or(namespace),
         };
-        let (agent, base) = rest::agent(settings, "address", address, USER_AGENT)?;
-        let vault = Vault::new(agent, address, &base, request.deadline);
+        let vault = Vault::connect(&self.transport, settings, address, request.deadline)?;
         let mut auth = auth::authenticate(request, &vault, auth_namespace)?;
         let path = &request.path;
         let version = match path.option("version") {
@@ -144,7 +77,7 @@ impl Backend for VaultBackend {
                 Error::invalid_path(format!("`version` must be a positive number, not `{v}`"))
             })?),
         };
-        let kv = match path.option("kv").or(settings.text("kv_version")) {
+        let kv = match path.option("kv").or(settings.get(&KV_VERSION)) {
             None => None,
             Some("1") => Some(1),
             Some("2") => Some(2),
@@ -177,12 +110,15 @@ impl Backend for VaultBackend {
 /// `check`: Vault answers `sys/health` (reachable, initialised, unsealed), and the node's own
 /// credentials, if the operator configured any, log in and pass `auth/token/lookup-self`. The
 /// report names the token's display name, policies and TTL, never the token.
-fn check_vault(settings: &Settings, deadline: std::time::Instant) -> Result<String, Error> {
+fn check_vault(
+    transport: &Transport,
+    settings: &Settings,
+    deadline: std::time::Instant,
+) -> Result<String, Error> {
     let address = settings
-        .text("address")
-        .ok_or_else(|| settings.missing("address", "\"https://vault.service.consul:8200\""))?;
-    let (agent, base) = rest::agent(settings, "address", address, USER_AGENT)?;
-    let vault = Vault::new(agent, address, &base, deadline);
+        .get(&ADDRESS)
+        .ok_or_else(|| settings.missing(&ADDRESS, "\"https://vault.service.consul:8200\""))?;
+    let vault = Vault::connect(transport, settings, address, deadline)?;
     let health = vault.call("GET", "sys/health", None, None, None)?;
     let state = match health.status {
         200 => "active",
@@ -201,9 +137,8 @@ fn check_vault(settings: &Settings, deadline: std::time::Instant) -> Result<Stri
     };
     let version = health.body["version"].as_str().unwrap_or("?");
     let reached = format!("Vault {version} at `{address}` is reachable ({state}, unsealed)");
-    let node_credentials = ["token_file", "secret_id_file"]
-        .iter()
-        .any(|name| settings.path(name).is_some());
+    let node_credentials =
+        settings.get(&TOKEN_FILE).is_some() || settings.get(&SECRET_ID_FILE).is_some();
     if !node_credentials {
         return Ok(format!(
             "{reached}; no node credentials configured: jobs must bring their own"
@@ -219,8 +154,8 @@ fn check_vault(settings: &Settings, deadline: std::time::Instant) -> Result<Stri
         job: String::new(),
         instance: String::new(),
     };
-    let namespace = settings.text("namespace");
-    let login_namespace = settings.text("auth_namespace").or(namespace);
+    let namespace = settings.get(&NAMESPACE);
+    let login_namespace = settings.get(&AUTH_NAMESPACE).or(namespace);
     let auth = auth::authenticate(&request, &vault, login_namespace)?;
     let me = vault.call(
         "GET",

@@ -17,20 +17,28 @@
     reason = "the `stderr` case imitates a library that prints"
 )]
 
-use nomad_secrets_protocol::{Backend, Error, Kind, Request, Secret, Secrets, Setting};
+use std::path::Path;
+
+use nomad_secrets_protocol::{Backend, Error, Key, Request, Secret, Secrets, Setting, Settings};
 
 struct Probe;
 
+/// The folder of the `store/` paths.
+const STORE: Key<Path> = Key::path(
+    "store",
+    "the folder of the `store/` paths' calls and switches",
+);
+
 impl Backend for Probe {
     const NAME: &'static str = "probe";
-    const SETTINGS: &'static [Setting] = &[Setting::operator(
-        "store",
-        Kind::AbsolutePath,
-        "the folder of the `store/` paths' calls and switches",
-    )];
+    const SETTINGS: &'static [Setting] = &[STORE.setting];
     const OPTIONS: &'static [&'static str] = &["marker", "version"];
 
-    fn fetch(request: &Request) -> Result<Secrets, Error> {
+    fn new(_settings: &Settings) -> Result<Probe, Error> {
+        Ok(Probe)
+    }
+
+    fn fetch(&self, request: &Request) -> Result<Secrets, Error> {
         let path = &request.path;
         let mut secrets = Secrets::new();
         let locator = path.locator();
@@ -82,7 +90,7 @@ impl Backend for Probe {
                 use std::io::Write as _;
                 let store = request
                     .settings
-                    .path("store")
+                    .get(&STORE)
                     .ok_or_else(|| Error::settings("`store` is not set"))?;
                 let mut calls = std::fs::OpenOptions::new()
                     .create(true)
