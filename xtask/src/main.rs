@@ -45,9 +45,10 @@ fn main() -> ExitCode {
         Some("faults") => suites::faults(),
         Some("load") => bench::run(&["--load-only".into()]),
         Some("tidy") => tidy::run(),
+        Some("readme") => tidy::write_readme(),
         _ => Err(
             "usage: cargo xtask <install --plugin-dir DIR | dist | demo | test | bench [--runs N] | moto \
-             | leak | faults | fuzz [--seconds N] [--target NAME] [--save] | load | tidy>"
+             | leak | faults | fuzz [--seconds N] [--target NAME] [--save] | load | tidy | readme>"
                 .into(),
         ),
     };

@@ -3,8 +3,9 @@
 //!
 //! For each plugin: golden cases (`tests/cases/<suite>.toml`), example settings
 //! (`examples/settings/<name>.toml`), a row in the README's plugin table and a README section,
-//! at least one fuzz target that exists, and every setting its `--help` declares shown in its
-//! README section. For every Markdown file of the repository: each relative link resolves to a
+//! at least one fuzz target that exists, and its README section's settings table exactly as
+//! the plugin's declarations print it (`<plugin> --help --markdown`; `cargo xtask readme`
+//! writes them). For every Markdown file of the repository: each relative link resolves to a
 //! file inside the repository. And the fuzz workspace's lock file is current.
 
 use std::path::Path;
@@ -15,20 +16,20 @@ use crate::{Result, root};
 
 /// Runs the task on the debug build of every plugin (built first).
 pub fn run() -> Result {
-    let plugins = crate::plugins::all()?;
-    let mut build = crate::cargo();
-    build.args(["build", "--locked"]);
-    for plugin in &plugins {
-        build.args(["--package", &plugin.package]);
-    }
-    crate::run(&mut build)?;
-    let binaries = crate::moto::target_dir().join("debug");
+    let (plugins, binaries) = built_plugins()?;
     let readme = read(&root().join("README.md"))?;
     let mut problems = Vec::new();
     for plugin in &plugins {
         for missing in missing(plugin, &readme, &binaries.join(&plugin.name)) {
             problems.push(format!("plugin `{}`: {missing}", plugin.name));
         }
+    }
+    let common = settings_tables(&binaries.join(&plugins[0].name))?;
+    if !common_section(&readme).contains(&common[0].1) {
+        problems.push(format!(
+            "the README's \"Node settings\" section lacks the common settings table as the plugins print it: {}",
+            TABLES_FIX
+        ));
     }
     problems.extend(broken_links()?);
     // The fuzz workspace has its own lock file: a plugin's new dependency makes it stale, and
@@ -107,24 +108,92 @@ fn missing(plugin: &Plugin, readme: &str, binary: &Path) -> Vec<String> {
             missing.push(format!("fuzz target `{target}` has no {}", shown(&file)));
         }
     }
-    match declared_settings(binary) {
+    match settings_tables(binary) {
         Err(problem) => missing.push(problem),
-        Ok(names) => {
-            let documented = format!(
-                "{}\n{}",
-                section.unwrap_or_default(),
-                common_section(readme)
-            );
-            for name in names {
-                if !documented.contains(&format!("`{name}`")) {
-                    missing.push(format!(
-                        "setting `{name}` is not shown in its README section's settings table"
-                    ));
-                }
+        Ok(tables) => {
+            let (_, own) = &tables[1];
+            if !section.unwrap_or_default().contains(own.as_str()) {
+                missing.push(format!(
+                    "its README section lacks its settings table as the plugin prints it: {TABLES_FIX}"
+                ));
             }
         }
     }
     missing
+}
+
+/// How to fix a settings table that is missing or out of date.
+const TABLES_FIX: &str = "put the lines `<!-- settings-table: NAME -->` and `<!-- end settings-table -->` \
+     where it belongs (NAME: the plugin's, or `common`) and run `cargo xtask readme`";
+
+/// Builds every plugin (debug); returns them and the folder of their binaries.
+fn built_plugins() -> Result<(Vec<Plugin>, std::path::PathBuf)> {
+    let plugins = crate::plugins::all()?;
+    let mut build = crate::cargo();
+    build.args(["build", "--locked"]);
+    for plugin in &plugins {
+        build.args(["--package", &plugin.package]);
+    }
+    crate::run(&mut build)?;
+    Ok((plugins, crate::moto::target_dir().join("debug")))
+}
+
+/// `cargo xtask readme`: writes each settings table of the README from the plugins' own
+/// declarations, between its markers.
+pub fn write_readme() -> Result {
+    let (plugins, binaries) = built_plugins()?;
+    let path = root().join("README.md");
+    let mut readme = read(&path)?;
+    let mut written = Vec::new();
+    for plugin in &plugins {
+        for (name, table) in settings_tables(&binaries.join(&plugin.name))? {
+            let start = format!("<!-- settings-table: {name} -->\n");
+            let Some(from) = readme.find(&start) else {
+                continue;
+            };
+            let end = "<!-- end settings-table -->\n";
+            let to = readme[from..]
+                .find(end)
+                .map(|i| from + i + end.len())
+                .ok_or(format!("README: `{start}` has no `{end}` after it"))?;
+            readme.replace_range(from..to, &table);
+            if !written.contains(&name) {
+                written.push(name);
+            }
+        }
+    }
+    std::fs::write(&path, readme).map_err(|e| e.to_string())?;
+    println!("readme: settings tables written: {}", written.join(", "));
+    Ok(())
+}
+
+/// The README tables `<plugin> --help --markdown` prints: `common`, then the plugin's own, each
+/// with its markers.
+fn settings_tables(binary: &Path) -> Result<Vec<(String, String)>> {
+    let output = Command::new(binary)
+        .args(["--help", "--markdown"])
+        .env_clear()
+        .output()
+        .map_err(|e| format!("cannot run `{} --help --markdown`: {e}", binary.display()))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let tables: Vec<(String, String)> = text
+        .split_inclusive("<!-- end settings-table -->\n")
+        .filter_map(|block| {
+            let block = block.trim_start_matches('\n');
+            let name = block
+                .strip_prefix("<!-- settings-table: ")?
+                .split_once(" -->")?
+                .0;
+            Some((name.to_owned(), block.to_owned()))
+        })
+        .collect();
+    match tables.len() {
+        2 => Ok(tables),
+        _ => Err(format!(
+            "`{} --help --markdown` does not print two settings tables",
+            binary.display()
+        )),
+    }
 }
 
 /// The README's `## The `<name>` plugin` section, up to the next `## ` heading.
@@ -145,26 +214,6 @@ fn common_section(readme: &str) -> &str {
         .and_then(|r| r.find("\n## "))
         .map_or(rest.len(), |i| i + 3);
     &rest[..end]
-}
-
-/// The setting names the plugin's `--help` lists (one per line after "Settings").
-fn declared_settings(binary: &Path) -> std::result::Result<Vec<String>, String> {
-    let output = Command::new(binary)
-        .arg("--help")
-        .env_clear()
-        .output()
-        .map_err(|e| format!("cannot run `{} --help`: {e}", binary.display()))?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    let listed = text
-        .split_once("\nSettings")
-        .ok_or(format!("`{} --help` lists no settings", binary.display()))?
-        .1;
-    Ok(listed
-        .lines()
-        .skip(1)
-        .filter(|line| line.starts_with("  ") && !line.starts_with("   "))
-        .filter_map(|line| line.split_whitespace().next().map(str::to_owned))
-        .collect())
 }
 
 /// Relative links of every tracked Markdown file that do not resolve inside the repository.

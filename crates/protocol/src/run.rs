@@ -16,7 +16,7 @@ use crate::audit;
 use crate::cache::{Cache, Key, KeyParts, Served};
 use crate::output::{self, Mode};
 use crate::policy;
-use crate::settings::{AUDIT_LOG, AUDIT_REQUIRED, CACHE_TTL, DEADLINE};
+use crate::settings::{self, AUDIT_LOG, AUDIT_REQUIRED, CACHE_TTL, DEADLINE};
 use crate::{Backend, Error, ErrorKind, Request, SecretPath, Settings};
 
 /// What the command line asks for.
@@ -25,6 +25,8 @@ enum Command {
     Fingerprint,
     Fetch(String),
     Help,
+    /// `--help --markdown`: the README's settings tables, for `cargo xtask readme`.
+    SettingsTables,
     /// `check [--namespace N] [--job J] [--path P]`, for people.
     Check(CheckArgs),
 }
@@ -62,6 +64,11 @@ pub fn main<B: Backend>() -> ! {
     match parse_command(&args, operation.as_deref(), B::NAME) {
         Ok(Command::Fingerprint) => output::fingerprint(),
         Ok(Command::Help) if mode == Mode::Manual => output::help(&usage::<B>()),
+        Ok(Command::SettingsTables) if mode == Mode::Manual => output::help(&format!(
+            "{}\n{}",
+            settings::markdown("common", &settings::COMMON.iter().collect::<Vec<_>>()),
+            settings::markdown(B::NAME, &B::SETTINGS.iter().collect::<Vec<_>>())
+        )),
         Ok(Command::Check(_)) if mode == Mode::Nomad => {
             let error = Error::new(ErrorKind::Usage, "`check` is for people, not Nomad");
             output::error(mode, B::NAME, &error.to_string(), true)
@@ -70,7 +77,7 @@ pub fn main<B: Backend>() -> ! {
             let (report, ok) = check::<B>(&check_args, &executable_path(&args));
             output::report(&report, ok)
         }
-        Ok(Command::Help) => {
+        Ok(Command::Help | Command::SettingsTables) => {
             let error = Error::new(ErrorKind::Usage, "`--help` is for people, not Nomad");
             output::error(mode, B::NAME, &error.to_string(), true)
         }
@@ -130,6 +137,7 @@ fn parse_command(
             None => return Err(usage("the secret path is not UTF-8")),
         },
         Some("fetch") => return Err(usage("`fetch` takes exactly one argument, the secret path")),
+        Some("--help") if args.get(2).is_some_and(|a| a == "--markdown") => Command::SettingsTables,
         Some("-h" | "--help" | "help") => Command::Help,
         Some("check") => Command::Check(parse_check(&args[2..]).map_err(|e| usage(&e))?),
         Some(other) => return Err(usage(&format!("unknown command `{other}`"))),
@@ -137,13 +145,17 @@ fn parse_command(
     };
     let verb = verb.to_str().unwrap_or_default();
     match operation {
-        Some(operation) if operation != verb && command != Command::Help => Err(Error::new(
-            ErrorKind::Usage,
-            format!(
-                "`CPI_OPERATION` is `{}` but the command is `{verb}`",
-                operation.to_string_lossy()
-            ),
-        )),
+        Some(operation)
+            if operation != verb && !matches!(command, Command::Help | Command::SettingsTables) =>
+        {
+            Err(Error::new(
+                ErrorKind::Usage,
+                format!(
+                    "`CPI_OPERATION` is `{}` but the command is `{verb}`",
+                    operation.to_string_lossy()
+                ),
+            ))
+        }
         _ => Ok(command),
     }
 }

@@ -593,6 +593,52 @@ impl Settings {
     }
 }
 
+/// The README's table of `settings`, between the markers `cargo xtask readme` replaces:
+/// `<!-- settings-table: <name> -->` and `<!-- end settings-table -->`. The rows say what each
+/// setting is, what applies when it is unset, and who may change it; written from the
+/// declarations, so the docs cannot drift from what the plugin accepts.
+pub fn markdown(name: &str, settings: &[&Setting]) -> String {
+    let mut table = format!(
+        "<!-- settings-table: {name} -->\n\
+         | setting | default | who may set it | what it does |\n\
+         |---|---|---|---|\n"
+    );
+    for setting in settings {
+        let default = match (setting.default, setting.unset) {
+            (Some(value), _) if matches!(setting.kind, Kind::Bool) => format!("`{value}`"),
+            (Some(value), _) => format!("`\"{value}\"`"),
+            (None, Some(unset)) => unset.to_owned(),
+            (None, None) if setting.kind == Kind::List => "`[]`".to_owned(),
+            (None, None) => "none".to_owned(),
+        };
+        let mut who = match (setting.job_env, setting.job_by_default) {
+            (None, _) => "operator only".to_owned(),
+            (Some(var), true) => {
+                format!("operator; a job's `{var}` unless `{JOB_MAY_SET}` leaves it out")
+            }
+            (Some(var), false) => format!("operator; a job's `{var}` if listed in `{JOB_MAY_SET}`"),
+        };
+        if let Some(var) = setting.by_hand_env {
+            who.push_str(&format!("; by hand `{var}`"));
+        }
+        table.push_str(&format!(
+            "| `{}` | {default} | {who} | {} |\n",
+            setting.name,
+            setting.doc.replace('|', "\\|")
+        ));
+    }
+    if name == "common" {
+        table.push_str(&format!(
+            "| `{JOB_MAY_SET}` | `[]`, or the settings jobs may set by default | operator only | \
+             the settings a job's `env {{}}` may override, by name |\n\
+             | `[[{ALLOW}]]` | none: every job may read every path | operator only | \
+             the access policy: which namespaces and jobs may read which paths |\n"
+        ));
+    }
+    table.push_str("<!-- end settings-table -->\n");
+    table
+}
+
 /// The error for a file that `setting` names and that cannot be read: the setting, the file
 /// and why, never anything of its content.
 pub fn unreadable(setting: &str, file: &Path, error: &std::io::Error) -> Error {
@@ -802,6 +848,38 @@ mod tests {
         assert_eq!(settings.get(&DEADLINE), Some(Duration::from_millis(1500)));
         assert_eq!(settings.get(&MAX_SIZE), Some(1 << 20));
         assert_eq!(settings.get(&REGION), None);
+    }
+
+    #[test]
+    fn the_readme_table_says_what_the_declarations_say() {
+        const LOCKED: Key<str> = Key::text("region", "the region")
+            .job_env("AWS_REGION")
+            .by_hand("AWS_DEFAULT_REGION");
+        const OPEN: Key<str> = Key::text("role", "a | b")
+            .job_env("ROLE")
+            .job_by_default()
+            .unset("the node's");
+        let table = markdown(
+            "x",
+            &[
+                &MAX_SIZE.setting,
+                &LOCKED.setting,
+                &OPEN.setting,
+                &AUDIT_REQUIRED.setting,
+            ],
+        );
+        assert_eq!(
+            table,
+            "<!-- settings-table: x -->\n\
+             | setting | default | who may set it | what it does |\n\
+             |---|---|---|---|\n\
+             | `max_size` | `\"1MiB\"` | operator only | largest secret |\n\
+             | `region` | none | operator; a job's `AWS_REGION` if listed in `job_may_set`; by hand `AWS_DEFAULT_REGION` | the region |\n\
+             | `role` | the node's | operator; a job's `ROLE` unless `job_may_set` leaves it out | a \\| b |\n\
+             | `audit_required` | `true` | operator only | whether a fetch fails when its audit line cannot be written |\n\
+             <!-- end settings-table -->\n"
+        );
+        assert!(markdown("common", &[]).contains("| `[[allow]]` |"));
     }
 
     #[test]
