@@ -23,11 +23,23 @@ pub fn describe<E, R>(
     own: impl FnOnce(&E, &str) -> Option<Error>,
 ) -> Error
 where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    described(&error, setup, own).because(error)
+}
+
+fn described<E, R>(
+    error: &SdkError<E, R>,
+    setup: &Setup,
+    own: impl FnOnce(&E, &str) -> Option<Error>,
+) -> Error
+where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + 'static,
 {
     let file = &setup.settings_name;
-    if let (Some(role), Some(refused)) = (&setup.role, find::<AssumeRoleError>(&error)) {
+    if let (Some(role), Some(refused)) = (&setup.role, find::<AssumeRoleError>(error)) {
         let what = match refused.code() {
             Some(code) => format!("{code}: {}", refused.message().unwrap_or("")),
             None => refused.message().unwrap_or("no reason given").to_owned(),
@@ -39,8 +51,8 @@ where
             "the role's trust policy must allow the node's (or the job's) credentials to assume it",
         );
     }
-    if let (Some(role), Some(_)) = (&setup.role, find::<CredentialsError>(&error)) {
-        let why = match find::<ConnectorError>(&error) {
+    if let (Some(role), Some(_)) = (&setup.role, find::<CredentialsError>(error)) {
+        let why = match find::<ConnectorError>(error) {
             Some(connector) if connector.is_timeout() => {
                 "AWS STS did not answer in time".to_owned()
             }
@@ -51,12 +63,12 @@ where
             "check `sts_endpoint_url` in {file} and the network, and that the node has credentials"
         ));
     }
-    if let Some(credentials) = find::<CredentialsError>(&error) {
+    if let Some(credentials) = find::<CredentialsError>(error) {
         return no_credentials(credentials, setup);
     }
     match error {
         SdkError::ServiceError(service) => {
-            let error = service.into_err();
+            let error = service.err();
             // Collapsed to one line: some endpoints pad their messages with runs of spaces.
             let message = error
                 .message()
@@ -90,7 +102,7 @@ where
             "check `{}` in {file}",
             setup.service.endpoint_setting.name()
         )),
-        other => Error::unavailable(format!("the request could not be made: {}", short(&other))),
+        other => Error::unavailable(format!("the request could not be made: {}", short(other))),
     }
 }
 
@@ -145,15 +157,23 @@ fn common_code(code: Option<&str>, message: &str, setup: &Setup) -> Error {
 /// The message for a failed `check` (STS `GetCallerIdentity`).
 pub fn describe_check<E, R>(error: SdkError<E, R>, setup: &Setup) -> Error
 where
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    described_check(&error, setup).because(error)
+}
+
+fn described_check<E, R>(error: &SdkError<E, R>, setup: &Setup) -> Error
+where
     E: std::error::Error + ProvideErrorMetadata + 'static,
     R: std::fmt::Debug + 'static,
 {
-    if let Some(credentials) = find::<CredentialsError>(&error) {
+    if let Some(credentials) = find::<CredentialsError>(error) {
         return no_credentials(credentials, setup);
     }
     match error {
         SdkError::ServiceError(service) => {
-            let e = service.into_err();
+            let e = service.err();
             Error::denied(format!(
                 "STS at `{}` refused the credentials: {}: {}",
                 setup.endpoint,
@@ -165,7 +185,7 @@ where
             Some(connector) => connection_error(connector, setup),
             None => Error::unavailable(format!("the request to `{}` failed", setup.endpoint)),
         },
-        other => Error::unavailable(format!("STS GetCallerIdentity failed: {}", short(&other))),
+        other => Error::unavailable(format!("STS GetCallerIdentity failed: {}", short(other))),
     }
 }
 

@@ -135,25 +135,9 @@ pub fn tls_failure(error: &(dyn StdError + 'static)) -> Option<TlsFailure> {
     })
 }
 
-/// The first error of type `E` in `error`'s source chain, `error` included.
-pub fn cause<'a, E: StdError + 'static>(error: &'a (dyn StdError + 'static)) -> Option<&'a E> {
-    let mut next = Some(error);
-    while let Some(error) = next {
-        if let Some(found) = error.downcast_ref::<E>() {
-            return Some(found);
-        }
-        next = match error.downcast_ref::<std::io::Error>() {
-            // An I/O error's `source()` skips its payload (a TLS stream puts rustls's error
-            // there, hyper wraps that I/O error in another): the payload is the next link.
-            Some(io) => match io.get_ref() {
-                Some(payload) => Some(payload as &(dyn StdError + 'static)),
-                None => io.source(),
-            },
-            None => error.source(),
-        };
-    }
-    None
-}
+/// The first error of type `E` in `error`'s source chain, `error` included, I/O errors'
+/// payloads included (the protocol crate's [`find_cause`](nomad_secrets_protocol::find_cause)).
+pub use nomad_secrets_protocol::find_cause as cause;
 
 #[cfg(test)]
 mod tests {

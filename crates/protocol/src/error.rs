@@ -4,7 +4,9 @@
 //! what failed and what to do, and it must never hold a secret value: constructors take messages
 //! written by our code, never text produced from a secret's contents.
 
+use std::error::Error as StdError;
 use std::fmt;
+use std::sync::Arc;
 
 /// What kind of failure this is, so that every backend classifies the same situation the same
 /// way: it is the audit line's `outcome`, and what callers branch on (never the message text,
@@ -33,13 +35,33 @@ pub enum ErrorKind {
     Internal,
 }
 
-/// A failure, with a message for the job author and an optional hint on how to fix it.
-#[derive(Clone, PartialEq, Eq)]
+/// A failure, with a message for the job author and an optional hint on how to fix it, and the
+/// lower-level error it came from, if any: kept for classification by type ([`Error::cause`],
+/// `source()`), never printed, since its text may quote what a server or a file said. `Debug`
+/// names the cause's type only.
+#[derive(Clone)]
 pub struct Error {
     kind: ErrorKind,
     message: String,
     hint: Option<String>,
+    cause: Option<Cause>,
 }
+
+/// The error an [`Error`] came from, and its type's name for `Debug`.
+#[derive(Clone)]
+struct Cause {
+    error: Arc<dyn StdError + Send + Sync>,
+    type_name: &'static str,
+}
+
+/// Equal when what is printed and the kind are: the cause is not part of the answer.
+impl PartialEq for Error {
+    fn eq(&self, other: &Error) -> bool {
+        (self.kind, &self.message, &self.hint) == (other.kind, &other.message, &other.hint)
+    }
+}
+
+impl Eq for Error {}
 
 impl Error {
     /// A new error; `message` says what failed, without a trailing period.
@@ -48,7 +70,24 @@ impl Error {
             kind,
             message: message.into(),
             hint: None,
+            cause: None,
         }
+    }
+
+    /// Keeps `cause`, the error this one describes, as its source: callers may look for a type
+    /// in it ([`Error::cause`]); nothing ever prints it.
+    #[must_use]
+    pub fn because(mut self, cause: impl StdError + Send + Sync + 'static) -> Self {
+        self.cause = Some(Cause {
+            type_name: std::any::type_name_of_val(&cause),
+            error: Arc::new(cause),
+        });
+        self
+    }
+
+    /// The first error of type `E` this one came from (see [`find_cause`]).
+    pub fn cause<E: StdError + 'static>(&self) -> Option<&E> {
+        find_cause(self.cause.as_ref()?.error.as_ref())
     }
 
     /// Adds what the reader should do next, shown after the message.
@@ -112,11 +151,40 @@ impl fmt::Display for Error {
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}: {self}", self.kind)
+        write!(f, "{:?}: {self}", self.kind)?;
+        if let Some(cause) = &self.cause {
+            write!(f, " [cause: a {}]", cause.type_name)?;
+        }
+        Ok(())
     }
 }
 
-impl std::error::Error for Error {}
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        let cause = self.cause.as_ref()?;
+        Some(cause.error.as_ref() as &(dyn StdError + 'static))
+    }
+}
+
+/// The first error of type `E` in `error`'s source chain, `error` included, looking also inside
+/// I/O errors' payloads (a TLS stream puts rustls's error there, hyper wraps that I/O error in
+/// another), which `source()` skips.
+pub fn find_cause<'a, E: StdError + 'static>(error: &'a (dyn StdError + 'static)) -> Option<&'a E> {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(found) = error.downcast_ref::<E>() {
+            return Some(found);
+        }
+        next = match error.downcast_ref::<std::io::Error>() {
+            Some(io) => match io.get_ref() {
+                Some(payload) => Some(payload as &(dyn StdError + 'static)),
+                None => io.source(),
+            },
+            None => error.source(),
+        };
+    }
+    None
+}
 
 #[cfg(test)]
 mod tests {
@@ -127,5 +195,19 @@ mod tests {
         let error = Error::not_found("no secret file `a`").hint("create it");
         assert_eq!(error.to_string(), "no secret file `a` (hint: create it)");
         assert_eq!(error.kind(), ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn a_cause_is_found_by_type_and_never_printed() {
+        let io = std::io::Error::other("the server said CANARY-secret");
+        let error = Error::unavailable("the store failed").because(io);
+        assert_eq!(error.to_string(), "the store failed");
+        let debug = format!("{error:?}");
+        assert!(!debug.contains("CANARY"), "{debug}");
+        assert!(debug.contains("std::io::error::Error"), "{debug}");
+        assert!(error.cause::<std::io::Error>().is_some());
+        assert!(error.cause::<fmt::Error>().is_none());
+        assert!(StdError::source(&error).is_some());
+        assert_eq!(error, Error::unavailable("the store failed"));
     }
 }

@@ -69,7 +69,7 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::time::Instant;
 
-pub use error::{Error, ErrorKind};
+pub use error::{Error, ErrorKind, find_cause};
 pub use output::on_exit;
 pub use path::SecretPath;
 pub use run::main;

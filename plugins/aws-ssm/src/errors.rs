@@ -7,7 +7,7 @@ use nomad_secrets_aws_common::Setup;
 use nomad_secrets_protocol::Error;
 
 /// The message for a failed `GetParameter` of `name` (with `selector`, if any).
-pub fn describe<R: std::fmt::Debug + 'static>(
+pub fn describe<R: std::fmt::Debug + Send + Sync + 'static>(
     error: SdkError<GetParameterError, R>,
     name: &str,
     selector: Option<&str>,
@@ -47,7 +47,7 @@ pub fn describe<R: std::fmt::Debug + 'static>(
 }
 
 /// The message for a failed `GetParametersByPath` of `prefix`.
-pub fn describe_path<R: std::fmt::Debug + 'static>(
+pub fn describe_path<R: std::fmt::Debug + Send + Sync + 'static>(
     error: SdkError<GetParametersByPathError, R>,
     prefix: &str,
     setup: &Setup,

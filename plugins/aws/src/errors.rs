@@ -16,7 +16,7 @@ pub struct Asked<'a> {
 }
 
 /// The message for a failed `GetSecretValue`.
-pub fn describe<R: std::fmt::Debug + 'static>(
+pub fn describe<R: std::fmt::Debug + Send + Sync + 'static>(
     error: SdkError<GetSecretValueError, R>,
     asked: &Asked,
     setup: &Setup,

@@ -109,7 +109,7 @@ impl Backend for FileBackend {
             limit,
             strategy,
         };
-        match opened.map_err(|e| reader.open_error(&e, locator))? {
+        match opened.map_err(|e| reader.open_error(&e, locator).because(e))? {
             Opened::File(file, size) => {
                 reader.check_real_path(|| resolve::real_path(file.as_raw_fd()), locator)?;
                 let bytes = reader.read(file, size, limit, locator)?;
@@ -239,9 +239,9 @@ impl Reader<'_> {
             return Err(self.too_large(shown));
         }
         let mut bytes = Vec::with_capacity(size as usize);
-        file.take(budget + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::unavailable(format!("cannot read `{shown}`: {}", describe(&e))))?;
+        file.take(budget + 1).read_to_end(&mut bytes).map_err(|e| {
+            Error::unavailable(format!("cannot read `{shown}`: {}", describe(&e))).because(e)
+        })?;
         if bytes.len() as u64 > budget {
             return Err(self.too_large(shown));
         }

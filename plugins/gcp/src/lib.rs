@@ -106,7 +106,9 @@ impl Backend for GcpBackend {
                     .with_attempt_timeout(Budget::ATTEMPT)
                     .send()
                     .await
-                    .map_err(|e| errors::describe(&e, &format!("projects/{project}"), &source))?;
+                    .map_err(|e| {
+                        errors::describe(&e, &format!("projects/{project}"), &source).because(e)
+                    })?;
                 Ok(format!(
                     "credentials work ({}): Secret Manager lists the secrets of project `{project}`",
                     source.used
@@ -150,7 +152,7 @@ async fn access(request: &Request, name: &names::Name, version: &str) -> Result<
         .with_attempt_timeout(Budget::ATTEMPT)
         .send()
         .await
-        .map_err(|e| errors::describe(&e, &full, &source))?;
+        .map_err(|e| errors::describe(&e, &full, &source).because(e))?;
     let payload = answer.payload.ok_or_else(|| {
         Error::invalid_secret(format!(
             "Secret Manager answered `{full}` without a payload"

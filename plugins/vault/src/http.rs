@@ -211,7 +211,7 @@ impl Vault {
             .configure_request(request)
             .timeout_global(Some(attempt))
             .build();
-        let mut response = agent.run(request).map_err(|e| self.transport_error(&e))?;
+        let mut response = agent.run(request).map_err(|e| self.transport_error(e))?;
         let status = response.status().as_u16();
         let content_type = response
             .headers()
@@ -234,7 +234,7 @@ impl Vault {
                     self.address
                 ))
                 .hint("check `address`: it may not point at Vault"),
-                other => self.transport_error(&other),
+                other => self.transport_error(other),
             })?;
         Answer::parse(
             status,
@@ -253,7 +253,12 @@ impl Vault {
         .hint("check that this node can reach Vault (address, firewall, load balancer)")
     }
 
-    fn transport_error(&self, error: &ureq::Error) -> Error {
+    /// What failed on the way to Vault, said by type; the error is kept as the cause.
+    fn transport_error(&self, error: ureq::Error) -> Error {
+        self.describe_transport(&error).because(error)
+    }
+
+    fn describe_transport(&self, error: &ureq::Error) -> Error {
         let address = &self.address;
         match rest::failure(error) {
             Failure::Tls(TlsFailure::Expired) => Error::denied(format!(
