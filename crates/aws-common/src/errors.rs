@@ -78,7 +78,7 @@ where
                 .join(" ")
                 .trim_end_matches('.')
                 .to_owned();
-            match own(&error, &message) {
+            match own(error, &message) {
                 Some(described) => described,
                 None => common_code(error.code(), &message, setup),
             }
