@@ -310,7 +310,9 @@ pub fn run(args: &[String]) -> Result {
                 });
             if ratio > limit {
                 return Err(format!(
-                    "{}: peak RSS is {ratio:.2}x that of /bin/echo, above its {limit} bound",
+                    "{}: peak RSS is {ratio:.2}x that of /bin/echo, above its {limit} bound; if \
+                     the code the fingerprint runs changed (or the compiler, or a dependency), \
+                     run `cargo xtask order` to refresh xtask/fingerprint.order (README \"Speed\")",
                     row.label
                 ));
             }

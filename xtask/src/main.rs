@@ -23,6 +23,7 @@ mod dist;
 mod fuzz;
 mod install;
 mod moto;
+mod order;
 mod plugins;
 mod suites;
 mod test;
@@ -46,9 +47,10 @@ fn main() -> ExitCode {
         Some("load") => bench::run(&["--load-only".into()]),
         Some("tidy") => tidy::run(),
         Some("readme") => tidy::write_readme(),
+        Some("order") => order::run(),
         _ => Err(
             "usage: cargo xtask <install --plugin-dir DIR | dist | demo | test | bench [--runs N] | moto \
-             | leak | faults | fuzz [--seconds N] [--target NAME] [--save] | load | tidy | readme>"
+             | leak | faults | fuzz [--seconds N] [--target NAME] [--save] | load | tidy | readme | order>"
                 .into(),
         ),
     };
@@ -109,30 +111,67 @@ pub fn build_release() -> Result<Vec<(String, PathBuf)>> {
 /// The command [`build_release`] runs, and the (installed name, binary path) pairs it makes.
 pub fn release_build() -> Result<(Command, Vec<(String, PathBuf)>)> {
     let host = host_triple()?;
-    let mut command = cargo();
-    command.args(["build", "--release", "--locked", "--target", &host]);
-    // Built by rustc alone, even when `cargo xtask test` lints its other builds.
-    for variable in test::LINT_VARIABLES {
-        command.env_remove(variable);
-    }
-    for_target_only(
-        &mut command,
-        &host,
-        "-C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs",
-    );
+    let mut command = release_cargo("build", &host)?;
     let plugins = plugins::all()?;
     for plugin in &plugins {
         command.args(["--package", &plugin.package]);
     }
-    let target = moto::target_dir();
     let binaries = plugins
         .into_iter()
         .map(|plugin| {
-            let binary = target.join(&host).join("release").join(&plugin.name);
+            let binary = release_binary(&host, &plugin.name);
             (plugin.name, binary)
         })
         .collect();
     Ok((command, binaries))
+}
+
+/// The command that links `plugin`'s release binary alone with `extra` rustc arguments (its
+/// dependencies as [`release_build`] built them), and the binary's path.
+pub fn release_link(plugin: &plugins::Plugin, extra: &[&str]) -> Result<(Command, PathBuf)> {
+    let host = host_triple()?;
+    let mut command = release_cargo("rustc", &host)?;
+    command
+        .args(["--package", &plugin.package, "--bin", &plugin.name, "--"])
+        .args(extra);
+    Ok((command, release_binary(&host, &plugin.name)))
+}
+
+fn release_binary(host: &str, name: &str) -> PathBuf {
+    moto::target_dir().join(host).join("release").join(name)
+}
+
+/// `cargo <verb> --release` for `host`, static, with packed relocations and the fingerprint's
+/// link order (see `order.rs`). The list is passed as a copy named by its content, so that a
+/// new list changes the flags and relinks.
+fn release_cargo(verb: &str, host: &str) -> Result<Command> {
+    let mut command = cargo();
+    command.args([verb, "--release", "--locked", "--target", host]);
+    // Built by rustc alone, even when `cargo xtask test` lints its other builds.
+    for variable in test::LINT_VARIABLES {
+        command.env_remove(variable);
+    }
+    let order = std::fs::read(order::file()).unwrap_or_default();
+    let copy = moto::target_dir().join(format!("fingerprint-{:016x}.order", fnv1a(&order)));
+    std::fs::create_dir_all(moto::target_dir()).map_err(|e| e.to_string())?;
+    std::fs::write(&copy, &order).map_err(|e| format!("{}: {e}", copy.display()))?;
+    for_target_only(
+        &mut command,
+        host,
+        &format!(
+            "-C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs \
+             -C link-arg=-Wl,--symbol-ordering-file={} -C link-arg=-Wl,--no-warn-symbol-ordering",
+            copy.display()
+        ),
+    );
+    Ok(command)
+}
+
+/// FNV-1a, 64 bits: a content name for the order list, not a security hash.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// Sets `flags` for the code built for `host` with an explicit `--target`: build scripts and
