@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Once};
+use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
@@ -29,11 +29,11 @@ fn fetch(status: u16, content_type: &'static str, body: &[u8]) -> Result<Secrets
             std::env::set_var("AWS_SECRET_ACCESS_KEY", "fuzz");
         }
     });
-    let body = Arc::new(body.to_vec());
+    let body = body.to_vec();
     let transport = Transport::in_memory(move |_| Answer {
         status,
         content_type,
-        body: body.to_vec(),
+        body: body.clone(),
     });
     let settings = Settings::from_text(
         Path::new("/opt/nomad/plugins/secrets/aws.toml"),
