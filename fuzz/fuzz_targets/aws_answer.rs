@@ -46,6 +46,7 @@ fn fetch(status: u16, content_type: &'static str, body: &[u8]) -> Result<Secrets
         path: SecretPath::parse("prod/db", AwsBackend::OPTIONS).expect("a valid path"),
         settings,
         env: HashMap::new(),
+        input: Default::default(),
         deadline: Instant::now() + Duration::from_secs(5),
         manual: false,
         namespace: "default".into(),

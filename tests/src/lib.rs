@@ -140,13 +140,20 @@ impl Plugin {
         &self.executable
     }
 
-    /// A command set up as Nomad sets it up: cleared environment, exact argv.
+    /// A command set up as Nomad sets it up: cleared environment, exact argv. A U+FFFD in a
+    /// value becomes the byte 0xFF, so that cases can pass values that are not UTF-8 (a
+    /// TOML case file cannot hold one).
     pub fn command(&self, args: &[&str], env: &BTreeMap<String, String>) -> Command {
+        use std::os::unix::ffi::OsStringExt as _;
         let mut command = Command::new(&self.executable);
+        let raw = env.iter().map(|(name, value)| {
+            let parts: Vec<&[u8]> = value.split('\u{fffd}').map(str::as_bytes).collect();
+            (name, OsString::from_vec(parts.join(&0xff)))
+        });
         command
             .args(args)
             .env_clear()
-            .envs(env)
+            .envs(raw)
             .current_dir("/")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

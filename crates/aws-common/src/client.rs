@@ -112,6 +112,31 @@ pub struct Call<'a> {
     pub arn_region: Option<&'a str>,
     /// Run by hand rather than by Nomad.
     pub manual: bool,
+    /// The job's own complete credential, if it passed one (see `job_env`): then the only
+    /// source of credentials.
+    pub job_credential: Option<&'static str>,
+}
+
+/// The name `job_env` gives the job's access keys.
+const JOB_KEYS: &str = "access keys";
+
+/// A source that never has credentials: the start of a chain of the operator's sources.
+#[derive(Debug)]
+struct NoCredentials;
+
+impl aws_credential_types::provider::ProvideCredentials for NoCredentials {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::ready(Err(
+            aws_credential_types::provider::error::CredentialsError::not_loaded(
+                "the job passed no credentials of its own",
+            ),
+        ))
+    }
 }
 
 /// The bounded configuration for `call.service` (its endpoint override included) and the facts
@@ -124,7 +149,27 @@ pub async fn config(
 ) -> Result<(SdkConfig, Setup), Error> {
     let plan = Plan::new(settings, call.service, call.manual);
     let region = call.arn_region.or(plan.region.as_deref());
-    let base = base(transport, settings, &plan, deadline, call.role, region).await?;
+    if let Some(region) = region.filter(|r| !is_region(r)) {
+        let from = match call.arn_region {
+            Some(_) => "the secret's ARN names",
+            None => "the region (the job's `AWS_REGION` or the operator's `region`) is",
+        };
+        return Err(Error::settings(format!(
+            "{from} `{region}`, which is not an AWS region name: it would become part of the \
+             endpoint's host name"
+        ))
+        .hint("an AWS region is lowercase letters, digits and dashes, like `eu-west-1`"));
+    }
+    let base = base(
+        transport,
+        settings,
+        &plan,
+        deadline,
+        call.role,
+        region,
+        call.job_credential,
+    )
+    .await?;
     let mut sdk = base.sdk.into_builder();
     if let Some(url) = &plan.endpoint_url {
         sdk = sdk.endpoint_url(url);
@@ -151,6 +196,20 @@ pub async fn config(
         manual: call.manual,
     };
     Ok((sdk.build(), setup))
+}
+
+/// Whether `region` has the shape of an AWS region (`eu-west-1`, `us-gov-west-1`): it is put
+/// in the endpoint's host name, so nothing else may pass (a `/` or `.` would aim the node's
+/// signed request at another host).
+pub fn is_region(region: &str) -> bool {
+    !region.is_empty()
+        && region.len() <= 32
+        && region.split('-').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
 }
 
 /// The settings file's name, for hints (`aws.toml`).
@@ -253,6 +312,7 @@ async fn base(
     deadline: Instant,
     role: Option<&Role>,
     region: Option<&str>,
+    job_credential: Option<&str>,
 ) -> Result<Base, Error> {
     let http = &transport.http;
     let provider = ProviderConfig::without_region()
@@ -307,11 +367,25 @@ async fn base(
     };
     let provider = provider.with_region(Some(region.clone()));
 
-    let mut chain = CredentialsProviderChain::first_try(
-        "Environment",
-        EnvironmentVariableCredentialsProvider::new(),
-    );
-    if let Some(files) = &plan.files {
+    // Under Nomad the job's own credential, when it passed one (the protocol checked it is
+    // whole), is the only source: a job credential that fails never becomes the node's. Without
+    // one, only the operator's sources. By hand, the AWS CLI's chain.
+    let environment = || EnvironmentVariableCredentialsProvider::new();
+    let ecs = || {
+        EcsCredentialsProvider::builder()
+            .configure(&provider)
+            .build()
+    };
+    let mut chain = match (plan.manual, job_credential) {
+        (false, Some(JOB_KEYS)) => {
+            CredentialsProviderChain::first_try("Environment", environment())
+        }
+        (false, Some(_)) => CredentialsProviderChain::first_try("EcsContainer", ecs()),
+        (true, _) => CredentialsProviderChain::first_try("Environment", environment()),
+        (false, None) => CredentialsProviderChain::first_try("None", NoCredentials),
+    };
+    let operators = plan.manual || job_credential.is_none();
+    if let Some(files) = plan.files.as_ref().filter(|_| operators) {
         chain = chain.or_else(
             "Profile",
             ProfileFileCredentialsProvider::builder()
@@ -323,20 +397,16 @@ async fn base(
     }
     if plan.manual {
         // By hand, as the AWS CLI: AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN.
-        chain = chain.or_else(
-            "WebIdentityToken",
-            WebIdentityTokenCredentialsProvider::builder()
-                .configure(&provider)
-                .build(),
-        );
+        chain = chain
+            .or_else(
+                "WebIdentityToken",
+                WebIdentityTokenCredentialsProvider::builder()
+                    .configure(&provider)
+                    .build(),
+            )
+            .or_else("EcsContainer", ecs());
     }
-    chain = chain.or_else(
-        "EcsContainer",
-        EcsCredentialsProvider::builder()
-            .configure(&provider)
-            .build(),
-    );
-    if let Some(imds) = &imds {
+    if let Some(imds) = imds.as_ref().filter(|_| operators) {
         chain = chain.or_else(
             "Ec2InstanceMetadata",
             ImdsCredentialsProvider::builder()

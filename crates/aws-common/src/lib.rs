@@ -207,17 +207,9 @@ pub async fn config_for(
         role: role.as_ref(),
         arn_region: arn.map(|arn| arn.region),
         manual: request.manual,
+        job_credential: request.input.credential(),
     };
     client::config(transport, &request.settings, request.deadline, &call).await
-}
-
-/// Refuses the job's `AWS_*` variables that are the operator's to set; by hand there is no job
-/// and the person's environment is theirs.
-pub fn check_job_env(request: &Request) -> Result<(), Error> {
-    match request.manual {
-        true => Ok(()),
-        false => job_env::check(&request.env, &client::settings_name(&request.settings)),
-    }
 }
 
 /// `check` for every AWS plugin: STS `GetCallerIdentity` proves the region, the endpoint and the
@@ -233,6 +225,7 @@ pub fn check(
             role: None,
             arn_region: None,
             manual: false,
+            job_credential: None,
         };
         let (sdk, setup) = client::config(transport, settings, deadline, &call).await?;
         let me = aws_sdk_sts::Client::new(&sdk)

@@ -49,6 +49,7 @@ mod cache;
 pub mod convert;
 pub mod dotenv;
 mod error;
+pub mod job_input;
 /// The exact stdout of a run, for the fuzz targets in `fuzz/`. Always compiled, so that the
 /// lints and tests see it; nothing else calls it.
 #[doc(hidden)]
@@ -70,6 +71,7 @@ use std::ffi::OsString;
 use std::time::Instant;
 
 pub use error::{Error, ErrorKind, find_cause};
+pub use job_input::{JobInput, Meaning, Variable};
 pub use output::on_exit;
 pub use path::SecretPath;
 pub use run::main;
@@ -87,6 +89,17 @@ pub trait Backend: Sized + Send + Sync + 'static {
     const SETTINGS: &'static [Setting];
     /// The option names its paths accept (`?version=3`).
     const OPTIONS: &'static [&'static str];
+    /// Every variable a job's `env {}` may pass, and what it is (see [`job_input`]): checked
+    /// by the protocol before the backend runs; anything undeclared is refused. The variables
+    /// of settings a job may override need no declaration here.
+    const JOB_INPUT: &'static [Variable] = &[];
+
+    /// Names the operator lets a job hand to the backend's CLI as they are (`command`'s
+    /// `job_env`), besides [`Backend::JOB_INPUT`]. An unsafe name is a settings error.
+    fn passed_through(settings: &Settings) -> Result<Vec<String>, Error> {
+        let _ = settings;
+        Ok(Vec::new())
+    }
 
     /// The backend for one run, from `settings` (the job's permitted overrides applied). Runs
     /// on the fetch thread, within the deadline, and only when the store must be asked (not
@@ -124,8 +137,11 @@ pub struct Request {
     pub path: SecretPath,
     /// The operator's settings, with the job's permitted overrides applied.
     pub settings: Settings,
-    /// The environment Nomad passed: the job's `env {}` block, `NOMAD_JOB_ID`, `NOMAD_NAMESPACE`.
+    /// The environment Nomad passed, unchecked: the job's `env {}` block, `NOMAD_JOB_ID`,
+    /// `NOMAD_NAMESPACE`. Backends read [`Request::input`] instead.
     pub env: HashMap<OsString, OsString>,
+    /// The job's input as the backend's declarations allow it (by hand, the person's own).
+    pub input: JobInput,
     /// When the protocol will give up; network calls should time out before it.
     pub deadline: Instant,
     /// True when run by hand rather than by Nomad.
@@ -147,8 +163,9 @@ impl Request {
         policy::check(&self.settings, &self.namespace, &self.job, path)
     }
 
-    /// A variable of the job's environment, if set and UTF-8.
+    /// A variable the job passed (checked against the backend's declarations), or by hand one
+    /// of the person's environment.
     pub fn env_var(&self, name: &str) -> Option<&str> {
-        self.env.get(&OsString::from(name)).and_then(|v| v.to_str())
+        self.input.get(name)
     }
 }

@@ -17,7 +17,7 @@ use crate::cache::{Cache, Key, KeyParts, Served};
 use crate::output::{self, Mode};
 use crate::policy;
 use crate::settings::{self, AUDIT_LOG, AUDIT_REQUIRED, CACHE_TTL, DEADLINE};
-use crate::{Backend, Error, ErrorKind, Request, SecretPath, Settings};
+use crate::{Backend, Error, ErrorKind, JobInput, Request, SecretPath, Settings};
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
@@ -65,9 +65,14 @@ pub fn main<B: Backend>() -> ! {
         Ok(Command::Fingerprint) => output::fingerprint(),
         Ok(Command::Help) if mode == Mode::Manual => output::help(&usage::<B>()),
         Ok(Command::SettingsTables) if mode == Mode::Manual => output::help(&format!(
-            "{}\n{}",
+            "{}\n{}\n{}",
             settings::markdown("common", &settings::COMMON.iter().collect::<Vec<_>>()),
-            settings::markdown(B::NAME, &B::SETTINGS.iter().collect::<Vec<_>>())
+            settings::markdown(B::NAME, &B::SETTINGS.iter().collect::<Vec<_>>()),
+            crate::job_input::markdown(
+                B::NAME,
+                B::JOB_INPUT,
+                &settings::COMMON.iter().chain(B::SETTINGS).collect::<Vec<_>>()
+            )
         )),
         Ok(Command::Check(_)) if mode == Mode::Nomad => {
             let error = Error::new(ErrorKind::Usage, "`check` is for people, not Nomad");
@@ -188,6 +193,15 @@ fn fetch<B: Backend>(
         Mode::Nomad => Settings::load(&file, B::SETTINGS, &env)?,
         Mode::Manual => Settings::load_by_hand(&file, B::SETTINGS, &env)?,
     };
+    let input = match mode {
+        Mode::Nomad => {
+            let all: Vec<&crate::Setting> = settings::COMMON.iter().chain(B::SETTINGS).collect();
+            let passed = B::passed_through(&settings)?;
+            let name = file.file_name().unwrap_or_default().to_string_lossy();
+            JobInput::check(B::NAME, &name, B::JOB_INPUT, &all, &passed, &env)?
+        }
+        Mode::Manual => JobInput::by_hand(&env),
+    };
     let limit = settings
         .get(&DEADLINE)
         .expect("`deadline` is a common setting with a default");
@@ -229,6 +243,7 @@ fn fetch<B: Backend>(
         path,
         settings,
         env,
+        input,
         deadline: started + limit,
         manual: mode == Mode::Manual,
         namespace,

@@ -53,6 +53,8 @@ impl Backend for SsmBackend {
     const NAME: &'static str = "aws-ssm";
     const SETTINGS: &'static [Setting] = nomad_secrets_aws_common::SETTINGS;
     const OPTIONS: &'static [&'static str] = &["version", "label", "role"];
+    const JOB_INPUT: &'static [nomad_secrets_protocol::Variable] =
+        nomad_secrets_aws_common::job_env::JOB_INPUT;
 
     /// The name as it will be read (see [`names::normalise`]): a hierarchy is checked on its
     /// prefix here, and each parameter beneath it again once it is known.
@@ -66,7 +68,6 @@ impl Backend for SsmBackend {
     }
 
     fn fetch(&self, request: &Request) -> Result<Secrets, Error> {
-        nomad_secrets_aws_common::check_job_env(request)?;
         let target = names::target(
             request.path.locator(),
             request.path.option("version"),

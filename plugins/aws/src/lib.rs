@@ -51,6 +51,8 @@ impl Backend for AwsBackend {
     const NAME: &'static str = "aws";
     const SETTINGS: &'static [Setting] = nomad_secrets_aws_common::SETTINGS;
     const OPTIONS: &'static [&'static str] = &["stage", "version_id", "role"];
+    const JOB_INPUT: &'static [nomad_secrets_protocol::Variable] =
+        nomad_secrets_aws_common::job_env::JOB_INPUT;
 
     /// The id as written: Secrets Manager names are opaque strings (`a/../b` and `a//b` are
     /// names of their own, never resolved as paths), sent in a JSON body rather than a URL, so
@@ -66,7 +68,6 @@ impl Backend for AwsBackend {
     }
 
     fn fetch(&self, request: &Request) -> Result<Secrets, Error> {
-        nomad_secrets_aws_common::check_job_env(request)?;
         nomad_secrets_aws_common::block_on(get_secret_value(&self.transport, request))
     }
 

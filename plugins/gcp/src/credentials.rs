@@ -10,12 +10,13 @@
 //!    token endpoint) or an external-account (workload identity federation) file;
 //! 4. the metadata server on GCE (`metadata_endpoint`, or `"off"` on machines that are not).
 //!
-//! A job's `GOOGLE_APPLICATION_CREDENTIALS`, `GCE_METADATA_HOST`, `CLOUDSDK_*`, proxies and CA
-//! bundles are refused with the setting to use instead: they would make root read a file of the
-//! job's choice, send the node's token elsewhere, or change whom the plugin trusts.
+//! By hand, with no `credentials_file`, the person's application default credentials come
+//! before the metadata server (`GOOGLE_APPLICATION_CREDENTIALS`, else gcloud's file).
+//!
+//! What a job may pass is declared in [`JOB_INPUT`] and checked by the protocol: a job's
+//! `GOOGLE_APPLICATION_CREDENTIALS`, `GCE_METADATA_HOST`, `CLOUDSDK_*`, proxies and CA bundles
+//! are refused with the setting to use instead.
 
-use std::collections::HashMap;
-use std::ffi::OsString;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -28,55 +29,66 @@ use google_cloud_auth::errors::{CredentialsError, SubjectTokenProviderError};
 use google_cloud_gax::retry_policy::{Aip194Strict, RetryPolicyExt as _};
 use nomad_secrets_net::Budget;
 use nomad_secrets_protocol::settings::unreadable;
-use nomad_secrets_protocol::{Error, Request, Secret, Settings};
+use nomad_secrets_protocol::{Error, JobInput, Secret, Settings, Variable};
 
 /// The job's own access token.
 const JOB_TOKEN: &str = "GOOGLE_OAUTH_ACCESS_TOKEN";
 /// The job's own workload identity JWT.
 const JOB_JWT: &str = "GOOGLE_WORKLOAD_IDENTITY_JWT";
-/// Variables a job may set: its own token or JWT, and the project (through `job_may_set`).
-const JOB_MAY_PASS: &[&str] = &[JOB_TOKEN, JOB_JWT, "GOOGLE_CLOUD_PROJECT"];
 /// Google's STS, where a JWT is exchanged unless the operator's file names another.
 const GOOGLE_STS: &str = "https://sts.googleapis.com/v1/token";
 /// The only service account impersonation endpoint the SDK can call for an exchanged token.
 const IMPERSONATION: &str = "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/";
 
-/// Refuses what a job may not set (by hand everything is the person's own).
-pub fn check_job_env(request: &Request) -> Result<(), Error> {
-    if request.manual {
-        return Ok(());
-    }
-    let mut names: Vec<&str> = request.env.keys().filter_map(|k| k.to_str()).collect();
-    names.sort_unstable();
-    for name in names {
-        let upper = name.to_ascii_uppercase();
-        let ours = upper.starts_with("GOOGLE_")
-            || upper.starts_with("GCE_")
-            || upper.starts_with("CLOUDSDK_")
-            || upper.starts_with("GCLOUD_");
-        let trust =
-            upper.ends_with("_PROXY") || upper == "SSL_CERT_FILE" || upper == "SSL_CERT_DIR";
-        if (ours && !JOB_MAY_PASS.contains(&name)) || trust {
-            let instead = match upper.as_str() {
-                "GOOGLE_APPLICATION_CREDENTIALS" => {
-                    "the operator sets `credentials_file` in gcp.toml"
-                }
-                u if u.starts_with("GCE_METADATA") => {
-                    "the operator sets `metadata_endpoint` in gcp.toml"
-                }
-                u if u.ends_with("_PROXY") || u.starts_with("SSL_CERT") => {
-                    "the plugin's network path and trusted CAs are the operator's (`ca_file`, `endpoint_url`)"
-                }
-                _ => "only the operator configures this, in gcp.toml",
-            };
-            return Err(Error::settings(format!(
-                "the job's env sets `{name}`, which a job may not set: it decides which file root reads, where the node's token is sent, or whom the plugin trusts"
-            ))
-            .hint(format!("remove it from the secret's env block; {instead}")));
-        }
-    }
-    Ok(())
-}
+/// Where the network path and trust come from, for refused proxy and CA variables.
+const NETWORK: &str =
+    "the plugin's network path and trusted CAs are the operator's (`ca_file`, `endpoint_url`)";
+
+/// What a job's `env {}` may pass to `gcp`: its own access token or workload identity JWT (one
+/// of them), and the project where the operator allows. Everything that would make root read a
+/// file of the job's choice, send the node's token elsewhere, or change whom the plugin trusts
+/// is refused with the setting to use instead.
+pub const JOB_INPUT: &[Variable] = &[
+    Variable::credential(JOB_TOKEN, "access token", "the job's own OAuth access token, used as is")
+        .by_hand("as under Nomad (as Google's Terraform provider reads it)"),
+    Variable::credential(
+        JOB_JWT,
+        "workload identity JWT",
+        "the job's own JWT, exchanged at the STS through the operator's `workload_identity_file`",
+    )
+    .by_hand("as under Nomad"),
+    Variable::refused(
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "the operator sets `credentials_file` in the settings file",
+    )
+    .by_hand("the credentials file, as for gcloud and Google's libraries (when `credentials_file` is unset)"),
+    Variable::refused(
+        "GCE_METADATA_HOST",
+        "the operator sets `metadata_endpoint` in the settings file",
+    )
+    .by_hand("not read: `metadata_endpoint` decides"),
+    Variable::refused(
+        "GCE_METADATA_IP",
+        "the operator sets `metadata_endpoint` in the settings file",
+    )
+    .by_hand("not read: `metadata_endpoint` decides"),
+    Variable::refused("GCE_*", "the operator sets `metadata_endpoint` in the settings file")
+        .by_hand("not read"),
+    Variable::refused("GOOGLE_*", "only the operator configures this, in the settings file")
+        .by_hand("not read"),
+    Variable::refused("CLOUDSDK_*", "only the operator configures this, in the settings file")
+        .by_hand("`CLOUDSDK_CORE_PROJECT`: the project, as for gcloud; others not read"),
+    Variable::refused("GCLOUD_*", "only the operator configures this, in the settings file")
+        .by_hand("not read"),
+    Variable::refused("HTTPS_PROXY", NETWORK).by_hand("not read: no proxy is used"),
+    Variable::refused("HTTP_PROXY", NETWORK).by_hand("not read: no proxy is used"),
+    Variable::refused("https_proxy", NETWORK).by_hand("not read: no proxy is used"),
+    Variable::refused("http_proxy", NETWORK).by_hand("not read: no proxy is used"),
+    Variable::refused("SSL_CERT_FILE", NETWORK)
+        .by_hand("the CA bundle, beside the operator's `ca_file`"),
+    Variable::refused("SSL_CERT_DIR", NETWORK)
+        .by_hand("the CA folder, beside the operator's `ca_file`"),
+];
 
 /// A bearer token given as is (the job's own): never refreshed.
 #[derive(Debug)]
@@ -223,18 +235,12 @@ pub struct Source {
     pub exchange: Option<String>,
 }
 
-/// The credentials of `request` (or, for `check`, of the node: `env` empty).
-pub fn credentials(
-    settings: &Settings,
-    env: &HashMap<OsString, OsString>,
-) -> Result<(Credentials, Source), Error> {
-    let job_var = |name: &str| {
-        env.get(&OsString::from(name))
-            .and_then(|v| v.to_str())
-            .filter(|v| !v.is_empty())
-    };
-    let job_token = job_var(JOB_TOKEN);
-    let job_jwt = job_var(JOB_JWT);
+/// The credentials of a request whose job input is `input` (for `check`, the node's: an empty
+/// input). Under Nomad the protocol has checked the input: a job token or JWT that is present
+/// is usable, and there is at most one.
+pub fn credentials(settings: &Settings, input: &JobInput) -> Result<(Credentials, Source), Error> {
+    let job_token = input.get(JOB_TOKEN);
+    let job_jwt = input.get(JOB_JWT);
     let file = settings.get(&crate::CREDENTIALS_FILE);
     let metadata = match settings.get(&crate::METADATA_ENDPOINT) {
         Some("off") => None,
@@ -274,6 +280,31 @@ pub fn credentials(
             exchange: Some(federation.token_url.clone()),
         };
         return Ok((federation.credentials(jwt)?, source));
+    }
+    let by_hand_file = match (input.manual(), file) {
+        (true, None) => adc_file(input),
+        _ => None,
+    };
+    if let Some(adc) = by_hand_file {
+        // By hand, as gcloud and Google's libraries: GOOGLE_APPLICATION_CREDENTIALS, else the
+        // file `gcloud auth application-default login` writes.
+        let built = google_cloud_auth::credentials::Builder::default()
+            .build()
+            .map_err(|_| {
+                Error::settings(format!(
+                    "the application default credentials `{}` are not usable",
+                    adc.display()
+                ))
+                .hint("run `gcloud auth application-default login`, or point GOOGLE_APPLICATION_CREDENTIALS at a key file")
+            })?;
+        return Ok((
+            built,
+            Source {
+                used: "your application default credentials",
+                tried,
+                exchange: None,
+            },
+        ));
     }
     if let Some(file) = file {
         let text =
@@ -330,6 +361,17 @@ pub fn credentials(
             exchange: None,
         },
     ))
+}
+
+/// By hand: the application default credentials file, if there is one: the person's
+/// `GOOGLE_APPLICATION_CREDENTIALS`, else gcloud's well-known file under their home.
+fn adc_file(input: &JobInput) -> Option<std::path::PathBuf> {
+    if let Some(file) = input.get("GOOGLE_APPLICATION_CREDENTIALS") {
+        return Some(file.into());
+    }
+    let home = input.get("HOME").filter(|h| h.starts_with('/'))?;
+    let file = Path::new(home).join(".config/gcloud/application_default_credentials.json");
+    file.is_file().then_some(file)
 }
 
 /// The error when no source gave credentials.

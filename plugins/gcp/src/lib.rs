@@ -68,6 +68,7 @@ impl Backend for GcpBackend {
         CA_FILE.setting,
     ];
     const OPTIONS: &'static [&'static str] = &["version"];
+    const JOB_INPUT: &'static [nomad_secrets_protocol::Variable] = credentials::JOB_INPUT;
 
     /// The full resource name, the project of a short name filled in from the settings.
     fn normalise(locator: &str, settings: &Settings) -> Result<String, Error> {
@@ -80,7 +81,6 @@ impl Backend for GcpBackend {
     }
 
     fn fetch(&self, request: &Request) -> Result<Secrets, Error> {
-        credentials::check_job_env(request)?;
         trust_operator_cas(&request.settings)?;
         let name = names::parse(request.path.locator(), request.settings.get(&PROJECT))?;
         let version = names::version(request.path.option("version"))?;
@@ -143,7 +143,7 @@ async fn client(
 }
 
 async fn access(request: &Request, name: &names::Name, version: &str) -> Result<Secrets, Error> {
-    let (credentials, source) = credentials::credentials(&request.settings, &request.env)?;
+    let (credentials, source) = credentials::credentials(&request.settings, &request.input)?;
     let client = client(&request.settings, name.region.as_deref(), credentials).await?;
     let full = format!("{}/versions/{version}", name.full);
     let answer = client
@@ -183,7 +183,7 @@ const NODE_CA_DIRS: &[&str] = &[
 /// Trusts the operator's `ca_file` beside the node's store. Google's HTTP clients take no CA
 /// list: they trust what rustls-native-certs loads, which is `SSL_CERT_FILE` and `SSL_CERT_DIR`
 /// when this process's environment has them. Under Nomad that environment is the job's, and a
-/// job that sets either is refused (see [`credentials::check_job_env`]); by hand it is the
+/// job that sets either is refused (see [`credentials::JOB_INPUT`]); by hand it is the
 /// person's, whose `SSL_CERT_DIR` is kept.
 fn trust_operator_cas(settings: &Settings) -> Result<(), Error> {
     let Some(file) = settings.get(&CA_FILE) else {
