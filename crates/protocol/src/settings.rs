@@ -456,6 +456,14 @@ impl Settings {
         T::read(self, key.setting.name)
     }
 
+    /// The same settings with `names` unset: for a connection that must not carry what the
+    /// operator set for the node's own (a TLS client certificate to a job's address).
+    pub fn without(&self, names: &[&str]) -> Settings {
+        let mut settings = self.clone();
+        settings.values.retain(|name, _| !names.contains(name));
+        settings
+    }
+
     /// The operator's access policy (`[[allow]]` rules).
     pub fn policy(&self) -> &Policy {
         &self.policy
