@@ -7,10 +7,14 @@ Every secret value holds CANARY (see the golden harness). What it makes:
 - KV v2 at secret/: db (version 1 {password}, version 2 {username, password, port, tls}),
   deleted (its only version soft-deleted), destroyed (its only version destroyed),
   limited (behind a rate-limit quota of one read an hour, used up), odd name?#% (a name that needs
-  percent-encoding).
-- KV v1 at kv1/: app {api_key}. A transit engine at transit/ (not KV).
-- Tokens with fixed ids: narrow-token (reads secret/data/db and kv1/*, may not read the mounts
-  lookup), revoked (created, then revoked).
+  percent-encoding), top and other/db (what `?kv=1` with a v2 API path such as secret/data/top
+  would read).
+- KV v1 at kv1/: app {api_key}. KV v2 at the two-segment mount team/kv/: app {token}. A transit
+  engine at transit/ (not KV). In the root token's cubbyhole: x {note}.
+- Tokens with fixed ids: narrow-token (reads secret/data/db, secret/data/top,
+  secret/metadata/top, secret/data/other/db and kv1/*; its policy denies the mounts lookup, but
+  OpenBao serves that lookup to any token with a capability on the mount, so it still answers
+  for secret/ and kv1/), revoked (created, then revoked).
 - AppRole at approle/: role node (role id node-role, secret id CANARY-secret-id).
 - JWT at jwt/: role nomad, RS256 tokens checked against the key made here, bound audience
   vault.io and bound claim nomad_namespace=default, like Nomad's workload identities.
@@ -54,6 +58,8 @@ kv2_put("destroyed", {"password": "CANARY-destroyed"})
 call("PUT", "secret/destroy/destroyed", {"versions": [1]})
 kv2_put("limited", {"password": "CANARY-limited"})
 kv2_put("odd name?#%", {"password": "CANARY-odd-name"})
+kv2_put("top", {"password": "CANARY-top"})
+kv2_put("other/db", {"password": "CANARY-other-team"})
 # One read an hour, used up here: every read of the tests then gets a real 429.
 call("POST", "sys/quotas/rate-limit/limited", {"rate": 1, "interval": "1h", "path": "secret/data/limited"})
 call("GET", "secret/data/limited")
@@ -61,9 +67,21 @@ call("GET", "secret/data/limited")
 call("POST", "sys/mounts/kv1", {"type": "kv", "options": {"version": "1"}})
 call("POST", "kv1/app", {"api_key": "CANARY-kv1"})
 call("POST", "sys/mounts/transit", {"type": "transit"})
+call("POST", "sys/mounts/team/kv", {"type": "kv", "options": {"version": "2"}})
+# A new v2 mount upgrades its storage for a moment first, refusing writes until then.
+for _ in range(100):
+    if call("POST", "team/kv/data/app", {"data": {"token": "CANARY-team-kv"}}, ok=(200, 204, 400, 503)).get("data"):
+        break
+    time.sleep(0.05)
+else:
+    sys.exit("team/kv/ never became writable")
+call("POST", "cubbyhole/x", {"note": "CANARY-cubbyhole"})
 
 call("PUT", "sys/policies/acl/narrow", {"policy": """
 path "secret/data/db" { capabilities = ["read"] }
+path "secret/data/top" { capabilities = ["read"] }
+path "secret/metadata/top" { capabilities = ["read"] }
+path "secret/data/other/db" { capabilities = ["read"] }
 path "kv1/*" { capabilities = ["read"] }
 path "sys/internal/ui/mounts/*" { capabilities = ["deny"] }
 """})

@@ -1,16 +1,46 @@
-//! Reading a KV v1 or v2 secret.
+//! Reading a KV v1 or v2 secret, and nothing else.
 //!
-//! The mount and its version come from `sys/internal/ui/mounts/<path>` (`data.path` is the
-//! mount, `data.options.version == "2"` means v2), unless the path says `?kv=1|2` (and
-//! optionally `mount=`), or the operator's `kv_version` does. When that lookup is denied (narrow
-//! tokens often may not read it), the first path segment is taken as a v2 mount and the errors
-//! say so; on a 404 (old servers) as a v1 mount.
+//! **vault-kv reads KV secrets only: no other Vault endpoint is ever reachable.** Every fetch
+//! first asks `sys/internal/ui/mounts/<path>` (`data.path` is the mount, `data.type` its
+//! engine, `data.options.version == "2"` means v2), whatever `?kv=`, `?mount=` or the
+//! operator's `kv_version` say:
+//!
+//! - **The lookup answers (200):** it decides. The engine must be `kv` (or `generic`, its old
+//!   name); a job's `?kv=` and `?mount=` are assertions that must agree with it, and a mismatch
+//!   is an invalid-path error naming what the lookup found. The operator's `kv_version` is only
+//!   a default for the case below.
+//! - **The lookup cannot answer** (403: Vault denies it to a token with no capability on the
+//!   mount, or a proxy blocks it; 404: Vault before 0.10): `?mount=` (else the first segment)
+//!   and `?kv=` (else `kv_version`, else v2 on a 403 and v1 on a 404) decide, but nothing is
+//!   known about the engine there, so the path is held to [`unverified`]'s rules: no segment of
+//!   the mount may be one of Vault's own paths ([`SYSTEM_PATHS`]) or a KV v2 API word
+//!   ([`KV2_API`]), and a v1 read may hold neither anywhere below the mount. A path prefix can
+//!   name a namespace (`team/sys/mounts` is namespace `team`'s `sys/mounts`), so the whole
+//!   path is checked, not only its first segment.
+//!
+//! A v2 read's rest is a secret's name and may start with anything (`data/x` is the secret
+//! `data/x`, read at `<mount>/data/data/x`): the plugin inserts `data/` itself, so the rest can
+//! never reach another endpoint. The URL is `<mount>/data/<rest>` (v2) or `<mount>/<rest>` (v1),
+//! built from the normalised locator that the access policy checked ([`normalise`]), every
+//! segment percent-encoded ([`encoded`]) so that `?`, `#` or `%2F` in a name stay in the name.
 
 use nomad_secrets_protocol::{Error, ErrorKind, Secrets};
 use serde_json::Value;
 
 use crate::auth::{Auth, sealed};
 use crate::http::{Answer, Vault};
+
+/// Vault's own top-level paths, never a KV mount, never (a segment of) an unverified mount, nor
+/// anywhere in an unverified v1 path: the system backend, auth methods (tokens, logins), the
+/// identity store, the per-token cubbyhole, and the audit devices' reserved path.
+pub const SYSTEM_PATHS: &[&str] = &["sys", "auth", "identity", "cubbyhole", "audit"];
+
+/// The words of KV v2's API below its mount (`<mount>/data/<name>`, `metadata/`, ...): an
+/// unverified v1 read may not hold them below the mount, so that it can never address a v2
+/// secret, its metadata or its versions by their API path.
+pub const KV2_API: &[&str] = &[
+    "data", "metadata", "delete", "undelete", "destroy", "config", "subkeys",
+];
 
 /// Which mount, which version, and how that was learnt.
 pub struct Mount {
@@ -24,13 +54,15 @@ pub struct Mount {
 
 /// What to read.
 pub struct Read<'a> {
-    /// `<mount>/<path>`, as the job wrote it.
+    /// `<mount>/<path>`, normalised: what the access policy checked.
     pub locator: &'a str,
     /// `?version=N` (v2 only).
     pub version: Option<u64>,
-    /// `?kv=1|2` or the operator's `kv_version`.
+    /// The job's `?kv=1|2`: an assertion when the mounts lookup answers.
     pub kv: Option<u8>,
-    /// `?mount=` with `kv`.
+    /// The operator's `kv_version`: the version when the mounts lookup cannot answer.
+    pub default_kv: Option<u8>,
+    /// The job's `?mount=`, normalised: an assertion when the mounts lookup answers.
     pub mount: Option<&'a str>,
     /// The namespace reads go to.
     pub namespace: Option<&'a str>,
@@ -84,31 +116,19 @@ impl From<Error> for Retry {
     }
 }
 
-/// One read: the mounts lookup (unless the version is known), then the secret. `get` sends a
-/// GET to a path under `/v1/`; `address` is Vault's, for messages.
+/// One read: the mounts lookup, then the secret. `get` sends a GET to a path under `/v1/`;
+/// `address` is Vault's, for messages.
 pub fn attempt(
     get: &dyn Fn(&str) -> Result<Answer, Error>,
     read: &Read,
     address: &str,
 ) -> Result<Secrets, Retry> {
-    let mount = match read.kv {
-        Some(version) => Mount {
-            path: read
-                .mount
-                .map(str::to_owned)
-                .unwrap_or_else(|| first_segment(read.locator)),
-            version,
-            assumed: false,
-        },
-        None => {
-            let lookup = format!("sys/internal/ui/mounts/{}", encoded(read.locator));
-            let answer = get(&lookup)?;
-            if answer.invalid_token() {
-                return Err(Retry::InvalidToken);
-            }
-            detect(&answer, read.locator, address)?
-        }
-    };
+    let lookup = format!("sys/internal/ui/mounts/{}", encoded(read.locator));
+    let answer = get(&lookup)?;
+    if answer.invalid_token() {
+        return Err(Retry::InvalidToken);
+    }
+    let mount = detect(&answer, read, address)?;
     let rest = below(read.locator, &mount.path).unwrap_or_default();
     if rest.is_empty() {
         return Err(Error::invalid_path(format!(
@@ -117,34 +137,20 @@ pub fn attempt(
         ))
         .into());
     }
+    if mount.version != 2 && read.version.is_some() {
+        return Err(Error::invalid_path(format!(
+            "`{}` is a KV v1 mount, which has no versions",
+            mount.path
+        ))
+        .hint("remove `?version=`, or use `?kv=2` if the mount is really v2")
+        .into());
+    }
     // `path` is Vault's API path as messages show it; the URL gets it percent-encoded.
-    let (path, query, shown) = match mount.version {
-        2 => {
-            let query = read
-                .version
-                .map(|v| format!("?version={v}"))
-                .unwrap_or_default();
-            (
-                format!("{}/data/{rest}", mount.path),
-                query,
-                format!("{}/{rest}", mount.path),
-            )
-        }
-        _ => {
-            if read.version.is_some() {
-                return Err(Error::invalid_path(format!(
-                    "`{}` is a KV v1 mount, which has no versions",
-                    mount.path
-                ))
-                .hint("remove `?version=`, or use `?kv=2` if the mount is really v2")
-                .into());
-            }
-            (
-                format!("{}/{rest}", mount.path),
-                String::new(),
-                format!("{}/{rest}", mount.path),
-            )
-        }
+    let path = api_path(read.locator, &mount)?;
+    let shown = read.locator;
+    let query = match (mount.version, read.version) {
+        (2, Some(v)) => format!("?version={v}"),
+        _ => String::new(),
     };
     let answer = get(&format!("{}{query}", encoded(&path)))?;
     if answer.invalid_token() {
@@ -170,7 +176,7 @@ pub fn attempt(
                 .into()),
             }
         }
-        404 => Err(not_found(&answer, &shown, read.version, &mount, assumed).into()),
+        404 => Err(not_found(&answer, shown, read.version, &mount, assumed).into()),
         // Every token may look itself up (the `default` policy): one that may not is not a
         // token Vault knows.
         403 if get("auth/token/lookup-self").is_ok_and(|me| me.status == 403) => {
@@ -180,8 +186,11 @@ pub fn attempt(
     }
 }
 
-/// Reads the mounts lookup's answer.
-fn detect(answer: &Answer, locator: &str, address: &str) -> Result<Mount, Error> {
+/// The mount and version of `read`: the mounts lookup's answer when it has one (the job's
+/// `?kv=` and `?mount=` must agree with it), else what the job or the operator says, held to
+/// [`unverified`]'s rules.
+fn detect(answer: &Answer, read: &Read, address: &str) -> Result<Mount, Error> {
+    let locator = read.locator;
     match answer.status {
         200 => {
             let data = &answer.body["data"];
@@ -190,38 +199,75 @@ fn detect(answer: &Answer, locator: &str, address: &str) -> Result<Mount, Error>
                 .unwrap_or_default()
                 .trim_end_matches('/')
                 .to_owned();
-            if path.is_empty() || below(locator, &path).is_none() {
+            let usable = !path.is_empty() && below(locator, &path).is_some();
+            match data["type"].as_str() {
+                Some("kv" | "generic") => {}
+                Some(kind) if usable => {
+                    return Err(Error::invalid_path(format!(
+                        "`{path}` is a `{kind}` secrets engine, not KV"
+                    ))
+                    .hint("this plugin reads KV v1 and v2 mounts only"));
+                }
+                Some(kind) => {
+                    return Err(Error::invalid_path(format!(
+                        "`{locator}` is not in a KV mount: Vault's mount lookup names a `{kind}` engine"
+                    ))
+                    .hint("this plugin reads KV v1 and v2 mounts only"));
+                }
+                None => {
+                    return Err(Error::unavailable(format!(
+                        "Vault's mount lookup for `{locator}` names no engine type"
+                    )));
+                }
+            }
+            if !usable {
                 return Err(Error::unavailable(format!(
                     "Vault's mount lookup for `{locator}` gave no usable mount path"
                 )));
-            }
-            let kind = data["type"].as_str().unwrap_or("kv");
-            if kind != "kv" && kind != "generic" {
-                return Err(Error::invalid_path(format!(
-                    "`{path}` is a `{kind}` secrets engine, not KV"
-                ))
-                .hint("this plugin reads KV v1 and v2 mounts only"));
             }
             let version = match data["options"]["version"].as_str() {
                 Some("2") => 2,
                 _ => 1,
             };
+            if let Some(said) = read.kv.filter(|said| *said != version) {
+                return Err(Error::invalid_path(format!(
+                    "`?kv={said}` says KV v{said}, but Vault's mount lookup found `{path}` to be a KV v{version} mount"
+                ))
+                .hint(match version {
+                    2 => "remove `?kv=`: the version is detected; write the secret's name below the mount (the plugin adds `data/`)",
+                    _ => "remove `?kv=`: the version is detected",
+                }));
+            }
+            if let Some(said) = read.mount.filter(|said| *said != path) {
+                return Err(Error::invalid_path(format!(
+                    "`?mount={said}` does not agree with Vault's mount lookup, which found the mount `{path}`"
+                ))
+                .hint("remove `?mount=`: the mount is detected"));
+            }
             Ok(Mount {
                 path,
                 version,
                 assumed: false,
             })
         }
-        403 => Ok(Mount {
-            path: first_segment(locator),
-            version: 2,
-            assumed: true,
-        }),
-        404 => Ok(Mount {
-            path: first_segment(locator),
-            version: 1,
-            assumed: false,
-        }),
+        status @ (403 | 404) => {
+            let assumed = status == 403 && read.kv.is_none() && read.default_kv.is_none();
+            let version = read
+                .kv
+                .or(read.default_kv)
+                .unwrap_or(if status == 403 { 2 } else { 1 });
+            let path = read
+                .mount
+                .map(str::to_owned)
+                .unwrap_or_else(|| first_segment(locator));
+            let mount = Mount {
+                path,
+                version,
+                assumed,
+            };
+            unverified(locator, &mount, status)?;
+            Ok(mount)
+        }
         _ => Err(failure(
             answer,
             &format!("sys/internal/ui/mounts/{locator}"),
@@ -229,6 +275,73 @@ fn detect(answer: &Answer, locator: &str, address: &str) -> Result<Mount, Error>
             "",
         )),
     }
+}
+
+/// The rules for a mount and version that the mounts lookup did not confirm (it answered
+/// `status`, 403 or 404): no segment of the mount is one of [`SYSTEM_PATHS`] or [`KV2_API`],
+/// and for v1 no segment below it either. Vault routes a leading run of segments that name
+/// namespaces to those namespaces, so any segment could begin Vault's own paths.
+pub fn unverified(locator: &str, mount: &Mount, status: u16) -> Result<(), Error> {
+    let why = match status {
+        404 => "Vault's mount lookup is not served here (HTTP 404)",
+        _ => "Vault denied the mount lookup (HTTP 403)",
+    };
+    let hint = match status {
+        404 => "this Vault cannot say what is mounted there: fix the path",
+        _ => {
+            "the mount could not be checked: give the token a capability on the mount (Vault then answers sys/internal/ui/mounts), or fix the path"
+        }
+    };
+    let rest = below(locator, &mount.path).unwrap_or_default();
+    let rest: Vec<&str> = match mount.version {
+        2 => Vec::new(),
+        _ => rest.split('/').collect(),
+    };
+    for segment in mount.path.split('/').chain(rest.iter().copied()) {
+        if SYSTEM_PATHS.contains(&segment) {
+            return Err(Error::invalid_path(format!(
+                "`{locator}` would be read under `{segment}/`, one of Vault's own paths ({}), and {why}: vault-kv reads KV secrets only",
+                SYSTEM_PATHS.join(", ")
+            ))
+            .hint(hint));
+        }
+    }
+    let words = mount.path.split('/').chain(rest.iter().copied());
+    for segment in words {
+        if KV2_API.contains(&segment) {
+            return Err(Error::invalid_path(format!(
+                "`{locator}` read as KV v{} at the mount `{}` would address `{segment}/`, a KV v2 API path, and {why}: a v2 secret is named without it",
+                mount.version, mount.path
+            ))
+            .hint("for a v2 secret, write `<mount>/<name>` (the plugin adds `data/`) without `?kv=1`"));
+        }
+    }
+    Ok(())
+}
+
+/// Vault's API path for reading `locator` from `mount`: `<mount>/data/<rest>` (v2) or
+/// `<mount>/<rest>` (v1), where `<mount>/<rest>` is exactly `locator`, the normalised path the
+/// access policy checked. Refused, never sent, if it were anything else.
+pub fn api_path(locator: &str, mount: &Mount) -> Result<String, Error> {
+    let rest = below(locator, &mount.path)
+        .filter(|rest| !rest.is_empty())
+        .ok_or_else(|| {
+            Error::invalid_path(format!(
+                "`{locator}` is not below the mount `{}`",
+                mount.path
+            ))
+        })?;
+    let path = match mount.version {
+        2 => format!("{}/data/{rest}", mount.path),
+        _ => format!("{}/{rest}", mount.path),
+    };
+    let checked = normalise(locator, "path").is_ok_and(|normal| normal == locator);
+    if !checked {
+        return Err(Error::invalid_path(format!(
+            "`{locator}` is not a normalised Vault path"
+        )));
+    }
+    Ok(path)
 }
 
 /// What `locator` names beneath `mount`, when `mount` is a whole-segment prefix of it:
@@ -366,5 +479,173 @@ fn failure(answer: &Answer, path: &str, address: &str, assumed: &str) -> Error {
             "Vault answered HTTP {status} for `{path}`: {errors}"
         ))
         .hint("try again later; if it persists, check Vault's logs"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+
+    const V2: &str = r#"{"data":{"type":"kv","path":"secret/","options":{"version":"2"}}}"#;
+    const V1: &str = r#"{"data":{"type":"kv","path":"kv1/","options":{"version":"1"}}}"#;
+    const DENIED: &str = r#"{"errors":["preflight capability check returned 403"]}"#;
+
+    /// What `attempt` asks Vault (paths under `/v1/`) and gives, for `raw` (`locator`, `?kv=`,
+    /// `?mount=`) when the mounts lookup answers `lookup` and every read answers a secret.
+    fn run(
+        locator: &str,
+        kv: Option<u8>,
+        mount: Option<&str>,
+        lookup: (u16, &str),
+    ) -> (Vec<String>, Result<(), String>) {
+        let (locator, mount) = resolve(locator, mount).unwrap();
+        let sent = RefCell::new(Vec::new());
+        let get = |path: &str| {
+            sent.borrow_mut().push(path.to_owned());
+            let (status, body) = match path.starts_with("sys/internal/ui/mounts/") {
+                true => lookup,
+                false => (200, r#"{"data":{"data":{"k":"v"},"k":"v"}}"#),
+            };
+            Answer::parse(status, body, None, None, "http://vault")
+        };
+        let read = Read {
+            locator: &locator,
+            version: None,
+            kv,
+            default_kv: None,
+            mount: mount.as_deref(),
+            namespace: None,
+        };
+        let outcome = match attempt(&get, &read, "http://vault") {
+            Ok(_) => Ok(()),
+            Err(Retry::Failed(error)) => Err(error.to_string()),
+            Err(_) => Err("retry".into()),
+        };
+        (sent.into_inner(), outcome)
+    }
+
+    fn reads(sent: &[String]) -> Vec<&str> {
+        sent.iter()
+            .map(String::as_str)
+            .filter(|p| !p.starts_with("sys/internal/ui/mounts/"))
+            .collect()
+    }
+
+    #[test]
+    fn the_lookup_always_runs_and_decides() {
+        let (sent, outcome) = run("secret/db", Some(2), Some("secret"), (200, V2));
+        assert_eq!(sent, ["sys/internal/ui/mounts/secret/db", "secret/data/db"]);
+        assert!(outcome.is_ok());
+        let (sent, outcome) = run("kv1/data/x", None, None, (200, V1));
+        assert_eq!(
+            reads(&sent),
+            ["kv1/data/x"],
+            "a verified v1 mount's secret `data/x`"
+        );
+        assert!(outcome.is_ok());
+    }
+
+    #[test]
+    fn kv_and_mount_that_disagree_with_the_lookup_send_nothing_more() {
+        for (locator, kv, mount) in [
+            ("secret/data/top", Some(1), None),
+            ("secret/metadata/top", Some(1), None),
+            ("secret/db", None, Some("secret/db")),
+        ] {
+            let (sent, outcome) = run(locator, kv, mount, (200, V2));
+            assert!(reads(&sent).is_empty(), "{locator}: {sent:?}");
+            assert!(outcome.unwrap_err().contains("mount lookup"), "{locator}");
+        }
+    }
+
+    #[test]
+    fn engines_that_are_not_kv_are_never_read() {
+        for (locator, body) in [
+            (
+                "auth/token/lookup-self",
+                r#"{"data":{"type":"token","path":"token/"}}"#,
+            ),
+            ("sys/mounts", r#"{"data":{"type":"system","path":"sys/"}}"#),
+            (
+                "cubbyhole/x",
+                r#"{"data":{"type":"cubbyhole","path":"cubbyhole/"}}"#,
+            ),
+            ("secret/x", r#"{"data":{"path":"secret/"}}"#),
+        ] {
+            for kv in [None, Some(1), Some(2)] {
+                let (sent, outcome) = run(locator, kv, None, (200, body));
+                assert!(reads(&sent).is_empty(), "{locator}: {sent:?}");
+                assert!(outcome.is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn unverified_reads_never_reach_system_paths_or_the_v2_api() {
+        let refused = [
+            ("auth/token/lookup-self", Some(1), None),
+            ("auth/token/lookup-self", Some(2), Some("auth")),
+            ("auth/token/lookup-self", Some(1), Some("auth/token")),
+            ("sys/mounts", Some(1), None),
+            ("cubbyhole/x", Some(1), None),
+            ("identity/entity/id/x", None, None),
+            ("team/sys/mounts", Some(1), None),
+            ("team/auth/token/lookup-self", Some(1), None),
+            ("team/sys/x", Some(2), Some("team/sys")),
+            ("secret/data/top", Some(1), None),
+            ("secret/metadata/top", Some(1), None),
+            ("secret/data/top", Some(1), Some("secret/data")),
+            ("secret/metadata/top", Some(2), Some("secret/metadata")),
+            ("team/secret/data/db", Some(1), None),
+        ];
+        for status in [403, 404] {
+            for (locator, kv, mount) in refused {
+                let (sent, outcome) = run(locator, kv, mount, (status, DENIED));
+                assert!(
+                    reads(&sent).is_empty(),
+                    "{locator} {kv:?} {mount:?}: {sent:?}"
+                );
+                assert!(outcome.is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn unverified_reads_of_kv_secrets_still_work() {
+        let (sent, outcome) = run("kv1/app", Some(1), None, (403, DENIED));
+        assert_eq!(reads(&sent), ["kv1/app"]);
+        assert!(outcome.is_ok());
+        let (sent, _) = run("secret/db", None, None, (403, DENIED));
+        assert_eq!(reads(&sent), ["secret/data/db"]);
+        let (sent, _) = run("team/kv/data/x", Some(2), Some("team/kv"), (403, DENIED));
+        assert_eq!(
+            reads(&sent),
+            ["team/kv/data/data/x"],
+            "a v2 name may start with `data`"
+        );
+        let (sent, _) = run("old/app", None, None, (404, ""));
+        assert_eq!(reads(&sent), ["old/app"]);
+    }
+
+    #[test]
+    fn what_is_sent_is_the_checked_path_encoded() {
+        let (sent, _) = run("secret/a?b#c%2Fd e", None, None, (200, V2));
+        assert_eq!(
+            sent,
+            [
+                "sys/internal/ui/mounts/secret/a%3Fb%23c%252Fd%20e",
+                "secret/data/a%3Fb%23c%252Fd%20e"
+            ]
+        );
+        let mount = Mount {
+            path: "secret".into(),
+            version: 2,
+            assumed: false,
+        };
+        assert!(api_path("secret/../x", &mount).is_err());
+        assert!(api_path("secret", &mount).is_err());
+        assert_eq!(api_path("secret/a/b", &mount).unwrap(), "secret/data/a/b");
     }
 }

@@ -77,21 +77,10 @@ impl Backend for VaultBackend {
                 Error::invalid_path(format!("`version` must be a positive number, not `{v}`"))
             })?),
         };
-        let kv = match path.option("kv").or(settings.get(&KV_VERSION)) {
-            None => None,
-            Some("1") => Some(1),
-            Some("2") => Some(2),
-            Some(other) => {
-                return Err(Error::invalid_path(format!(
-                    "`kv` must be 1 or 2, not `{other}`"
-                )));
-            }
-        };
-        if path.option("mount").is_some() && kv.is_none() {
-            return Err(Error::invalid_path(
-                "`mount` needs `kv=1` or `kv=2` beside it",
-            ));
-        }
+        // The job's `?kv=` and `?mount=` are assertions the mounts lookup checks; the
+        // operator's `kv_version` decides only where the lookup cannot answer (see [`kv`]).
+        let kv = kv_version(path.option("kv"), "`kv`")?;
+        let default_kv = kv_version(settings.get(&KV_VERSION), "`kv_version`")?;
         let (locator, mount) = kv::resolve(path.locator(), path.option("mount"))?;
         kv::read(
             &vault,
@@ -100,10 +89,23 @@ impl Backend for VaultBackend {
                 locator: &locator,
                 version,
                 kv,
+                default_kv,
                 mount: mount.as_deref(),
                 namespace,
             },
         )
+    }
+}
+
+/// `?kv=` or `kv_version`: 1, 2 or unset.
+fn kv_version(value: Option<&str>, what: &str) -> Result<Option<u8>, Error> {
+    match value {
+        None => Ok(None),
+        Some("1") => Ok(Some(1)),
+        Some("2") => Ok(Some(2)),
+        Some(other) => Err(Error::invalid_path(format!(
+            "{what} must be 1 or 2, not `{other}`"
+        ))),
     }
 }
 
