@@ -57,10 +57,21 @@ fn fetch(raw: &str, lookup: &Canned, read: &Canned) -> Option<Result<Secrets, Er
             false => answers[1].clone(),
         }
     }));
+    let env: std::collections::HashMap<_, _> = [("VAULT_TOKEN".into(), "hvs.fuzz".into())].into();
+    let input = nomad_secrets_protocol::JobInput::check(
+        VaultBackend::NAME,
+        "vault-kv.toml",
+        VaultBackend::JOB_INPUT,
+        &[],
+        &[],
+        &env,
+    )
+    .expect("a job's own token is valid input");
     let request = Request {
         path,
         settings,
-        env: [("VAULT_TOKEN".into(), "hvs.fuzz".into())].into(),
+        env,
+        input,
         deadline: Instant::now() + Duration::from_secs(5),
         manual: false,
         namespace: "default".into(),

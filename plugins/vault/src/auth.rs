@@ -17,7 +17,7 @@
 use std::path::Path;
 
 use nomad_secrets_protocol::settings::unreadable;
-use nomad_secrets_protocol::{Error, Key, Request, Secret};
+use nomad_secrets_protocol::{Error, Key, Request, Secret, Variable};
 use serde_json::json;
 
 use crate::http::Vault;
@@ -25,17 +25,55 @@ use crate::settings::{
     APPROLE_MOUNT, JWT_MOUNT, JWT_ROLE, ROLE_ID, ROLE_ID_FILE, SECRET_ID_FILE, TOKEN_FILE,
 };
 
-/// Job variables that are the job's own credentials.
-const JOB_CREDENTIALS: &[&str] = &[
-    "VAULT_TOKEN",
-    "VAULT_JWT",
-    "VAULT_ROLE_ID",
-    "VAULT_SECRET_ID",
+/// What a job's `env {}` may pass to `vault-kv`, and what each variable is: the job's own
+/// token, JWT or AppRole (one of them, whole), and with it only, where it is sent.
+pub const JOB_INPUT: &[Variable] = &[
+    Variable::credential("VAULT_TOKEN", "token", "the job's own Vault token, used as is")
+        .by_hand("the person's token, as for the Vault CLI (else `~/.vault-token`)"),
+    Variable::credential(
+        "VAULT_JWT",
+        "JWT",
+        "a JWT (a Nomad workload identity, say) logged in at `auth/<jwt_mount>/login` with `jwt_role`",
+    )
+    .by_hand("as under Nomad"),
+    Variable::credential("VAULT_ROLE_ID", "AppRole", "the job's AppRole role id")
+        .by_hand("as under Nomad"),
+    Variable::credential("VAULT_SECRET_ID", "AppRole", "the job's AppRole secret id")
+        .by_hand("as under Nomad"),
+    Variable::aims("VAULT_ADDR", "the Vault the job's own credential is sent to")
+        .by_hand("`address`, as for the Vault CLI"),
+    Variable::aims(
+        "VAULT_NAMESPACE",
+        "the namespace the job's own credential logs in and reads in",
+    )
+    .by_hand("`namespace`, as for the Vault CLI"),
+    Variable::refused("VAULT_SKIP_VERIFY", "TLS verification is never disabled")
+        .by_hand("refused: TLS verification is never disabled"),
+    Variable::refused(
+        "VAULT_CACERT",
+        "whom the plugin trusts is the operator's `ca_file`",
+    )
+    .by_hand("`ca_file`, as for the Vault CLI"),
+    Variable::refused("VAULT_CAPATH", "whom the plugin trusts is the operator's `ca_file`")
+        .by_hand("not read: use VAULT_CACERT"),
+    Variable::refused(
+        "VAULT_CLIENT_CERT",
+        "the node's TLS client certificate is the operator's `client_cert_file`",
+    )
+    .by_hand("`client_cert_file`, as for the Vault CLI"),
+    Variable::refused(
+        "VAULT_CLIENT_KEY",
+        "the node's TLS client key is the operator's `client_key_file`",
+    )
+    .by_hand("`client_key_file`, as for the Vault CLI"),
+    Variable::refused(
+        "VAULT_TLS_SERVER_NAME",
+        "the name Vault's certificate is checked against is the operator's `tls_server_name`",
+    )
+    .by_hand("`tls_server_name`, as for the Vault CLI"),
+    Variable::refused("VAULT_*", "only the operator configures this, in vault-kv.toml")
+        .by_hand("not read"),
 ];
-/// Job variables honoured only with the job's own credentials.
-const JOB_DESTINATION: &[&str] = &["VAULT_ADDR", "VAULT_NAMESPACE"];
-/// Read through the protocol's settings (`jwt_role`).
-const SETTINGS_VARIABLES: &[&str] = &["VAULT_JWT_ROLE"];
 
 /// How the token was obtained, which decides how to get a fresh one.
 pub enum Source {
@@ -74,16 +112,12 @@ pub enum Owner {
     Operator,
 }
 
-/// Refuses job variables that are not the job's to set; returns who owns the credentials. By
-/// hand there is no job: the person's `VAULT_*` variables apply as for the Vault CLI (the
-/// protocol has put `VAULT_ADDR`, `VAULT_CACERT`, ... into the settings), except one.
-pub fn check_job_env(request: &Request) -> Result<Owner, Error> {
-    let mut names: Vec<&str> = request.env.keys().filter_map(|k| k.to_str()).collect();
-    names.sort_unstable();
-    let owner = match JOB_CREDENTIALS.iter().any(|v| request.env_var(v).is_some()) {
-        true => Owner::Job,
-        false => Owner::Operator,
-    };
+/// Who owns the credentials of this request. Under Nomad the protocol has checked the job's
+/// input against [`JOB_INPUT`]: a job credential is complete, and `VAULT_ADDR` or
+/// `VAULT_NAMESPACE` come only with one. By hand there is no job: the person's `VAULT_*`
+/// variables apply as for the Vault CLI (the protocol has put `VAULT_ADDR`, `VAULT_CACERT`,
+/// ... into the settings), except one.
+pub fn owner(request: &Request) -> Result<Owner, Error> {
     if request.manual {
         if request.env_var("VAULT_SKIP_VERIFY").is_some() {
             return Err(Error::settings(
@@ -91,39 +125,15 @@ pub fn check_job_env(request: &Request) -> Result<Owner, Error> {
             )
             .hint("unset it, and point VAULT_CACERT at the CA that signs Vault's certificate"));
         }
-        return Ok(owner);
+        let person = ["VAULT_TOKEN", "VAULT_JWT", "VAULT_ROLE_ID"]
+            .iter()
+            .any(|v| request.env_var(v).is_some());
+        return Ok(if person { Owner::Job } else { Owner::Operator });
     }
-    for name in names.into_iter().filter(|n| n.starts_with("VAULT_")) {
-        if JOB_CREDENTIALS.contains(&name) || SETTINGS_VARIABLES.contains(&name) {
-            continue;
-        }
-        if JOB_DESTINATION.contains(&name) {
-            if owner == Owner::Job {
-                continue;
-            }
-            return Err(Error::settings(format!(
-                "the job's env sets `{name}` but uses the operator's Vault credentials: a job may \
-                 not choose where the operator's credentials are sent"
-            ))
-            .hint("remove it, or pass the job's own VAULT_TOKEN, VAULT_JWT or AppRole ids"));
-        }
-        let why = match name {
-            "VAULT_SKIP_VERIFY" => "TLS verification is never disabled",
-            "VAULT_CACERT"
-            | "VAULT_CAPATH"
-            | "VAULT_CLIENT_CERT"
-            | "VAULT_CLIENT_KEY"
-            | "VAULT_TLS_SERVER_NAME" => {
-                "TLS settings are the operator's (`ca_file`, `client_cert_file`, ...)"
-            }
-            _ => "only the operator configures this, in vault-kv.toml",
-        };
-        return Err(Error::settings(format!(
-            "the job's env sets `{name}`, which a job may not set: {why}"
-        ))
-        .hint("remove it from the secret's env block"));
-    }
-    Ok(owner)
+    Ok(match request.input.credential() {
+        Some(_) => Owner::Job,
+        None => Owner::Operator,
+    })
 }
 
 /// Gets a token from the first source that applies.

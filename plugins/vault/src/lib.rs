@@ -19,6 +19,7 @@ use nomad_secrets_protocol::{Backend, Error, Request, Secrets, Setting, Settings
 use crate::auth::Owner;
 use crate::http::{Transport, Vault};
 use crate::settings::{ADDRESS, AUTH_NAMESPACE, KV_VERSION, NAMESPACE, SECRET_ID_FILE, TOKEN_FILE};
+use nomad_secrets_net::rest::{CLIENT_CERT_FILE, CLIENT_KEY_FILE, TLS_SERVER_NAME};
 
 /// The `vault-kv` plugin.
 pub struct VaultBackend {
@@ -36,6 +37,7 @@ impl Backend for VaultBackend {
     const NAME: &'static str = "vault-kv";
     const SETTINGS: &'static [Setting] = settings::SETTINGS;
     const OPTIONS: &'static [&'static str] = &["version", "kv", "mount"];
+    const JOB_INPUT: &'static [nomad_secrets_protocol::Variable] = auth::JOB_INPUT;
 
     /// `.` and empty segments dropped, `..` refused: the path Vault will read (see
     /// [`kv::normalise`]).
@@ -54,13 +56,14 @@ impl Backend for VaultBackend {
     }
 
     fn fetch(&self, request: &Request) -> Result<Secrets, Error> {
-        let owner = auth::check_job_env(request)?;
+        let owner = auth::owner(request)?;
         let settings = &request.settings;
         let from_job = |name: &str| match owner {
             Owner::Job => request.env_var(name),
             Owner::Operator => None,
         };
-        let address = from_job("VAULT_ADDR")
+        let job_address = from_job("VAULT_ADDR").filter(|_| !request.manual);
+        let address = job_address
             .or(settings.get(&ADDRESS))
             .ok_or_else(|| settings.missing(&ADDRESS, "\"https://vault.service.consul:8200\""))?;
         let namespace = from_job("VAULT_NAMESPACE").or(settings.get(&NAMESPACE));
@@ -68,7 +71,17 @@ impl Backend for VaultBackend {
             Owner::Job => namespace,
             Owner::Operator => settings.get(&AUTH_NAMESPACE).or(namespace),
         };
-        let vault = Vault::connect(&self.transport, settings, address, request.deadline)?;
+        // An address of the job's choosing gets the job's credential only: never the node's
+        // TLS client certificate, nor the name the operator verifies the node's Vault by.
+        let link_settings = match job_address {
+            Some(_) => settings.without(&[
+                CLIENT_CERT_FILE.name(),
+                CLIENT_KEY_FILE.name(),
+                TLS_SERVER_NAME.name(),
+            ]),
+            None => settings.clone(),
+        };
+        let vault = Vault::connect(&self.transport, &link_settings, address, request.deadline)?;
         let mut auth = auth::authenticate(request, &vault, auth_namespace)?;
         let path = &request.path;
         let version = match path.option("version") {
@@ -150,6 +163,7 @@ fn check_vault(
         path: nomad_secrets_protocol::SecretPath::parse("check", &[])?,
         settings: settings.clone(),
         env: Default::default(),
+        input: Default::default(),
         deadline,
         manual: true,
         namespace: String::new(),

@@ -55,7 +55,7 @@ pub const JWT_ROLE: Key<str> = Key::text(
 /// The KV version of every mount, skipping the lookup.
 pub const KV_VERSION: Key<str> = Key::text(
     "kv_version",
-    "\"1\" or \"2\" to skip the mount lookup for every path",
+    "\"1\" or \"2\": the KV version when Vault's mount lookup cannot answer (403/404); the lookup wins when it answers",
 )
 .unset("detected per mount");
 
