@@ -16,6 +16,7 @@ pub mod gcp_faults;
 pub mod imds;
 pub mod moto;
 pub mod openbao;
+pub mod recorder;
 pub mod tools;
 pub mod vault;
 

@@ -92,6 +92,8 @@ pub struct Setup {
     pub settings_name: String,
     /// Run by hand: the person's environment and `~/.aws` apply, and messages speak to them.
     pub manual: bool,
+    /// The job's own credential in use, if any (see `job_env`), for messages.
+    pub job_credential: Option<&'static str>,
 }
 
 /// A role to assume with the node's (or job's) credentials, allowed by the operator.
@@ -194,6 +196,7 @@ pub async fn config(
         regional_override,
         settings_name: settings_name(settings),
         manual: call.manual,
+        job_credential: call.job_credential,
     };
     Ok((sdk.build(), setup))
 }

@@ -241,6 +241,18 @@ fn no_credentials(error: &CredentialsError, setup: &Setup) -> Error {
         ))
         .hint("configure credentials as for the AWS CLI (`aws configure`, AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)");
     }
+    if let Some(credential) = setup.job_credential {
+        return Error::denied(format!(
+            "the job's own {credential} gave no AWS credentials ({why}); the node's are never \
+             used in their place"
+        ))
+        .hint(match credential {
+            "ECS task role" => {
+                "check AWS_CONTAINER_CREDENTIALS_RELATIVE_URI (the task's own, from the ECS agent)"
+            }
+            _ => "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the secret's env block",
+        });
+    }
     let profile = match setup.profile {
         true => "the operator's profile file gave none",
         false => "the operator configured no profile file",

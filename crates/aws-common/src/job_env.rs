@@ -9,6 +9,9 @@
 
 use nomad_secrets_protocol::Variable;
 
+/// The ECS task role's path at the ECS agent.
+pub const RELATIVE_URI: &str = "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI";
+
 /// Every `AWS_*` (and trust-store) variable a job might set, and what it is.
 pub const JOB_INPUT: &[Variable] = &[
     Variable::credential(
@@ -31,7 +34,7 @@ pub const JOB_INPUT: &[Variable] = &[
     .by_hand("as for the AWS CLI"),
     // A relative URI goes to the fixed ECS agent address 169.254.170.2.
     Variable::credential(
-        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        RELATIVE_URI,
         "ECS task role",
         "the job's ECS task role, from the ECS agent at the fixed address 169.254.170.2",
     )

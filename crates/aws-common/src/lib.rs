@@ -201,6 +201,21 @@ pub async fn config_for(
     service: &'static Service,
 ) -> Result<(aws_types::SdkConfig, Setup), Error> {
     let role = allowed_role(request)?;
+    if let Some(uri) = request
+        .input
+        .get(job_env::RELATIVE_URI)
+        .filter(|_| !request.manual)
+    {
+        // The SDK appends it to the ECS agent's address: anything but a path would aim it.
+        if !uri.starts_with('/') || uri.starts_with("//") || uri.contains(['@', '\\', '#', '?']) {
+            return Err(Error::settings(format!(
+                "the job's env sets `{}` to something that is not a path: it is appended to \
+                 the ECS agent's address 169.254.170.2, and may not aim anywhere else",
+                job_env::RELATIVE_URI
+            ))
+            .hint("pass the task's own relative URI, like `/v2/credentials/<id>`"));
+        }
+    }
     let arn = Arn::parse(request.path.locator(), service.endpoint_prefix);
     let call = Call {
         service,

@@ -342,12 +342,25 @@ fn complete_credential(
         }
         complete.push(*credential);
     }
+    let named = |credential: &str| {
+        let given: Vec<String> = declared
+            .iter()
+            .filter(|v| {
+                matches!(v.meaning, Meaning::Credential { credential: c, .. } if c == credential)
+            })
+            .filter(|v| input.get(v.name).is_some())
+            .map(|v| format!("`{}`", v.name))
+            .collect();
+        format!("its {credential} ({})", given.join(", "))
+    };
     match complete.as_slice() {
         [] => Ok(None),
         [one] => Ok(Some(one)),
         [first, second, ..] => Err(Error::settings(format!(
-            "the job's env passes two credentials, its {first} and its {second}: which one is used \
-             must not be a guess"
+            "the job's env passes two credentials, {} and {}: which one is used must not be a \
+             guess",
+            named(first),
+            named(second)
         ))
         .hint("pass one of them only")),
     }
@@ -498,6 +511,36 @@ pub fn markdown(plugin: &str, declared: &[Variable], settings: &[&Setting]) -> S
     table
 }
 
+/// The declarations as JSON (`<plugin> --help --job-input`), for tests that try every variable:
+/// `[{"name", "meaning", "credential", "required"}]`, settings' variables as selectors.
+pub fn json(declared: &[Variable], settings: &[&Setting]) -> serde_json::Value {
+    let mut list: Vec<serde_json::Value> = declared
+        .iter()
+        .map(|v| {
+            let (meaning, credential, required) = match v.meaning {
+                Meaning::Credential {
+                    credential,
+                    required,
+                } => ("credential", Some(credential), required),
+                Meaning::Selector => ("selector", None, false),
+                Meaning::Aims => ("aims", None, false),
+                Meaning::PassedThrough => ("passed-through", None, false),
+                Meaning::Refused { .. } => ("refused", None, false),
+            };
+            serde_json::json!({
+                "name": v.name,
+                "meaning": meaning,
+                "credential": credential,
+                "required": required,
+            })
+        })
+        .collect();
+    list.extend(settings.iter().filter_map(|s| s.job_env).map(|name| {
+        serde_json::json!({"name": name, "meaning": "selector", "credential": null, "required": false})
+    }));
+    serde_json::Value::Array(list)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -516,8 +559,15 @@ mod tests {
 
     fn check(pairs: &[(&str, &str)]) -> Result<JobInput, String> {
         let env = pairs.iter().map(|(k, v)| (k.into(), v.into())).collect();
-        JobInput::check("p", "p.toml", DECLARED, &[], &["CLI_TOKEN".to_owned()], &env)
-            .map_err(|e| e.to_string())
+        JobInput::check(
+            "p",
+            "p.toml",
+            DECLARED,
+            &[],
+            &["CLI_TOKEN".to_owned()],
+            &env,
+        )
+        .map_err(|e| e.to_string())
     }
 
     #[test]

@@ -27,6 +27,8 @@ enum Command {
     Help,
     /// `--help --markdown`: the README's settings tables, for `cargo xtask readme`.
     SettingsTables,
+    /// `--help --job-input`: what a job's env may pass, as JSON, for the adversarial suite.
+    JobInputJson,
     /// `check [--namespace N] [--job J] [--path P]`, for people.
     Check(CheckArgs),
 }
@@ -71,9 +73,22 @@ pub fn main<B: Backend>() -> ! {
             crate::job_input::markdown(
                 B::NAME,
                 B::JOB_INPUT,
-                &settings::COMMON.iter().chain(B::SETTINGS).collect::<Vec<_>>()
+                &settings::COMMON
+                    .iter()
+                    .chain(B::SETTINGS)
+                    .collect::<Vec<_>>()
             )
         )),
+        Ok(Command::JobInputJson) if mode == Mode::Manual => output::help(
+            &crate::job_input::json(
+                B::JOB_INPUT,
+                &settings::COMMON
+                    .iter()
+                    .chain(B::SETTINGS)
+                    .collect::<Vec<_>>(),
+            )
+            .to_string(),
+        ),
         Ok(Command::Check(_)) if mode == Mode::Nomad => {
             let error = Error::new(ErrorKind::Usage, "`check` is for people, not Nomad");
             output::error(mode, B::NAME, &error.to_string(), true)
@@ -82,7 +97,7 @@ pub fn main<B: Backend>() -> ! {
             let (report, ok) = check::<B>(&check_args, &executable_path(&args));
             output::report(&report, ok)
         }
-        Ok(Command::Help | Command::SettingsTables) => {
+        Ok(Command::Help | Command::SettingsTables | Command::JobInputJson) => {
             let error = Error::new(ErrorKind::Usage, "`--help` is for people, not Nomad");
             output::error(mode, B::NAME, &error.to_string(), true)
         }
@@ -143,6 +158,7 @@ fn parse_command(
         },
         Some("fetch") => return Err(usage("`fetch` takes exactly one argument, the secret path")),
         Some("--help") if args.get(2).is_some_and(|a| a == "--markdown") => Command::SettingsTables,
+        Some("--help") if args.get(2).is_some_and(|a| a == "--job-input") => Command::JobInputJson,
         Some("-h" | "--help" | "help") => Command::Help,
         Some("check") => Command::Check(parse_check(&args[2..]).map_err(|e| usage(&e))?),
         Some(other) => return Err(usage(&format!("unknown command `{other}`"))),
@@ -151,7 +167,11 @@ fn parse_command(
     let verb = verb.to_str().unwrap_or_default();
     match operation {
         Some(operation)
-            if operation != verb && !matches!(command, Command::Help | Command::SettingsTables) =>
+            if operation != verb
+                && !matches!(
+                    command,
+                    Command::Help | Command::SettingsTables | Command::JobInputJson
+                ) =>
         {
             Err(Error::new(
                 ErrorKind::Usage,
