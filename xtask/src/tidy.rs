@@ -115,11 +115,13 @@ fn missing(plugin: &Plugin, readme: &str, tables: Result<Vec<(String, String)>>)
     match tables {
         Err(problem) => missing.push(problem),
         Ok(tables) => {
-            let (_, own) = &tables[1];
-            if !section.unwrap_or_default().contains(own.as_str()) {
-                missing.push(format!(
-                    "its README section lacks its settings table as the plugin prints it: {TABLES_FIX}"
-                ));
+            for (name, table) in &tables[1..] {
+                if !section.unwrap_or_default().contains(table.as_str()) {
+                    missing.push(format!(
+                        "its README section lacks its table `{name}` as the plugin prints it: \
+                         {TABLES_FIX}"
+                    ));
+                }
             }
         }
     }
@@ -128,7 +130,7 @@ fn missing(plugin: &Plugin, readme: &str, tables: Result<Vec<(String, String)>>)
 
 /// How to fix a settings table that is missing or out of date.
 const TABLES_FIX: &str = "put the lines `<!-- settings-table: NAME -->` and `<!-- end settings-table -->` \
-     where it belongs (NAME: the plugin's, or `common`) and run `cargo xtask readme`";
+     where it belongs (NAME: the plugin's, `<plugin> job env`, or `common`) and run `cargo xtask readme`";
 
 /// Builds every plugin (debug); returns them and the folder of their binaries.
 fn built_plugins() -> Result<(Vec<Plugin>, std::path::PathBuf)> {
@@ -171,8 +173,8 @@ pub fn write_readme() -> Result {
     Ok(())
 }
 
-/// The README tables `<plugin> --help --markdown` prints: `common`, then the plugin's own, each
-/// with its markers.
+/// The README tables `<plugin> --help --markdown` prints: `common`, then the plugin's own
+/// settings, then what a job's `env {}` may pass to it, each with its markers.
 fn settings_tables(binary: &Path) -> Result<Vec<(String, String)>> {
     let output = Command::new(binary)
         .args(["--help", "--markdown"])
@@ -191,10 +193,12 @@ fn settings_tables(binary: &Path) -> Result<Vec<(String, String)>> {
             Some((name.to_owned(), block.to_owned()))
         })
         .collect();
+    // `common`, the plugin's own settings, and what a job's env may pass (`<name> job env`).
     match tables.len() {
-        2 => Ok(tables),
+        3 => Ok(tables),
         _ => Err(format!(
-            "`{} --help --markdown` does not print two settings tables",
+            "`{} --help --markdown` does not print three tables (common, its settings, its job \
+             env)",
             binary.display()
         )),
     }

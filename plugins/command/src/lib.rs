@@ -98,6 +98,12 @@ impl Backend for CommandBackend {
     ];
     const OPTIONS: &'static [&'static str] = &[];
 
+    /// The operator's `job_env`: names a job may hand to the CLI (checked to be safe by
+    /// [`environment::build`]).
+    fn passed_through(settings: &Settings) -> Result<Vec<String>, Error> {
+        Ok(settings.get(&JOB_ENV).to_vec())
+    }
+
     /// Everything it needs is read from the request's settings when it runs.
     fn new(_settings: &Settings) -> Result<CommandBackend, Error> {
         Ok(CommandBackend)
