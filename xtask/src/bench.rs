@@ -649,12 +649,6 @@ fn vault_table(
             &[],
         ),
         Contender::new(
-            "vault-kv fetch secret/db?kv=2 (one request)",
-            secrets.join("vault-kv"),
-            &["fetch", "secret/db?kv=2"],
-            &env,
-        ),
-        Contender::new(
             "vault-kv fetch secret/db (mount lookup + read)",
             secrets.join("vault-kv"),
             &["fetch", "secret/db"],
