@@ -732,7 +732,7 @@ fn vault_table(
                 &["fetch", "db.json"],
                 &[("CPI_OPERATION", "fetch")],
             ),
-            contenders[2].clone_as("vault-kv fetch secret/db (a cache hit)"),
+            contenders[1].clone_as("vault-kv fetch secret/db (a cache hit)"),
         ];
         table(
             report,

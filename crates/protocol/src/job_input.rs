@@ -106,6 +106,11 @@ impl Variable {
         Variable::declare(name, Meaning::Aims, doc)
     }
 
+    /// A value a job hands to the backend as is (a test backend's, or a CLI's).
+    pub const fn passed_through(name: &'static str, doc: &'static str) -> Self {
+        Variable::declare(name, Meaning::PassedThrough, doc)
+    }
+
     /// Never from a job; `instead` says what to do.
     pub const fn refused(name: &'static str, instead: &'static str) -> Self {
         Variable::declare(name, Meaning::Refused { instead }, "")

@@ -19,7 +19,9 @@
 
 use std::path::Path;
 
-use nomad_secrets_protocol::{Backend, Error, Key, Request, Secret, Secrets, Setting, Settings};
+use nomad_secrets_protocol::{
+    Backend, Error, Key, Request, Secret, Secrets, Setting, Settings, Variable,
+};
 
 struct Probe;
 
@@ -33,6 +35,16 @@ impl Backend for Probe {
     const NAME: &'static str = "probe";
     const SETTINGS: &'static [Setting] = &[STORE.setting];
     const OPTIONS: &'static [&'static str] = &["marker", "version"];
+    /// `TOKEN` is a job's own credential for the `store/` paths (the cache keys on it); the
+    /// others reach the backend to show what arrives.
+    const JOB_INPUT: &'static [Variable] = &[
+        Variable::credential("TOKEN", "token", "the job's token for `store/` paths"),
+        Variable::passed_through("DB_HOST", "shows that a job's variable arrives"),
+        Variable::passed_through(
+            "RUST_BACKTRACE",
+            "shows that a panic never prints a backtrace",
+        ),
+    ];
 
     fn new(_settings: &Settings) -> Result<Probe, Error> {
         Ok(Probe)
