@@ -43,8 +43,13 @@ impl Setup {
     }
 
     fn plugin_in(&self, cache: &Path, ttl: &str, max_stale: &str) -> Plugin {
+        self.plugin_with(cache, ttl, max_stale, "")
+    }
+
+    /// With `extra` settings lines (a `deadline`, say).
+    fn plugin_with(&self, cache: &Path, ttl: &str, max_stale: &str, extra: &str) -> Plugin {
         let settings = format!(
-            "store = \"{}\"\ncache_ttl = \"{ttl}\"\ncache_max_stale = \"{max_stale}\"\ncache_dir = \"{}\"\naudit_log = \"{}\"\n",
+            "store = \"{}\"\ncache_ttl = \"{ttl}\"\ncache_max_stale = \"{max_stale}\"\ncache_dir = \"{}\"\naudit_log = \"{}\"\n{extra}",
             self.store.display(),
             cache.display(),
             self.audit.display()
@@ -226,7 +231,11 @@ fn a_cache_folder_that_is_a_symlink_or_on_disk_is_refused() {
     let audit = std::fs::read_to_string(&setup.audit).unwrap();
     assert!(audit.contains("is a symlink: refused"), "{audit}");
     let check = plugin.run(&["check"], &BTreeMap::new());
-    assert!(check.stdout.contains("cache     UNAVAILABLE"), "{check:?}");
+    assert!(check.stdout.contains("cache     FAILED"), "{check:?}");
+    assert_ne!(
+        check.status, "0",
+        "check fails when the cache cannot be used"
+    );
     let _ = std::fs::remove_file(&link);
 
     // A folder on a disk (the scratch folder is not tmpfs here): no cache either.
@@ -252,4 +261,126 @@ fn check_shows_the_cache() {
         "{check:?}"
     );
     assert!(check.stdout.contains(setup.cache.to_str().unwrap()));
+}
+
+/// A folder under /dev/shm removed at the end of a test.
+struct ShmDir(PathBuf);
+
+impl ShmDir {
+    fn new(label: &str) -> ShmDir {
+        let path = PathBuf::from(format!(
+            "/dev/shm/nomad-secrets-test-{label}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        let _ = std::fs::remove_file(&path);
+        ShmDir(path)
+    }
+}
+
+impl Drop for ShmDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Two fetches through a plugin whose cache folder is `cache`: both call the store, the audit
+/// says why, and `check` fails.
+fn refused(setup: &Setup, cache: &Path, why: &str) {
+    let plugin = setup.plugin_in(cache, "60s", "1h");
+    let before = setup.calls();
+    for _ in 0..2 {
+        ok(&plugin.run(&["fetch", "store/db"], &env("team-a")));
+    }
+    assert_eq!(
+        setup.calls(),
+        before + 2,
+        "no cache in `{}`",
+        cache.display()
+    );
+    let audit = std::fs::read_to_string(&setup.audit).unwrap();
+    let last = audit.lines().last().unwrap();
+    assert!(last.contains(why), "{last}");
+    let check = plugin.run(&["check"], &BTreeMap::new());
+    assert!(check.stdout.contains("cache     FAILED"), "{check:?}");
+    assert!(check.stdout.contains(why), "{check:?}");
+    assert_ne!(check.status, "0", "{check:?}");
+}
+
+#[test]
+fn a_cache_folder_below_a_folder_another_user_controls_is_refused() {
+    use std::os::unix::fs::{PermissionsExt as _, chown, symlink};
+    let setup = Setup::new("ancestors");
+
+    // A parent folder another local user owns: they could swap the cache folder.
+    let theirs = ShmDir::new("theirs");
+    std::fs::create_dir(&theirs.0).unwrap();
+    std::fs::set_permissions(&theirs.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    chown(&theirs.0, Some(1000), Some(1000)).unwrap();
+    refused(&setup, &theirs.0.join("cache"), "is owned by uid 1000");
+
+    // A parent folder a group may write (and not sticky).
+    let shared = ShmDir::new("group");
+    std::fs::create_dir(&shared.0).unwrap();
+    std::fs::set_permissions(&shared.0, std::fs::Permissions::from_mode(0o775)).unwrap();
+    refused(&setup, &shared.0.join("cache"), "others may write it");
+
+    // A symlink above the cache folder (not only the folder itself) is never followed.
+    let real = ShmDir::new("real");
+    std::fs::create_dir(&real.0).unwrap();
+    let link = ShmDir::new("link");
+    symlink(&real.0, &link.0).unwrap();
+    refused(&setup, &link.0.join("cache"), "is a symlink: refused");
+    assert!(
+        !real.0.join("cache").exists(),
+        "nothing is created through the symlink"
+    );
+
+    // A folder of root's or ours, below the sticky /dev/shm: used.
+    let mine = ShmDir::new("mine");
+    std::fs::create_dir(&mine.0).unwrap();
+    std::fs::set_permissions(&mine.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let plugin = setup.plugin_in(&mine.0.join("a/cache"), "60s", "1h");
+    let before = setup.calls();
+    ok(&plugin.run(&["fetch", "store/db"], &env("team-a")));
+    ok(&plugin.run(&["fetch", "store/db"], &env("team-a")));
+    assert_eq!(setup.calls(), before + 1, "cached");
+    let check = plugin.run(&["check"], &BTreeMap::new());
+    assert_eq!(check.status, "0", "{check:?}");
+}
+
+#[test]
+fn a_short_deadline_never_serves_a_stale_value_without_asking_the_store() {
+    let setup = Setup::new("short");
+    // 700 ms: the probe's store takes 300 ms, so there is time to call it, but not the 1.5 s
+    // that racing it against a stale value needs.
+    let plugin = setup.plugin_with(&setup.cache, "1s", "1h", "deadline = \"700ms\"\n");
+    let stored = (0..5).any(|_| {
+        let first = plugin.run(&["fetch", "store/db"], &env("team-a"));
+        first.stdout.starts_with("{\"result\"")
+    });
+    assert!(stored, "a first fetch filled the cache");
+
+    // The token is revoked: once the entry is past its TTL, the store's denial is the answer.
+    std::fs::write(setup.store.join("deny"), "").unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    let before = setup.calls();
+    let revoked = plugin.run(&["fetch", "store/db"], &env("team-a"));
+    revoked.check_contract("fetch").unwrap();
+    assert!(
+        !revoked.stdout.contains("CANARY-stored"),
+        "a stale value without asking the store: {revoked:?}"
+    );
+    assert_eq!(setup.calls(), before + 1, "the store was called");
+    assert_ne!(setup.sources().last().unwrap(), "stale-cache");
+
+    // The store is down: with less than a second to answer, its failure is not enough for a
+    // stale value either (a store with no time may fail without having been asked).
+    std::fs::remove_file(setup.store.join("deny")).unwrap();
+    std::fs::write(setup.store.join("down"), "").unwrap();
+    let down = plugin.run(&["fetch", "store/db"], &env("team-a"));
+    down.check_contract("fetch").unwrap();
+    assert!(!down.stdout.contains("CANARY-stored"), "{down:?}");
+    assert_ne!(setup.sources().last().unwrap(), "stale-cache");
 }

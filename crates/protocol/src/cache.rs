@@ -11,21 +11,31 @@
 //! - **Stale values.** When the store fails in a way that says nothing about the caller's right
 //!   to the secret (unreachable, 5xx, throttled, no answer in time: [`ErrorKind::Unavailable`]
 //!   and [`ErrorKind::Timeout`]), the last good value is served if it is at most
-//!   `cache_max_stale` old. A store call that would run past the deadline is given up in time
-//!   for that.
+//!   `cache_max_stale` old. Only a store that was really called and failed so: a stale value is
+//!   never served because the deadline left no time to call the store. The store is given up
+//!   in time to serve the stale value only when it had at least [`LEAST_STORE_TIME`] to
+//!   answer; with a shorter deadline (an operator's, or a job's `SECRETS_DEADLINE`) it is
+//!   called as without a cache, and a stale value is served only when it answered, having had
+//!   at least that long, that it is unavailable or timed out. A revoked credential or a deleted
+//!   secret is then the store's answer, whatever the deadline.
 //! - **Single flight.** A lock file per key (`flock`): concurrent fetches of one key wait for the
 //!   one that calls the store, then read its entry; when that call fails, each of them gets the
 //!   same error (from a failure record written after they started waiting).
 //! - **Where.** `cache_dir` (default `/run/nomad-secrets/cache`) must be on a memory-backed
-//!   filesystem (tmpfs or ramfs: gone at reboot, never on a disk but for swap), a directory (not
-//!   a symlink) owned by this user with no group or world access; otherwise there is no cache
-//!   (fetches go to the store) and `check` says why. Files are opened without following
-//!   symlinks; an entry that is not a regular file of this user, mode 0600, of this format and
-//!   this key is a miss, never a crash.
+//!   filesystem (tmpfs or ramfs: gone at reboot, never on a disk but for swap), a directory
+//!   owned by this user with no group or world access, reached from `/` one folder at a time
+//!   through opened handles (`openat` with `O_NOFOLLOW | O_DIRECTORY`): a symlink at any step
+//!   is refused, and every folder on the way must belong to root or this user and be writable
+//!   by no one else ([`trusted`]). The folder is then used only through its handle (`openat`,
+//!   `renameat`), so it cannot be swapped between the checks and the use. Otherwise there is
+//!   no cache (fetches go to the store, the audit line says why) and `check` fails. Files are
+//!   opened without following symlinks; an entry that is not a regular file of this user, mode
+//!   0600, of this format and this key is a miss, never a crash.
 
-use std::ffi::OsString;
+use std::ffi::{CString, OsString};
 use std::io::{Read as _, Write as _};
-use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
+use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -43,6 +53,9 @@ const MAGIC: &str = "nomad-secrets-cache 1";
 const MAX_ENTRY: u64 = 4 << 20;
 /// Kept back before the deadline when a stale value could be served instead.
 const STALE_MARGIN: Duration = Duration::from_millis(500);
+/// The least time the store must have had to answer before its failure (or its silence) lets
+/// a stale value be served.
+pub(crate) const LEAST_STORE_TIME: Duration = Duration::from_secs(1);
 
 /// The cache as configured for this run.
 pub(crate) enum Cache {
@@ -56,7 +69,10 @@ pub(crate) enum Cache {
 
 /// A usable cache folder and its limits.
 pub(crate) struct Store {
-    dir: PathBuf,
+    /// The folder's handle: every entry is reached through it, never through its path again.
+    dir: OwnedFd,
+    /// Its path, for messages.
+    shown: PathBuf,
     ttl: Duration,
     max_stale: Duration,
 }
@@ -132,12 +148,13 @@ impl Cache {
             .map(Path::to_owned)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DIR));
         match safe_dir(&dir) {
-            Ok(()) => Cache::On(Store {
-                dir,
+            Ok(handle) => Cache::On(Store {
+                dir: handle,
+                shown: dir,
                 ttl,
                 max_stale: settings.get(&CACHE_MAX_STALE).unwrap_or_default(),
             }),
-            Err(why) => Cache::Unavailable(format!("`{}` {why}", dir.display())),
+            Err(why) => Cache::Unavailable(why),
         }
     }
 
@@ -146,72 +163,53 @@ impl Cache {
         match self {
             Cache::Off => "off (no `cache_ttl`)".to_owned(),
             Cache::Unavailable(why) => {
-                format!("UNAVAILABLE, fetches go to the store: {why}")
+                format!("FAILED: configured but unusable, fetches go to the store: {why}")
             }
             Cache::On(store) => format!(
                 "ttl {}s, stale values up to {}s while the store fails; entries in `{}` (memory-backed, this user's only)",
                 store.ttl.as_secs(),
                 store.max_stale.as_secs(),
-                store.dir.display()
+                store.shown.display()
             ),
         }
     }
 }
 
-/// Why `dir` cannot hold entries, if it cannot: it is created (mode 0700) if missing, never
-/// followed through a symlink, and must be memory-backed and this user's alone.
-fn safe_dir(dir: &Path) -> Result<(), String> {
-    if let Some(parent) = dir.parent() {
-        if !parent.exists() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o755)
-                .create(parent)
-                .map_err(|e| format!("cannot be created: {}", lower(&e)))?;
-        }
-    }
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(format!("cannot be created: {}", lower(&e))),
-    }
-    let meta = std::fs::symlink_metadata(dir).map_err(|e| lower(&e))?;
-    if meta.file_type().is_symlink() {
-        return Err("is a symlink: refused".into());
-    }
-    if !meta.is_dir() {
-        return Err("is not a folder".into());
-    }
+/// The handle of `dir`, or why it cannot hold entries: it is created (mode 0700, missing
+/// folders above it 0755) if missing, reached without following a symlink at any step through
+/// trusted folders only ([`trusted::open_folder`]), and must be memory-backed and this user's
+/// alone.
+fn safe_dir(dir: &Path) -> Result<OwnedFd, String> {
+    let (handle, meta) = trusted::open_folder(dir, Some((0o755, 0o700)))?;
+    let shown = dir.display();
     // SAFETY: geteuid has no preconditions.
     let me = unsafe { libc::geteuid() };
-    if meta.uid() != me {
+    if meta.st_uid != me {
         return Err(format!(
-            "is owned by uid {}, not this user ({me})",
-            meta.uid()
+            "`{shown}` is owned by uid {}, not this user ({me})",
+            meta.st_uid
         ));
     }
-    if meta.mode() & 0o077 != 0 {
+    if meta.st_mode & 0o077 != 0 {
         return Err(format!(
-            "has mode {:o}: group or others may enter it (it must be 0700)",
-            meta.mode() & 0o777
+            "`{shown}` has mode {:o}: group or others may enter it (it must be 0700)",
+            meta.st_mode & 0o777
         ));
     }
-    let c_path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
-        .map_err(|_| "holds a NUL byte".to_owned())?;
-    // SAFETY: a valid C string and a zeroed statfs the call fills.
+    // SAFETY: a valid descriptor and a zeroed statfs the call fills.
     let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(c_path.as_ptr(), &mut stat) } != 0 {
-        return Err("cannot be examined (statfs failed)".into());
+    if unsafe { libc::fstatfs(handle.as_raw_fd(), &mut stat) } != 0 {
+        return Err(format!("`{shown}` cannot be examined (statfs failed)"));
     }
     const TMPFS: i64 = 0x0102_1994;
     const RAMFS: i64 = 0x8584_58f6;
     let kind = stat.f_type as i64;
     if kind != TMPFS && kind != RAMFS {
         return Err(format!(
-            "is not on a memory-backed filesystem (tmpfs or ramfs; type {kind:#x}): secrets would reach a disk"
+            "`{shown}` is not on a memory-backed filesystem (tmpfs or ramfs; type {kind:#x}): secrets would reach a disk"
         ));
     }
-    Ok(())
+    Ok(handle)
 }
 
 fn lower(error: &std::io::Error) -> String {
@@ -237,17 +235,33 @@ fn now_ms() -> u128 {
 }
 
 impl Store {
-    fn file(&self, key: &Key, kind: &str) -> PathBuf {
-        self.dir.join(format!("{}.{kind}", key.0))
+    /// Opens `name` in the cache folder, through its handle, never following a symlink.
+    fn open_at(&self, name: &str, flags: libc::c_int) -> std::io::Result<std::fs::File> {
+        let name = CString::new(name).map_err(std::io::Error::other)?;
+        // SAFETY: a valid directory descriptor and C string; the result is checked.
+        let fd = unsafe {
+            libc::openat(
+                self.dir.as_raw_fd(),
+                name.as_ptr(),
+                flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                0o600 as libc::c_uint,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: a descriptor just opened and owned by nothing else.
+        Ok(unsafe { std::fs::File::from_raw_fd(fd) })
     }
 
     /// The record in `<key>.<kind>`, and when it was written; `None` for anything that is not
     /// this user's own, well-formed record of this key.
     fn read(&self, key: &Key, kind: &str) -> Option<(u128, Record)> {
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-            .open(self.file(key, kind))
+        let mut file = self
+            .open_at(
+                &format!("{}.{kind}", key.0),
+                libc::O_RDONLY | libc::O_NONBLOCK,
+            )
             .ok()?;
         let meta = file.metadata().ok()?;
         // SAFETY: geteuid has no preconditions.
@@ -296,43 +310,42 @@ impl Store {
             }
         };
         let text = format!("{MAGIC}\n{}\n{}\n{what}\n{body}", key.0, now_ms());
-        let temporary = self
-            .dir
-            .join(format!(".{}.{}.{kind}", key.0, std::process::id()));
-        let written = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&temporary)
+        let temporary = format!(".{}.{}.{kind}", key.0, std::process::id());
+        let written = self
+            .open_at(&temporary, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL)
             .and_then(|mut file| file.write_all(text.as_bytes()));
-        match written {
-            Ok(()) => {
-                let _ = std::fs::rename(&temporary, self.file(key, kind));
-            }
-            Err(_) => {
-                let _ = std::fs::remove_file(&temporary);
+        let (Ok(from), Ok(to)) = (
+            CString::new(temporary),
+            CString::new(format!("{}.{kind}", key.0)),
+        ) else {
+            return;
+        };
+        let dir = self.dir.as_raw_fd();
+        // SAFETY: a valid directory descriptor and C strings; failures leave no entry.
+        unsafe {
+            match written {
+                Ok(()) => {
+                    if libc::renameat(dir, from.as_ptr(), dir, to.as_ptr()) != 0 {
+                        libc::unlinkat(dir, from.as_ptr(), 0);
+                    }
+                }
+                Err(_) => {
+                    libc::unlinkat(dir, from.as_ptr(), 0);
+                }
             }
         }
     }
 
     /// Holds the key's lock until dropped (other fetches of the key wait in `lock`).
     fn lock(&self, key: &Key) -> Option<std::fs::File> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(self.file(key, "lock"))
+        let file = self
+            .open_at(&format!("{}.lock", key.0), libc::O_RDWR | libc::O_CREAT)
             .ok()?;
         let meta = file.metadata().ok()?;
         // SAFETY: geteuid has no preconditions.
         if !meta.is_file() || meta.uid() != unsafe { libc::geteuid() } {
             return None;
         }
-        use std::os::fd::AsRawFd as _;
         // SAFETY: flock on a descriptor we own; blocks until the lock is ours.
         (unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0).then_some(file)
     }
@@ -376,27 +389,39 @@ impl Store {
             }
             _ => None,
         };
-        let outcome = match &stale {
-            None => fetch(),
-            // Leave time to serve the stale value if the store does not answer.
-            Some(_) => {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (outcome, stale) = match stale {
+            None => (fetch(), None),
+            // Time enough to call the store and still serve the stale value if it does not
+            // answer: the store gets all but the margin, at least LEAST_STORE_TIME.
+            Some(stale) if left >= LEAST_STORE_TIME + STALE_MARGIN => {
                 let (sender, receiver) = mpsc::channel();
                 let spawned = std::thread::Builder::new()
                     .name("store".into())
                     .spawn(move || {
                         let _ = sender.send(fetch());
                     });
-                let wait = deadline
-                    .saturating_duration_since(Instant::now())
-                    .saturating_sub(STALE_MARGIN);
-                match (spawned, receiver.recv_timeout(wait)) {
-                    (Ok(_), Ok(outcome)) => outcome,
-                    _ => Err(Error::new(
-                        ErrorKind::Timeout,
-                        "the store did not answer in time",
+                let outcome = match spawned {
+                    Ok(_) => receiver
+                        .recv_timeout(left - STALE_MARGIN)
+                        .unwrap_or_else(|_| {
+                            Err(Error::new(
+                                ErrorKind::Timeout,
+                                "the store did not answer in time",
+                            ))
+                        }),
+                    // The store was not called: no stale value for that.
+                    Err(e) => Err(Error::new(
+                        ErrorKind::Internal,
+                        format!("cannot start the store thread: {e}"),
                     )),
-                }
+                };
+                (outcome, Some(stale))
             }
+            // Too little time: the store is called as without a cache, and its own failure
+            // counts only if it had LEAST_STORE_TIME to answer; its silence is the run's
+            // timeout, never a stale value.
+            Some(stale) => (fetch(), (left >= LEAST_STORE_TIME).then_some(stale)),
         };
         match outcome {
             Ok(secrets) => {
@@ -438,4 +463,168 @@ fn kind_from(name: &str) -> Option<ErrorKind> {
     ]
     .into_iter()
     .find(|kind| kind_name(*kind) == name)
+}
+
+/// Folders reached without trusting their paths: the cache folder, the audit log's folder.
+///
+/// A folder is opened from `/` one component at a time, each with `openat(parent, name,
+/// O_PATH | O_DIRECTORY | O_NOFOLLOW)`, so no symlink is followed at any step and what is
+/// checked is what is used (through the handle, never the path again). Every folder on the
+/// way, `/` included, must belong to root or this (effective) user, and no one else may write
+/// it: its group and other write bits are off, with one exception, a sticky folder (`/tmp`,
+/// `/dev/shm`): there only an entry's owner (or root) may rename or remove the entry, so the
+/// next folder, which must itself be root's or this user's, cannot be swapped or moved away by
+/// anyone else; another user can at most create a missing name first, which the owner check
+/// then refuses. The path must be absolute and hold no `..`.
+pub(crate) mod trusted {
+    use std::ffi::CString;
+    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+    use std::path::{Component, Path, PathBuf};
+
+    /// `path`'s handle and status, once every folder from `/` down to it is trusted; with
+    /// `create = Some((above, last))`, missing folders are made with mode `above`, and `path`
+    /// itself with mode `last`. The error names the folder at fault and why.
+    pub(crate) fn open_folder(
+        path: &Path,
+        create: Option<(u32, u32)>,
+    ) -> Result<(OwnedFd, libc::stat), String> {
+        if !path.is_absolute() {
+            return Err(format!("`{}` is not an absolute path", path.display()));
+        }
+        let root = CString::new("/").expect("no NUL");
+        // SAFETY: a valid C string; the result is checked.
+        let fd = unsafe {
+            libc::open(
+                root.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err("`/` cannot be opened".into());
+        }
+        // SAFETY: a descriptor just opened and owned by nothing else.
+        let mut handle = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut shown = PathBuf::from("/");
+        let mut meta = trusted_folder(&handle, &shown)?;
+        let components: Vec<Component> = path.components().collect();
+        let last = components.len().saturating_sub(1);
+        for (i, component) in components.into_iter().enumerate() {
+            let name = match component {
+                Component::RootDir | Component::CurDir => continue,
+                Component::Normal(name) => name,
+                Component::ParentDir | Component::Prefix(_) => {
+                    return Err(format!("`{}` holds `..`: refused", path.display()));
+                }
+            };
+            shown.push(name);
+            let c_name = CString::new(name.as_encoded_bytes())
+                .map_err(|_| format!("`{}` holds a NUL byte", path.display()))?;
+            let mode = create.map(|(above, end)| if i == last { end } else { above });
+            handle = open_child(&handle, &c_name, &shown, mode)?;
+            meta = trusted_folder(&handle, &shown)?;
+        }
+        Ok((handle, meta))
+    }
+
+    /// The folder `name` in `parent`, never through a symlink; made with `mode` if missing and
+    /// `mode` is given.
+    fn open_child(
+        parent: &OwnedFd,
+        name: &CString,
+        shown: &Path,
+        mode: Option<u32>,
+    ) -> Result<OwnedFd, String> {
+        let open = || {
+            // SAFETY: a valid directory descriptor and C string; the result is checked.
+            let fd = unsafe {
+                libc::openat(
+                    parent.as_raw_fd(),
+                    name.as_ptr(),
+                    libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                )
+            };
+            // SAFETY: a descriptor just opened and owned by nothing else.
+            (fd >= 0)
+                .then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+                .ok_or_else(std::io::Error::last_os_error)
+        };
+        let opened = match (open(), mode) {
+            (Err(e), Some(mode)) if e.raw_os_error() == Some(libc::ENOENT) => {
+                // SAFETY: a valid directory descriptor and C string.
+                let made = unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), mode) };
+                let error = std::io::Error::last_os_error();
+                if made != 0 && error.raw_os_error() != Some(libc::EEXIST) {
+                    return Err(format!(
+                        "`{}` cannot be created: {}",
+                        shown.display(),
+                        super::lower(&error)
+                    ));
+                }
+                open()
+            }
+            (opened, _) => opened,
+        };
+        opened.map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => format!("`{}` is a symlink: refused", shown.display()),
+            Some(libc::ENOTDIR) => {
+                // SAFETY: a valid directory descriptor and C string; a zeroed stat it fills.
+                let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+                let link = unsafe {
+                    libc::fstatat(
+                        parent.as_raw_fd(),
+                        name.as_ptr(),
+                        &mut stat,
+                        libc::AT_SYMLINK_NOFOLLOW,
+                    )
+                } == 0
+                    && stat.st_mode & libc::S_IFMT == libc::S_IFLNK;
+                match link {
+                    true => format!("`{}` is a symlink: refused", shown.display()),
+                    false => format!("`{}` is not a folder", shown.display()),
+                }
+            }
+            _ => format!("`{}`: {}", shown.display(), super::lower(&e)),
+        })
+    }
+
+    /// The status of the folder `handle`, if it is one that only root or this user can change.
+    fn trusted_folder(handle: &OwnedFd, shown: &Path) -> Result<libc::stat, String> {
+        let meta = status(handle).map_err(|e| format!("`{}`: {e}", shown.display()))?;
+        if meta.st_mode & libc::S_IFMT != libc::S_IFDIR {
+            return Err(format!("`{}` is not a folder", shown.display()));
+        }
+        trusted_owner(&meta).map_err(|why| format!("`{}` {why}", shown.display()))?;
+        let sticky = meta.st_mode & libc::S_ISVTX != 0;
+        if meta.st_mode & 0o022 != 0 && !sticky {
+            return Err(format!(
+                "`{}` has mode {:o}: others may write it, and so swap what is below it",
+                shown.display(),
+                meta.st_mode & 0o7777
+            ));
+        }
+        Ok(meta)
+    }
+
+    /// `fstat` of a descriptor.
+    pub(crate) fn status(handle: &impl std::os::fd::AsRawFd) -> Result<libc::stat, String> {
+        // SAFETY: a valid descriptor and a zeroed stat the call fills.
+        let mut meta: libc::stat = unsafe { std::mem::zeroed() };
+        if unsafe { libc::fstat(handle.as_raw_fd(), &mut meta) } != 0 {
+            return Err(super::lower(&std::io::Error::last_os_error()));
+        }
+        Ok(meta)
+    }
+
+    /// `Ok` when root or this user owns what `meta` describes; the error completes "`path` ...".
+    pub(crate) fn trusted_owner(meta: &libc::stat) -> Result<(), String> {
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        match meta.st_uid {
+            0 => Ok(()),
+            uid if uid == me => Ok(()),
+            uid => Err(format!(
+                "is owned by uid {uid}, not root or this user ({me})"
+            )),
+        }
+    }
 }

@@ -422,10 +422,11 @@ fn check<B: Backend>(args: &CheckArgs, executable: &std::path::Path) -> (String,
     }
     let limit = settings.get(&DEADLINE).unwrap_or(Duration::from_secs(8));
     if settings.get(&CACHE_TTL).is_some() {
-        report.push_str(&format!(
-            "cache     {}\n",
-            Cache::open(&settings).describe()
-        ));
+        // A configured cache that cannot be used is a failed check: fetches would work, but
+        // not as the operator configured them.
+        let cache = Cache::open(&settings);
+        ok &= !matches!(cache, Cache::Unavailable(_));
+        report.push_str(&format!("cache     {}\n", cache.describe()));
     }
     match B::new(&settings).and_then(|backend| backend.check(&settings, Instant::now() + limit)) {
         Ok(line) => report.push_str(&format!("backend   {line}\n")),
