@@ -1,5 +1,6 @@
 //! The protocol's promises, proved on the `probe` backend run as Nomad runs plugins.
 
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::time::{Duration, Instant};
 
 use nomad_secrets_golden::{Outcome, Plugin, Scratch, Suite, nomad_env};
@@ -134,4 +135,153 @@ fn the_canary_check_catches_a_planted_leak() {
     );
     let clean = plugin.run(&["fetch", "tricky"], &nomad_env("fetch", &[]));
     assert_eq!(clean.check_no_canary(), Ok(()), "a result may hold secrets");
+}
+
+/// A plugin whose audit log is `log` (required), and one fetch of `echo/x` through it.
+fn audited_fetch(log: &std::path::Path) -> Outcome {
+    let settings = format!("audit_log = \"{}\"\ndeadline = \"2s\"\n", log.display());
+    let plugin = Plugin::install(PROBE.as_ref(), "probe", Some(&settings), 0o644);
+    let child = plugin
+        .command(&["fetch", "echo/x#locator"], &nomad_env("fetch", &[]))
+        .spawn()
+        .unwrap();
+    let outcome = Outcome::wait(child, Duration::from_secs(15));
+    outcome.check_contract("fetch").unwrap();
+    outcome
+}
+
+/// The error of a fetch whose required audit line was refused, with the log's path masked.
+fn refused_log(log: &std::path::Path) -> String {
+    let outcome = audited_fetch(log);
+    assert!(outcome.stdout.starts_with("{\"error\""), "{outcome:?}");
+    let shown = log.display().to_string();
+    assert!(
+        outcome.stdout.contains(&shown),
+        "names the log: {outcome:?}"
+    );
+    outcome.stdout.replace(&shown, "[LOG]")
+}
+
+#[test]
+fn an_audit_log_that_is_a_fifo_never_blocks_the_fetch() {
+    let scratch = Scratch::new("audit-fifo");
+    let log = scratch.path().join("audit.jsonl");
+    let c_log = std::ffi::CString::new(log.to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c_log.as_ptr(), 0o600) }, 0);
+    let started = Instant::now();
+    let error = refused_log(&log);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the fetch waited on the FIFO"
+    );
+    assert!(
+        error.contains("could not write the audit log `[LOG]`: it is not a regular file (a FIFO or a socket): refused"),
+        "{error}"
+    );
+    // With a reader at the other end, the open succeeds: still refused, not written to.
+    let reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&log)
+        .unwrap();
+    let error = refused_log(&log);
+    assert!(
+        error.contains("`[LOG]`: it is not a regular file: refused"),
+        "{error}"
+    );
+    drop(reader);
+}
+
+#[test]
+fn an_audit_log_others_could_write_or_own_is_refused() {
+    use std::os::unix::fs::{PermissionsExt as _, chown};
+    let scratch = Scratch::new("audit-trust");
+    let log = scratch.path().join("audit.jsonl");
+    std::fs::write(&log, "").unwrap();
+
+    std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o664)).unwrap();
+    let error = refused_log(&log);
+    assert!(
+        error.contains("it has mode 664: group or others may write it: refused"),
+        "{error}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "",
+        "nothing appended"
+    );
+
+    std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o600)).unwrap();
+    chown(&log, Some(1000), Some(1000)).unwrap();
+    let error = refused_log(&log);
+    assert!(error.contains("it is owned by uid 1000"), "{error}");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "",
+        "nothing appended"
+    );
+
+    // A second name for another file (a hard link, as into /etc from a sticky /tmp).
+    std::fs::remove_file(&log).unwrap();
+    let other = scratch.path().join("other");
+    std::fs::write(&other, "").unwrap();
+    std::fs::hard_link(&other, &log).unwrap();
+    let error = refused_log(&log);
+    assert!(error.contains("it has 2 hard links: refused"), "{error}");
+    assert_eq!(std::fs::read_to_string(&other).unwrap(), "");
+
+    // A folder on the way that another user owns, or a group may write.
+    let theirs = scratch.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    chown(&theirs, Some(1000), Some(1000)).unwrap();
+    let error = refused_log(&theirs.join("audit.jsonl"));
+    assert!(error.contains("theirs` is owned by uid 1000"), "{error}");
+    let group = scratch.path().join("group");
+    std::fs::create_dir(&group).unwrap();
+    std::fs::set_permissions(&group, std::fs::Permissions::from_mode(0o775)).unwrap();
+    let error = refused_log(&group.join("audit.jsonl"));
+    assert!(error.contains("group` has mode 775"), "{error}");
+}
+
+#[test]
+fn a_symlink_on_the_audit_logs_path_is_never_followed() {
+    let scratch = Scratch::new("audit-link");
+    let real = scratch.path().join("real");
+    std::fs::create_dir(&real).unwrap();
+    let link = scratch.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let error = refused_log(&link.join("audit.jsonl"));
+    assert!(error.contains("link` is a symlink: refused"), "{error}");
+    assert!(
+        !real.join("audit.jsonl").exists(),
+        "nothing written through it"
+    );
+    // The last component too.
+    std::os::unix::fs::symlink(real.join("target"), real.join("audit.jsonl")).unwrap();
+    let error = refused_log(&real.join("audit.jsonl"));
+    assert!(error.contains("it is a symlink: refused"), "{error}");
+    assert!(!real.join("target").exists());
+    // A trusted log is written, mode 0600.
+    let good = real.join("good.jsonl");
+    let outcome = audited_fetch(&good);
+    assert!(outcome.stdout.starts_with("{\"result\""), "{outcome:?}");
+    assert_eq!(std::fs::read_to_string(&good).unwrap().lines().count(), 1);
+}
+
+#[test]
+fn the_audit_line_records_what_was_read_beside_what_was_written() {
+    let scratch = Scratch::new("audit-read");
+    let log = scratch.path().join("audit.jsonl");
+    let settings = format!("audit_log = \"{}\"\n", log.display());
+    let plugin = Plugin::install(PROBE.as_ref(), "probe", Some(&settings), 0o644);
+    let outcome = plugin.run(
+        &["fetch", "echo/%74eam-a/db?version=2#locator"],
+        &nomad_env("fetch", &[]),
+    );
+    assert!(outcome.stdout.starts_with("{\"result\""), "{outcome:?}");
+    let line: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&log).unwrap().trim()).unwrap();
+    assert_eq!(line["path"], "echo/%74eam-a/db?version=2#locator");
+    assert_eq!(line["read"], "echo/team-a/db");
 }

@@ -2,11 +2,16 @@
 //!
 //! ```json
 //! {"time":"2026-11-23T06:00:00.123Z","plugin":"file","namespace":"payments","job":"api",
-//!  "path":"db.json#password","decision":"allowed","outcome":"ok","keys":1,"duration_ms":2}
+//!  "path":"db.json#password","read":"db.json","decision":"allowed","outcome":"ok","keys":1,
+//!  "duration_ms":2}
 //! ```
 //!
 //! `job` is the job as Nomad identifies it (a dispatched or periodic run's parent, see
 //! [`crate::policy::job_identity`]); such a run's own `NOMAD_JOB_ID` follows as `job_instance`.
+//! `path` is the path as the job wrote it; `read` is what the backend really reads (its
+//! normalised locator, the text the access policy matched: `%74eam-a/./db.json` is read as
+//! `team-a/db.json`), present once the path could be parsed, so that lines can be searched by
+//! what was read.
 //! With a cache configured, `source` says where the answer came from: `store`, `cache` or
 //! `stale-cache` (the store was failing), with `cache_age_ms`, or `shared-failure` (the failure
 //! of the call another fetch made while this one waited); `cache` says why the cache could not
@@ -14,13 +19,21 @@
 //! `decision` is `allowed` or `denied` by the access policy, or `unchecked` when the run failed
 //! before the policy could be consulted (a bad path, say); `outcome` is `ok` or the error's kind,
 //! and `error` its message (messages never hold values). Each line is one `write` to a file
-//! opened with `O_APPEND`, so concurrent fetches never interleave or tear lines. The file is
-//! created with mode 0600 and never followed through a symlink. When `audit_required` is true
-//! (the default) a fetch whose line cannot be written fails, and its result is withheld.
+//! opened with `O_APPEND`, so concurrent fetches never interleave or tear lines.
+//!
+//! The log is trusted as the cache folder is ([`crate::cache::trusted`]): its folder is reached
+//! from `/` one step at a time without following a symlink, through folders that only root or
+//! this user can change; the file is opened from that handle with `O_NOFOLLOW | O_NONBLOCK`
+//! (a FIFO can never block a fetch past its deadline or SIGTERM), created with mode 0600 if
+//! missing, and used only if it is then a regular file of root's or this user's, with one
+//! link, that neither group nor others may write. A refused log is an audit failure: when
+//! `audit_required` is true (the default) the fetch fails, naming the log and why, and its
+//! result is withheld.
 
+use std::ffi::CString;
 use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::PathBuf;
+use std::os::fd::{AsRawFd as _, FromRawFd as _};
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -38,6 +51,8 @@ pub(crate) struct Audit {
     /// `NOMAD_JOB_ID` itself, written beside `job` when it differs (a dispatched run's own ID).
     pub instance: String,
     pub path: String,
+    /// The backend's normalised locator: what is really read.
+    pub read: Option<String>,
     pub decision: &'static str,
     /// Where the answer came from, when a cache is configured (`source`, `cache_age_ms`, or
     /// why the cache could not be used).
@@ -52,6 +67,15 @@ pub(crate) fn decided(decision: &'static str) {
     if let Ok(mut current) = CURRENT.lock() {
         if let Some(audit) = current.as_mut() {
             audit.decision = decision;
+        }
+    }
+}
+
+/// Records what the backend will really read (its normalised locator).
+pub(crate) fn read(normalised: &str) {
+    if let Ok(mut current) = CURRENT.lock() {
+        if let Some(audit) = current.as_mut() {
+            audit.read = Some(normalised.to_owned());
         }
     }
 }
@@ -74,16 +98,11 @@ pub(crate) fn finish(outcome: Result<Secrets, Error>, started: Instant) -> Resul
     };
     let written = audit.write(outcome_fields(&outcome), started.elapsed());
     match (written, audit.required) {
-        (Err(e), true) => Err(Error::unavailable(format!(
-            "could not write the audit log `{}`: {}",
+        (Err(why), true) => Err(Error::unavailable(format!(
+            "could not write the audit log `{}`: {why}",
             audit.log.display(),
-            e.to_string()
-                .split(" (os error")
-                .next()
-                .unwrap_or_default()
-                .to_lowercase()
         ))
-        .hint("the operator requires an audit line for every fetch (`audit_required`); check the log's folder and permissions")),
+        .hint("the operator requires an audit line for every fetch (`audit_required`); the log and every folder above it must be root's or this user's, writable by no one else, reached through no symlink")),
         _ => outcome,
     }
 }
@@ -98,7 +117,7 @@ pub(crate) fn panicked(started: Instant) {
 }
 
 impl Audit {
-    fn write(&self, outcome: serde_json::Value, duration: Duration) -> std::io::Result<()> {
+    fn write(&self, outcome: serde_json::Value, duration: Duration) -> Result<(), String> {
         let mut line = serde_json::json!({
             "time": rfc3339(SystemTime::now()),
             "plugin": self.plugin,
@@ -111,6 +130,9 @@ impl Audit {
             if self.instance != self.job {
                 line.insert("job_instance".into(), self.instance.clone().into());
             }
+            if let Some(read) = &self.read {
+                line.insert("read".into(), cut(read).into());
+            }
             if let Some(serde_json::Value::Object(cache)) = &self.cache {
                 line.extend(cache.clone());
             }
@@ -121,19 +143,76 @@ impl Audit {
         }
         let mut text = line.to_string();
         text.push('\n');
-        let mut file = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&self.log)?;
+        let mut file = open_log(&self.log)?;
         // One write: O_APPEND makes it land whole at the end, whatever other fetches do.
-        let written = file.write(text.as_bytes())?;
+        let written = file.write(text.as_bytes()).map_err(|e| lower(&e))?;
         if written != text.len() {
-            return Err(std::io::Error::other("the line was written only in part"));
+            return Err("the line was written only in part".into());
         }
         Ok(())
     }
+}
+
+/// The log at `path`, opened for appending if it can be trusted (see the module's docs); the
+/// error says why not.
+fn open_log(path: &Path) -> Result<std::fs::File, String> {
+    let (Some(folder), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err("it names no file".into());
+    };
+    let (folder, _) = crate::cache::trusted::open_folder(folder, None)?;
+    let name = CString::new(name.as_encoded_bytes()).map_err(|_| "it holds a NUL byte")?;
+    // SAFETY: a valid directory descriptor and C string; the result is checked.
+    let fd = unsafe {
+        libc::openat(
+            folder.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_WRONLY
+                | libc::O_APPEND
+                | libc::O_CREAT
+                | libc::O_NONBLOCK
+                | libc::O_NOFOLLOW
+                | libc::O_CLOEXEC,
+            0o600 as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        let error = std::io::Error::last_os_error();
+        return Err(match error.raw_os_error() {
+            Some(libc::ELOOP) => "it is a symlink: refused".into(),
+            // A FIFO without a reader (or a socket): never waited for.
+            Some(libc::ENXIO) => "it is not a regular file (a FIFO or a socket): refused".into(),
+            _ => lower(&error),
+        });
+    }
+    // SAFETY: a descriptor just opened and owned by nothing else.
+    let file = unsafe { std::fs::File::from_raw_fd(fd) };
+    let meta = crate::cache::trusted::status(&file)?;
+    if meta.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err("it is not a regular file: refused".into());
+    }
+    crate::cache::trusted::trusted_owner(&meta).map_err(|why| format!("it {why}: refused"))?;
+    if meta.st_mode & 0o022 != 0 {
+        return Err(format!(
+            "it has mode {:o}: group or others may write it: refused",
+            meta.st_mode & 0o7777
+        ));
+    }
+    if meta.st_nlink != 1 {
+        return Err(format!(
+            "it has {} hard links: refused (a link could aim the lines at another file)",
+            meta.st_nlink
+        ));
+    }
+    Ok(file)
+}
+
+fn lower(error: &std::io::Error) -> String {
+    error
+        .to_string()
+        .split(" (os error")
+        .next()
+        .unwrap_or_default()
+        .to_lowercase()
 }
 
 fn outcome_fields(outcome: &Result<Secrets, Error>) -> serde_json::Value {

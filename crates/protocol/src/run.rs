@@ -246,6 +246,7 @@ fn fetch<B: Backend>(
                 job: job.clone(),
                 instance: instance.clone(),
                 path: raw.to_owned(),
+                read: None,
                 decision: "unchecked",
                 cache: None,
             });
@@ -253,6 +254,7 @@ fn fetch<B: Backend>(
     }
     let path = SecretPath::parse(raw, B::OPTIONS)?;
     let normalised = B::normalise(path.locator(), &settings)?;
+    audit::read(&normalised);
     if let Err(denied) = policy::check(&settings, &namespace, &job, &normalised) {
         audit::decided("denied");
         return Err(denied);

@@ -777,6 +777,7 @@ fn parse_duration(text: &str) -> Option<Duration> {
         "ms" => Duration::from_millis(number),
         "s" => Duration::from_secs(number),
         "m" => Duration::from_secs(number.checked_mul(60)?),
+        "h" => Duration::from_secs(number.checked_mul(3600)?),
         _ => return None,
     };
     (Duration::from_millis(1)..=Duration::from_secs(3600))

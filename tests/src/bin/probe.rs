@@ -11,6 +11,7 @@
 //! | `leak`       | returns an error that quotes a canary: a planted leak            |
 //! | `empty`      | returns no keys                                                  |
 //! | `tricky`     | returns values that need JSON escaping                           |
+//! | `json/<name>` | converts a canned JSON text by the shared policy: `exponent` (`{"n": 1E5}`), `deep` and `deep-text` (an object 200 levels deep, strict and lenient) |
 //! | `store/<name>` | a store for the cache's tests, in the folder `store` names: each call appends a line to `<store>/calls`, waits 300 ms, and answers `{"token": <the job's TOKEN>, "value": "CANARY-stored"}`; `<store>/down` makes it fail as unreachable, `<store>/deny` as denied |
 #![allow(
     clippy::print_stderr,
@@ -97,6 +98,21 @@ impl Backend for Probe {
                     secrets.insert(name, Secret::new(value))?;
                 }
                 secrets.insert("env_count", Secret::new(request.env.len().to_string()))?;
+            }
+            "json/exponent" => {
+                return Secrets::from_json(r#"{"n": 1E5, "small": -2.50e-3, "o": {"m": 1E+2}}"#);
+            }
+            "json/deep" | "json/deep-text" => {
+                let depth = 200;
+                let text = format!(
+                    r#"{{"user": "CANARY-deep", "a": {}"CANARY-inner"{}}}"#,
+                    "[".repeat(depth),
+                    "]".repeat(depth)
+                );
+                return match locator {
+                    "json/deep" => Secrets::from_json(&text),
+                    _ => Secrets::from_text_or_json_object(text),
+                };
             }
             stored if stored.starts_with("store/") => {
                 use std::io::Write as _;
