@@ -1,21 +1,29 @@
-//! Running the CLI: bounded in time and output, and never outliving the plugin.
+//! Running the CLI: bounded in time and output, and never outliving the fetch.
 //!
 //! The CLI gets stdin from /dev/null, stdout and stderr as pipes of ours (never Nomad's), and a
-//! process group of its own. Three threads report to the fetch thread: one reads stdout (at
-//! most `max_output` bytes), one keeps the first line of stderr and drains the rest, one waits
-//! for the exit. When the CLI exits, its whole group is killed, so a grandchild left holding the
-//! stdout pipe cannot keep the fetch waiting; the group is killed too at the deadline, when the
-//! output is too large, and (through the protocol's exit hook) whenever the plugin exits, on
-//! SIGTERM included. The CLI's stderr is never printed: CLIs quote what they were given.
+//! process group of its own. The plugin makes itself a child subreaper first
+//! (`PR_SET_CHILD_SUBREAPER`), so that whatever the CLI starts and leaves behind, in its group
+//! or in a session of its own (`setsid`, a double fork), becomes the plugin's child instead of
+//! init's. The fetch thread reads both pipes itself (stdout up to `max_output` bytes, the first
+//! line of stderr, the rest drained) and answers as soon as the CLI itself has exited: what it
+//! wrote is then in the pipe, read without blocking, and nothing a helper holding the pipe open
+//! does can delay the answer. The run then ends the same way whatever ended it (exit, the
+//! deadline, too much output, and through the protocol's exit hook every exit of the plugin,
+//! SIGTERM included): the CLI's process group is killed, then every remaining child of the
+//! plugin, again and again as orphans reparent to it, and reaped. The CLI's stderr is never
+//! printed: CLIs quote what they were given.
+//!
+//! The plugin runs one CLI at a time, and every process it starts is that CLI or one of its
+//! descendants: whatever is left a child of the plugin when a run ends is killed.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::Read as _;
+use std::os::fd::AsRawFd as _;
 use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use nomad_secrets_protocol::{Error, ErrorKind, Settings};
@@ -24,6 +32,10 @@ use nomad_secrets_protocol::{Error, ErrorKind, Settings};
 const MARGIN: Duration = Duration::from_millis(300);
 /// How much of stderr is kept, for its first line.
 const STDERR_KEPT: usize = 4096;
+/// How often the fetch thread looks whether the CLI has exited while its pipes are quiet.
+const TICK: Duration = Duration::from_millis(5);
+/// How long killing what is left may take at most (processes forking as fast as they die).
+const KILLING: Duration = Duration::from_millis(500);
 
 /// The process group of the running CLI (0: none), for the exit hook.
 static GROUP: AtomicI32 = AtomicI32::new(0);
@@ -35,6 +47,81 @@ fn kill_group() {
         // SAFETY: a signal to a process group we created; no memory is involved.
         unsafe { libc::kill(-group, libc::SIGKILL) };
     }
+}
+
+/// The exit hook: the group, then every child left (as subreaper, the CLI's orphans are ours).
+/// Never reaps (the fetch thread may be reaping) and never blocks for long.
+fn kill_all_at_exit() {
+    kill_group();
+    kill_children(false);
+}
+
+/// Kills every child of this process until none is left alive (orphans of the killed reparent
+/// to us and are found on the next pass), bounded by [`KILLING`]; with `reap`, collects the dead
+/// too. Only children are signalled, never deeper descendants: a child's PID cannot be reused
+/// before we reap it, so no unrelated process can be hit.
+fn kill_children(reap: bool) {
+    let ours = std::process::id() as i32;
+    let until = Instant::now() + KILLING;
+    loop {
+        let children = children_of(ours);
+        let mut alive = false;
+        for &(pid, zombie) in &children {
+            if !zombie {
+                alive = true;
+                // SAFETY: a signal to our own child process; no memory is involved.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        if reap {
+            for &(pid, _) in &children {
+                // SAFETY: reaps our own child if it is dead; a null status pointer is allowed.
+                unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+            }
+        }
+        if !alive || Instant::now() >= until {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The processes whose parent is `parent`, each with whether it is a zombie, from
+/// `/proc/<pid>/stat` (nothing when /proc cannot be read).
+fn children_of(parent: i32) -> Vec<(i32, bool)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (state, ppid) = parse_stat(&stat)?;
+            (ppid == parent).then_some((pid, state == 'Z' || state == 'X'))
+        })
+        .collect()
+}
+
+/// The state and parent PID of a `/proc/<pid>/stat` line: `pid (comm) S ppid ...`, where
+/// `comm` may hold spaces and parentheses (so the last `)` ends it).
+fn parse_stat(stat: &str) -> Option<(char, i32)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+/// Makes this process the reaper of its descendants' orphans (once; a failure leaves them to
+/// init, and only the process group is then killed for sure).
+fn become_subreaper() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: prctl with integer arguments only; it changes no memory of ours.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        nomad_secrets_protocol::on_exit(kill_all_at_exit);
+    });
 }
 
 /// One run of the CLI.
@@ -62,20 +149,71 @@ pub enum Failure {
     TooLarge,
     /// It did not finish before the deadline.
     Deadline,
-    /// It exited, but something it started kept its stdout open past the deadline.
-    HeldOpen,
 }
 
-enum Event {
-    Stdout(Vec<u8>),
-    TooLarge,
-    Exited(std::io::Result<ExitStatus>),
+/// One of the CLI's pipes, read without blocking.
+struct Pipe {
+    file: std::fs::File,
+    /// Until end of file (all writers gone) or the run's end.
+    open: bool,
 }
 
-/// Runs the CLI to its end; its stdout on success (exit 0).
+impl Pipe {
+    fn new(fd: impl Into<std::os::fd::OwnedFd>) -> Pipe {
+        let file = std::fs::File::from(fd.into());
+        // SAFETY: fcntl on a descriptor we own, integer arguments only.
+        unsafe {
+            let flags = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
+            libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
+        }
+        Pipe { file, open: true }
+    }
+
+    /// Reads what the pipe holds now, without waiting: appended to `kept` up to `keep` bytes in
+    /// all, the rest read and dropped when `drop_rest`, or left in the pipe.
+    fn drain(&mut self, kept: &mut Vec<u8>, keep: usize, drop_rest: bool) {
+        let mut buffer = [0u8; 16 << 10];
+        while self.open {
+            let room = keep.saturating_sub(kept.len());
+            if room == 0 && !drop_rest {
+                return;
+            }
+            let want = match room {
+                0 => buffer.len(),
+                room => room.min(buffer.len()),
+            };
+            match self.file.read(&mut buffer[..want]) {
+                Ok(0) => self.open = false,
+                Ok(n) => kept.extend_from_slice(&buffer[..n.min(room)]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(_) => self.open = false,
+            }
+        }
+    }
+}
+
+/// Waits until one of `pipes` is readable (or closed) or `limit` passes.
+fn wait_readable(pipes: [&Pipe; 2], limit: Duration) {
+    let mut fds: Vec<libc::pollfd> = pipes
+        .iter()
+        .filter(|pipe| pipe.open)
+        .map(|pipe| libc::pollfd {
+            fd: pipe.file.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let millis = limit.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
+    // SAFETY: `fds` is a valid array of `fds.len()` pollfd structures for the whole call.
+    unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, millis) };
+}
+
+/// Runs the CLI to its end; its stdout on success (exit 0). Returns as soon as the CLI itself
+/// has exited, with what it had written; the CLI's group and every process it left behind are
+/// killed before this returns, whatever the outcome.
 pub fn run(run: &Run) -> Result<Vec<u8>, Failure> {
-    static HOOK: std::sync::Once = std::sync::Once::new();
-    HOOK.call_once(|| nomad_secrets_protocol::on_exit(kill_group));
+    become_subreaper();
     let mut child = Command::new(&run.argv[0])
         .args(&run.argv[1..])
         .env_clear()
@@ -88,69 +226,45 @@ pub fn run(run: &Run) -> Result<Vec<u8>, Failure> {
         .spawn()
         .map_err(|e| Failure::Start(e.kind()))?;
     GROUP.store(child.id() as i32, Ordering::SeqCst);
-    let (events, inbox) = mpsc::channel();
-    let mut stdout = child.stdout.take().expect("piped");
-    let limit = run.max_output;
-    let sender = events.clone();
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let read = (&mut stdout).take(limit + 1).read_to_end(&mut bytes);
-        let _ = match read {
-            Ok(_) if bytes.len() as u64 > limit => sender.send(Event::TooLarge),
-            _ => sender.send(Event::Stdout(bytes)),
-        };
-    });
-    let mut stderr = child.stderr.take().expect("piped");
-    let (first_line, kept) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut head = Vec::new();
-        let _ = (&mut stderr)
-            .take(STDERR_KEPT as u64)
-            .read_to_end(&mut head);
-        let line = String::from_utf8_lossy(&head)
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .chars()
-            .take(200)
-            .collect::<String>();
-        let _ = first_line.send(line);
-        // Drain the rest so the CLI never blocks on a full stderr pipe.
-        let _ = std::io::copy(&mut stderr, &mut std::io::sink());
-    });
-    std::thread::spawn(move || {
-        let _ = events.send(Event::Exited(child.wait()));
-    });
-
+    let mut stdout = Pipe::new(child.stdout.take().expect("piped"));
+    let mut stderr = Pipe::new(child.stderr.take().expect("piped"));
+    let limit = usize::try_from(run.max_output).unwrap_or(usize::MAX - 1);
+    let (mut output, mut head) = (Vec::new(), Vec::new());
     let stop = run.deadline.checked_sub(MARGIN).unwrap_or(run.deadline);
-    let mut output = None;
-    let mut status = None;
     let result = loop {
-        if let (Some(_), Some(status)) = (&output, status) {
-            break Ok(status);
+        // Whether it has exited is asked before reading: everything it wrote before exiting is
+        // then in the pipe, and the reads below take it all.
+        let exited = child.try_wait();
+        stdout.drain(&mut output, limit + 1, false);
+        stderr.drain(&mut head, STDERR_KEPT, true);
+        if output.len() > limit {
+            break Err(Failure::TooLarge);
         }
-        let left = stop.saturating_duration_since(Instant::now());
-        match inbox.recv_timeout(left) {
-            Ok(Event::Stdout(bytes)) => output = Some(bytes),
-            Ok(Event::TooLarge) => break Err(Failure::TooLarge),
-            Ok(Event::Exited(Ok(exited))) => {
-                status = Some(exited);
-                // Whatever it left behind goes with it: the stdout pipe then ends.
-                kill_group();
-            }
-            Ok(Event::Exited(Err(e))) => break Err(Failure::Start(e.kind())),
-            Err(_) if status.is_some() => break Err(Failure::HeldOpen),
-            Err(_) => break Err(Failure::Deadline),
+        match exited {
+            Ok(Some(status)) => break Ok(status),
+            Ok(None) => {}
+            Err(e) => break Err(Failure::Start(e.kind())),
         }
+        let now = Instant::now();
+        if now >= stop {
+            break Err(Failure::Deadline);
+        }
+        wait_readable([&stdout, &stderr], TICK.min(stop - now));
     };
+    // Whatever it left behind goes now: its group, then every orphan (ours as subreaper).
     kill_group();
+    kill_children(true);
     let status = result?;
     if status.success() {
-        return Ok(output.unwrap_or_default());
+        return Ok(output);
     }
-    let line = kept
-        .recv_timeout(Duration::from_millis(50))
-        .unwrap_or_default();
+    let line = String::from_utf8_lossy(&head)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(200)
+        .collect::<String>();
     Err(Failure::Status(status, line))
 }
 
@@ -195,17 +309,16 @@ impl Failure {
                 "`{program}` printed more than {} bytes (`max_output`)",
                 run.max_output
             ))
-            .hint(format!("raise `max_output` in `{file}` if that is expected")),
+            .hint(format!(
+                "raise `max_output` in `{file}` if that is expected"
+            )),
             Failure::Deadline => Error::new(
                 ErrorKind::Timeout,
-                format!("`{program}` did not finish in time; it and everything it started were killed"),
+                format!(
+                    "`{program}` did not finish in time; it and everything it started were killed"
+                ),
             )
             .hint("check that the command can reach its service, or raise `deadline`"),
-            Failure::HeldOpen => Error::new(
-                ErrorKind::Timeout,
-                format!("`{program}` exited, but a process it started outside its group kept its output open"),
-            )
-            .hint("the command leaves a daemon behind; configure it not to, or start that daemon separately"),
         }
     }
 }
