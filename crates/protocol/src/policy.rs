@@ -12,19 +12,35 @@
 //!
 //! [[allow]]
 //! namespace = "*"
-//! paths = ["shared/{job}/*"]    # {namespace} and {job} are the run's own values
+//! paths = ["shared/{namespace}/{job}/*"]   # each job its own folder, in its own namespace's
 //! ```
 //!
 //! Without any `[[allow]]` rule every path is allowed (the plugin's own limits still apply).
 //! With one or more, what no rule allows is denied.
 //!
 //! Patterns: `*` matches any run of characters within one path segment (not `/`), `**` any run
-//! including `/`; everything else is literal. `{namespace}` and `{job}` are replaced by the run's
-//! values as literals, never as patterns; a rule whose placeholder has no value (run by hand)
-//! matches nothing. Patterns are matched against the path the backend will really read, after
-//! it has normalised it (for `file`: `.` and empty segments dropped, `..` refused), so `a/../b`,
-//! `%2e%2e` or doubled slashes cannot get around them. Matching is case-sensitive, as the paths
-//! are.
+//! including `/`; everything else is literal. Patterns are matched against the path the
+//! backend will really read, after it has normalised it (for `file`: `.` and empty segments
+//! dropped, `..` refused), so `a/../b`, `%2e%2e` or doubled slashes cannot get around them.
+//! Matching is case-sensitive, as the paths are.
+//!
+//! Placeholders insert the run's own identity, as Nomad set it:
+//!
+//! - `{namespace}` is `NOMAD_NAMESPACE`, the job's namespace (`default` for most jobs).
+//! - `{job}` is the job's ID as Nomad identifies it: `NOMAD_JOB_ID`, except that a dispatched
+//!   or periodic run (`batch/dispatch-...`, `batch/periodic-...`) is its parent, `batch` (see
+//!   [`job_identity`]). It is the ID alone, never the namespace: **a job is a (namespace, ID)
+//!   pair**, and jobs called `api` in two namespaces insert the same `{job}`. Under a rule with
+//!   `namespace = "*"`, `shared/{job}/*` lets every namespace's `api` read `shared/api/*`;
+//!   write `shared/{namespace}/{job}/*` to give each job a folder of its own.
+//!
+//! Inserted values are literal text, never patterns: a job ID holding `*`, `**`, `?`, `[` or
+//! `{` matches only those characters. A value holding `/` (Nomad allows `/` in job IDs) makes
+//! the pattern match nothing for that run: inserted, it would name a folder below another
+//! job's (job `api/x` would get `shared/api/x/...`, inside what `shared/{job}/**` grants job
+//! `api`), so no path segment of a placeholder can ever be more than one segment. A rule whose
+//! placeholder has no value (run by hand) matches nothing either. Such jobs are given paths by
+//! a rule naming them (`job = "team/batch"`, with literal paths).
 
 use toml::Value;
 
@@ -127,6 +143,7 @@ impl Policy {
                     && (r.job == "*" || r.job == caller.job)
             })
             .flat_map(|r| r.paths.iter())
+            .filter(|p| tokens(p, caller).is_some())
             .map(|p| {
                 p.replace("{namespace}", caller.namespace)
                     .replace("{job}", caller.job)
@@ -228,8 +245,9 @@ fn check_pattern(pattern: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Tokens of `pattern` with the caller's values in place of placeholders; `None` when a
-/// placeholder has no value.
+/// Tokens of `pattern` with the caller's values in place of placeholders, as literal
+/// characters; `None` when a placeholder has no value, or a value holding `/` (it would reach
+/// into another job's folder; see the module's docs).
 fn tokens(pattern: &str, caller: Caller) -> Option<Vec<Token>> {
     let mut tokens = Vec::new();
     let mut chars = pattern.char_indices().peekable();
@@ -250,7 +268,7 @@ fn tokens(pattern: &str, caller: Caller) -> Option<Vec<Token>> {
                     tokens.push(Token::Char('{'));
                     continue;
                 };
-                if value.is_empty() {
+                if value.is_empty() || value.contains('/') {
                     return None;
                 }
                 tokens.extend(value.chars().map(Token::Char));
@@ -383,6 +401,57 @@ mod tests {
             job: "",
         };
         assert!(!matches("shared/{job}/*", by_hand, "shared//db"));
+    }
+
+    #[test]
+    fn a_slash_in_a_placeholder_value_never_widens_a_rule() {
+        let nested = Caller {
+            namespace: "payments",
+            job: "api/x",
+        };
+        // Job `api` owns `shared/api/**`: job `api/x` must not reach into it.
+        assert!(matches("shared/{job}/**", API, "shared/api/x/db"));
+        assert!(!matches("shared/{job}/**", nested, "shared/api/x/db"));
+        assert!(!matches("shared/{job}/*", nested, "shared/api/x/db"));
+        assert!(!matches("{job}", nested, "api/x"));
+        let slashed_namespace = Caller {
+            namespace: "a/b",
+            job: "api",
+        };
+        assert!(!matches("{namespace}/**", slashed_namespace, "a/b/c"));
+        let p = policy(
+            r#"
+            [[allow]]
+            namespace = "*"
+            paths = ["shared/{namespace}/{job}/**"]
+            [[allow]]
+            namespace = "payments"
+            job = "api/x"
+            paths = ["team/api-x/*"]
+            "#,
+        );
+        assert!(!p.allows(nested, "shared/payments/api/x/db"));
+        assert!(p.allows(nested, "team/api-x/db"), "a rule naming the job");
+        assert_eq!(p.patterns_for(nested), ["team/api-x/*"]);
+        assert_eq!(p.patterns_for(API), ["shared/payments/api/**"]);
+    }
+
+    #[test]
+    fn a_job_is_a_namespace_and_an_id() {
+        let p = policy(
+            r#"
+            [[allow]]
+            namespace = "*"
+            paths = ["shared/{namespace}/{job}/*"]
+            "#,
+        );
+        let same_name = Caller {
+            namespace: "web",
+            job: "api",
+        };
+        assert!(p.allows(API, "shared/payments/api/db"));
+        assert!(!p.allows(same_name, "shared/payments/api/db"));
+        assert!(p.allows(same_name, "shared/web/api/db"));
     }
 
     #[test]
