@@ -475,7 +475,7 @@ fn kind_from(name: &str) -> Option<ErrorKind> {
 /// `/dev/shm`): there only an entry's owner (or root) may rename or remove the entry, so the
 /// next folder, which must itself be root's or this user's, cannot be swapped or moved away by
 /// anyone else; another user can at most create a missing name first, which the owner check
-/// then refuses. The path must be absolute and hold no `..`.
+/// then refuses. The path must be absolute; a `..` goes back to the folder walked before.
 pub(crate) mod trusted {
     use std::ffi::CString;
     use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
@@ -503,26 +503,35 @@ pub(crate) mod trusted {
             return Err("`/` cannot be opened".into());
         }
         // SAFETY: a descriptor just opened and owned by nothing else.
-        let mut handle = unsafe { OwnedFd::from_raw_fd(fd) };
-        let mut shown = PathBuf::from("/");
-        let mut meta = trusted_folder(&handle, &shown)?;
+        let root = unsafe { OwnedFd::from_raw_fd(fd) };
+        let shown = PathBuf::from("/");
+        let meta = trusted_folder(&root, &shown)?;
+        // The folders walked so far: `..` goes back to the one before (no symlink was
+        // followed, so that is the real parent, already checked).
+        let mut walked = vec![(root, meta, shown)];
         let components: Vec<Component> = path.components().collect();
         let last = components.len().saturating_sub(1);
         for (i, component) in components.into_iter().enumerate() {
             let name = match component {
-                Component::RootDir | Component::CurDir => continue,
-                Component::Normal(name) => name,
-                Component::ParentDir | Component::Prefix(_) => {
-                    return Err(format!("`{}` holds `..`: refused", path.display()));
+                Component::RootDir | Component::CurDir | Component::Prefix(_) => continue,
+                Component::ParentDir => {
+                    if walked.len() > 1 {
+                        walked.pop();
+                    }
+                    continue;
                 }
+                Component::Normal(name) => name,
             };
-            shown.push(name);
+            let (parent, _, parent_shown) = walked.last().expect("`/` is never popped");
+            let shown = parent_shown.join(name);
             let c_name = CString::new(name.as_encoded_bytes())
                 .map_err(|_| format!("`{}` holds a NUL byte", path.display()))?;
             let mode = create.map(|(above, end)| if i == last { end } else { above });
-            handle = open_child(&handle, &c_name, &shown, mode)?;
-            meta = trusted_folder(&handle, &shown)?;
+            let handle = open_child(parent, &c_name, &shown, mode)?;
+            let meta = trusted_folder(&handle, &shown)?;
+            walked.push((handle, meta, shown));
         }
+        let (handle, meta, _) = walked.pop().expect("`/` is never popped");
         Ok((handle, meta))
     }
 
@@ -626,5 +635,52 @@ pub(crate) mod trusted {
                 "is owned by uid {uid}, not root or this user ({me})"
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::trusted::open_folder;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn folders_are_walked_without_following_symlinks() {
+        let base = std::env::temp_dir().join(format!("trusted-walk-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(base.join("real/inner")).unwrap();
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::symlink(base.join("real"), base.join("link")).unwrap();
+
+        assert!(open_folder(&base.join("real/inner"), None).is_ok());
+        assert!(open_folder(&base.join("real/inner/../inner/."), None).is_ok());
+        let error = open_folder(&base.join("link/inner"), None).unwrap_err();
+        assert!(error.ends_with("link` is a symlink: refused"), "{error}");
+        let error = open_folder(&base.join("link"), None).unwrap_err();
+        assert!(error.ends_with("link` is a symlink: refused"), "{error}");
+        let error = open_folder(std::path::Path::new("relative/x"), None).unwrap_err();
+        assert_eq!(error, "`relative/x` is not an absolute path");
+        let error = open_folder(&base.join("missing"), None).unwrap_err();
+        assert!(
+            error.ends_with("missing`: no such file or directory"),
+            "{error}"
+        );
+
+        // Made when missing, with the modes asked for.
+        let (_, meta) = open_folder(&base.join("new/cache"), Some((0o755, 0o700))).unwrap();
+        assert_eq!(meta.st_mode & 0o777, 0o700);
+
+        // A folder others may write (not sticky) is not trusted below it.
+        std::fs::set_permissions(base.join("real"), std::fs::Permissions::from_mode(0o777))
+            .unwrap();
+        let error = open_folder(&base.join("real/inner"), None).unwrap_err();
+        assert!(
+            error.contains("real` has mode 777: others may write it"),
+            "{error}"
+        );
+        // Sticky (as /tmp): trusted, since no one else can move what is in it.
+        std::fs::set_permissions(base.join("real"), std::fs::Permissions::from_mode(0o1777))
+            .unwrap();
+        assert!(open_folder(&base.join("real/inner"), None).is_ok());
+        let _ = std::fs::remove_dir_all(&base);
     }
 }
