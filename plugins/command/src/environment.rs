@@ -64,6 +64,50 @@ pub fn never_from_a_job(name: &str) -> bool {
         || upper.ends_with("_PROXY")
 }
 
+/// Whether the operator may list `name` in `job_env`: an ALLOW-list of the shapes a CLI's own
+/// credential (or the account, project or environment it selects) takes, since no deny list
+/// can name every variable that loads code or changes what runs (`BASH_FUNC_x%%`,
+/// `JAVA_TOOL_OPTIONS`, `DOTNET_STARTUP_HOOKS`, `OPENSSL_CONF`, `PROMPT_COMMAND`, `PAGER`...).
+/// The exact rule, all three parts:
+/// 1. the name is `^[A-Z][A-Z0-9_]*$` (upper case, ASCII, no leading `_`, no `%`);
+/// 2. it ends in one of `_TOKEN`, `_SECRET`, `_PASSWORD`, `_PASSPHRASE`, `_KEY`, `_ID`,
+///    `_SESSION`, `_ACCOUNT`, `_PROJECT`, `_ENVIRONMENT` (`_API_KEY`, `_ACCESS_KEY` and
+///    `_ACCESS_TOKEN` are among these), with something before it;
+/// 3. it does not start with a runtime's, loader's or shell's own prefix (`BASH_`, `CORECLR_`,
+///    `DOTNET_`, `JAVA_`, `JDK_`, `OPENSSL_`, `SSL`, `NODE_`, `NPM_`, `PERL`, `RUBY`, `LESS`,
+///    `GCONV_`, `GLIBC_`, `GPG`), and [`never_from_a_job`] does not refuse it; but the `SOPS_`
+///    names, which that refuses as a family, are judged by 1 and 2 alone: these keep out what
+///    names a file, a command or a place (`SOPS_AGE_KEY_FILE`, `SOPS_AGE_KEY_CMD`,
+///    `SOPS_GPG_EXEC`, `SOPS_VAULT_URIS`) and let the job's own key (`SOPS_AGE_KEY`) through.
+pub fn safe_job_env_name(name: &str) -> bool {
+    const SUFFIXES: &[&str] = &[
+        "_TOKEN",
+        "_SECRET",
+        "_PASSWORD",
+        "_PASSPHRASE",
+        "_KEY",
+        "_ID",
+        "_SESSION",
+        "_ACCOUNT",
+        "_PROJECT",
+        "_ENVIRONMENT",
+    ];
+    const RUNTIMES: &[&str] = &[
+        "BASH_", "CORECLR_", "DOTNET_", "JAVA_", "JDK_", "OPENSSL_", "SSL", "NODE_", "NPM_",
+        "PERL", "RUBY", "LESS", "GCONV_", "GLIBC_", "GPG",
+    ];
+    let shape = name.starts_with(|c: char| c.is_ascii_uppercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    let credential = SUFFIXES
+        .iter()
+        .any(|suffix| name.len() > suffix.len() && name.ends_with(suffix));
+    let runtime = RUNTIMES.iter().any(|prefix| name.starts_with(prefix));
+    let denied = never_from_a_job(name) && !name.starts_with("SOPS_");
+    shape && credential && !runtime && !denied
+}
+
 /// The CLI's environment for a run with the job's (or, by hand, the person's) `env`.
 pub fn build(
     settings: &Settings,
@@ -88,15 +132,8 @@ pub fn build(
         let value = text.strip_suffix('\n').unwrap_or(&text);
         vars.insert(name.into(), value.trim_end_matches('\r').into());
     }
-    let allowed = settings.get(&crate::JOB_ENV);
-    for name in allowed {
-        if never_from_a_job(name) {
-            return Err(Error::settings(format!(
-                "`job_env` in `{file}` lists `{name}`, which changes what the command runs or trusts: no job may set it"
-            ))
-            .hint("list only the CLI's own credential variables, like OP_SERVICE_ACCOUNT_TOKEN"));
-        }
-    }
+    // Every name of a safe shape (`safe_job_env_name`), or a settings error naming it.
+    let allowed = crate::job_env(settings)?;
     if manual {
         // A person's own shell: theirs wins, the settings are defaults.
         for (name, value) in env {
@@ -171,6 +208,67 @@ mod tests {
             "DOPPLER_TOKEN",
         ] {
             assert!(!never_from_a_job(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn job_env_takes_credential_names_only() {
+        for name in [
+            "BASH_FUNC_x%%",
+            "BASH_FUNC_KEY%%",
+            "JAVA_TOOL_OPTIONS",
+            "_JAVA_OPTIONS",
+            "JDK_JAVA_OPTIONS",
+            "DOTNET_STARTUP_HOOKS",
+            "OPENSSL_CONF",
+            "OPENSSL_ENGINES",
+            "SSLKEYLOGFILE",
+            "SHELLOPTS",
+            "BASHOPTS",
+            "PS4",
+            "PROMPT_COMMAND",
+            "LESSOPEN",
+            "EDITOR",
+            "PAGER",
+            "GIT_SSH_COMMAND",
+            "CORECLR_ENABLE_PROFILING",
+            "CORECLR_PROFILER",
+            "CORECLR_PROFILER_PATH",
+            "CORECLR_PROFILER_ID",
+            "PERL5DB",
+            "PATH",
+            "LD_PRELOAD",
+            "HTTPS_PROXY",
+            "SOPS_AGE_KEY_FILE",
+            "SOPS_AGE_KEY_CMD",
+            "SOPS_GPG_EXEC",
+            "VAULT_ADDR",
+            "PYTHON_KEY",
+            "GIT_TOKEN",
+            "NODE_AUTH_TOKEN",
+            "op_service_account_token",
+            "_TOKEN",
+            "TOKEN",
+            "1_TOKEN",
+            "A-B_TOKEN",
+            "",
+        ] {
+            assert!(!safe_job_env_name(name), "{name}");
+        }
+        for name in [
+            "OP_SERVICE_ACCOUNT_TOKEN",
+            "BWS_ACCESS_TOKEN",
+            "DOPPLER_TOKEN",
+            "VAULT_TOKEN",
+            "SOPS_AGE_KEY",
+            "INFISICAL_TOKEN",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "BW_SESSION",
+            "DOPPLER_PROJECT",
+            "X_API_KEY",
+        ] {
+            assert!(safe_job_env_name(name), "{name}");
         }
     }
 }

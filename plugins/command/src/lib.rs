@@ -11,11 +11,18 @@
 //! ```
 //!
 //! Never a shell. The job can change nothing but the path (which must match `path_pattern`
-//! whole and may not start with `-`) and the variables the operator lists in `job_env`. The
-//! CLI runs with an environment of the operator's making, stdin from /dev/null, in its own
-//! process group, killed with all its descendants at the deadline, on SIGTERM, and when it
-//! exits; its stderr is never shown unless the operator allows its first line. See [`child`]
-//! for the run, [`environment`] for what the CLI gets, [`answer`] for its output.
+//! whole) and the variables the operator lists in `job_env` (credential-like names only, see
+//! [`environment::safe_job_env_name`]). No value a placeholder inserts (`{path}`,
+//! `{namespace}`, `{job}`) may start with `-`, so none can become an option of the CLI. The
+//! path is passed exactly as the access policy saw it: a path with a `.` or `..` segment, an
+//! empty segment (`//`, a leading or trailing `/`), a backslash, a `%` or a control character is
+//! refused before the policy (see [`CommandBackend::normalise`](Backend::normalise)), since a
+//! CLI may resolve or decode what the policy matched literally. The CLI runs with an
+//! environment of the operator's making, stdin from /dev/null, in its own process group; the
+//! fetch answers as soon as the CLI exits, and the CLI and everything it started (in its group
+//! or not: the plugin is their subreaper) are killed then, at the deadline and on SIGTERM; its
+//! stderr is never shown unless the operator allows its first line. See [`child`] for the run,
+//! [`environment`] for what the CLI gets, [`answer`] for its output.
 #![deny(missing_docs)]
 
 pub mod answer;
@@ -98,10 +105,43 @@ impl Backend for CommandBackend {
     ];
     const OPTIONS: &'static [&'static str] = &[];
 
-    /// The operator's `job_env`: names a job may hand to the CLI (checked to be safe by
-    /// [`environment::build`]).
+    /// The operator's `job_env`: names a job may hand to the CLI, each of a safe shape
+    /// ([`environment::safe_job_env_name`]); an unsafe one is a settings error naming it.
     fn passed_through(settings: &Settings) -> Result<Vec<String>, Error> {
-        Ok(settings.get(&JOB_ENV).to_vec())
+        job_env(settings).map(<[String]>::to_vec)
+    }
+
+    /// The locator as it is, once proved to be exactly what the CLI will be given and what the
+    /// access policy may match literally: no `.` or `..` segment, no empty segment (`//`, a
+    /// leading or trailing `/`), no backslash, no `%` (the protocol has already decoded `%XX`
+    /// once; a CLI decoding again would read something else) and no control character. A CLI
+    /// may resolve any of these (`team-a/../team-b` under a `team-a/**` rule), so they are
+    /// refused rather than rewritten.
+    fn normalise(locator: &str, _settings: &Settings) -> Result<String, Error> {
+        let refuse = |why: &str| {
+            Err(Error::invalid_path(format!(
+                "the path {why}, which the command could read as another path than the access policy sees"
+            ))
+            .hint("write the path plainly, as `team/secret`, with no `.`, `..`, empty segment, `\\` or `%`"))
+        };
+        if locator.chars().any(char::is_control) {
+            return refuse("holds a control character");
+        }
+        if locator.contains('\\') {
+            return refuse("holds a backslash");
+        }
+        if locator.contains('%') {
+            return refuse("holds a `%` once decoded");
+        }
+        for segment in locator.split('/') {
+            match segment {
+                "" => return refuse("has an empty segment (`//`, or `/` at an end)"),
+                "." => return refuse("has a `.` segment"),
+                ".." => return refuse("has a `..` segment"),
+                _ => {}
+            }
+        }
+        Ok(locator.to_owned())
     }
 
     /// Everything it needs is read from the request's settings when it runs.
@@ -111,7 +151,8 @@ impl Backend for CommandBackend {
 
     fn fetch(&self, request: &Request) -> Result<Secrets, Error> {
         let settings = &request.settings;
-        let path = request.path.locator();
+        // What the policy was checked against, by construction the CLI's path too.
+        let path = &Self::normalise(request.path.locator(), settings)?;
         check_path(path, settings)?;
         let format = answer::Format::from_settings(settings)?;
         let env = environment::build(settings, &request.env, request.manual)?;
@@ -119,9 +160,21 @@ impl Backend for CommandBackend {
             settings,
             &COMMAND,
             &[
-                ("{path}", path),
-                ("{namespace}", &request.namespace),
-                ("{job}", &request.job),
+                Placeholder {
+                    name: "{path}",
+                    value: path,
+                    what: "the path",
+                },
+                Placeholder {
+                    name: "{namespace}",
+                    value: &request.namespace,
+                    what: "the job's namespace (NOMAD_NAMESPACE)",
+                },
+                Placeholder {
+                    name: "{job}",
+                    value: &request.job,
+                    what: "the job's ID (NOMAD_JOB_ID)",
+                },
             ],
         )?;
         let run = child::Run {
@@ -178,6 +231,28 @@ impl Backend for CommandBackend {
     }
 }
 
+/// What [`environment::safe_job_env_name`] accepts, for the operator.
+const SAFE_JOB_ENV_SHAPES: &str = "list only the CLI's own credential variables: upper-case letters, digits and `_`, \
+     ending in `_TOKEN`, `_SECRET`, `_PASSWORD`, `_PASSPHRASE`, `_KEY`, `_ID`, `_SESSION`, `_ACCOUNT`, \
+     `_PROJECT` or `_ENVIRONMENT` (like OP_SERVICE_ACCOUNT_TOKEN), and not a runtime's, loader's or \
+     shell's own (`BASH_*`, `JAVA_*`, `OPENSSL_*`, `LD_*`, `PATH`...)";
+
+/// The operator's `job_env`, every name of a safe shape ([`environment::safe_job_env_name`]).
+pub(crate) fn job_env(settings: &Settings) -> Result<&[String], Error> {
+    let names = settings.get(&JOB_ENV);
+    if let Some(name) = names
+        .iter()
+        .find(|name| !environment::safe_job_env_name(name))
+    {
+        return Err(Error::settings(format!(
+            "`job_env` in `{}` lists `{name}`, which is not a credential variable's name: a job could change what the command runs or trusts with it",
+            settings.file().display()
+        ))
+        .hint(SAFE_JOB_ENV_SHAPES));
+    }
+    Ok(names)
+}
+
 /// The job's path, before anything runs: not an option to the CLI, and matching the operator's
 /// pattern whole.
 fn check_path(path: &str, settings: &Settings) -> Result<(), Error> {
@@ -210,11 +285,23 @@ fn check_path(path: &str, settings: &Settings) -> Result<(), Error> {
     Ok(())
 }
 
-/// The argv of `setting` with each placeholder replaced inside its argument (never split).
+/// A value a job controls, put in the CLI's argv where the operator wrote `name`.
+struct Placeholder<'a> {
+    /// `{path}`, `{namespace}`, `{job}`.
+    name: &'static str,
+    /// What replaces it.
+    value: &'a str,
+    /// What the value is, for messages (never the value itself).
+    what: &'static str,
+}
+
+/// The argv of `setting` with each placeholder replaced inside its argument (never split). A
+/// value that starts with `-` is refused wherever it would be inserted, whatever the operator's
+/// pattern: the CLI could read it as an option (`--output=/elsewhere`, `--config`...).
 fn argv(
     settings: &Settings,
     setting: &Key<[String]>,
-    placeholders: &[(&str, &str)],
+    placeholders: &[Placeholder],
 ) -> Result<Vec<String>, Error> {
     let words = settings.get(setting);
     let Some(program) = words.first() else {
@@ -232,18 +319,40 @@ fn argv(
     // The program itself is the operator's alone; placeholders fill the arguments only, in one
     // pass (a path holding `{job}` stays that text).
     let mut argv = vec![program.clone()];
-    argv.extend(words[1..].iter().map(|word| expand(word, placeholders)));
+    let mut inserted = vec![false; placeholders.len()];
+    argv.extend(
+        words[1..]
+            .iter()
+            .map(|word| expand(word, placeholders, &mut inserted)),
+    );
+    for (placeholder, _) in placeholders
+        .iter()
+        .zip(inserted)
+        .filter(|(_, inserted)| *inserted)
+    {
+        if placeholder.value.starts_with('-') {
+            return Err(Error::invalid_path(format!(
+                "{} starts with `-`, and `{}` in `{}` would hand it to the command, which could read it as an option",
+                placeholder.what,
+                placeholder.name,
+                setting.name()
+            ))
+            .hint("no value a job controls may start with `-` where it fills a placeholder"));
+        }
+    }
     Ok(argv)
 }
 
-/// `word` with each `{name}` of `placeholders` replaced by its value, in one left-to-right pass.
-fn expand(word: &str, placeholders: &[(&str, &str)]) -> String {
+/// `word` with each `{name}` of `placeholders` replaced by its value, in one left-to-right pass;
+/// `inserted[i]` is set when `placeholders[i]` was.
+fn expand(word: &str, placeholders: &[Placeholder], inserted: &mut [bool]) -> String {
     let mut out = String::with_capacity(word.len());
     let mut rest = word;
     'scan: while !rest.is_empty() {
-        for (name, value) in placeholders {
-            if let Some(after) = rest.strip_prefix(name) {
-                out.push_str(value);
+        for (i, placeholder) in placeholders.iter().enumerate() {
+            if let Some(after) = rest.strip_prefix(placeholder.name) {
+                out.push_str(placeholder.value);
+                inserted[i] = true;
                 rest = after;
                 continue 'scan;
             }
@@ -259,11 +368,95 @@ fn expand(word: &str, placeholders: &[(&str, &str)]) -> String {
 mod tests {
     use super::*;
 
+    fn placeholders<'a>(path: &'a str, job: &'a str) -> [Placeholder<'a>; 2] {
+        [
+            Placeholder {
+                name: "{path}",
+                value: path,
+                what: "the path",
+            },
+            Placeholder {
+                name: "{job}",
+                value: job,
+                what: "the job's ID (NOMAD_JOB_ID)",
+            },
+        ]
+    }
+
     #[test]
     fn placeholders_fill_one_argument_in_one_pass() {
-        let values = [("{path}", "a/{job} b"), ("{job}", "api")];
-        assert_eq!(expand("op://v/{path}/x", &values), "op://v/a/{job} b/x");
-        assert_eq!(expand("{job}-{path}", &values), "api-a/{job} b");
-        assert_eq!(expand("{nope}", &values), "{nope}");
+        let values = placeholders("a/{job} b", "api");
+        let mut inserted = [false; 2];
+        assert_eq!(
+            expand("op://v/{path}/x", &values, &mut inserted),
+            "op://v/a/{job} b/x"
+        );
+        assert_eq!(inserted, [true, false]);
+        assert_eq!(
+            expand("{job}-{path}", &values, &mut inserted),
+            "api-a/{job} b"
+        );
+        assert_eq!(inserted, [true, true]);
+        let mut none = [false; 2];
+        assert_eq!(expand("{nope}", &values, &mut none), "{nope}");
+        assert_eq!(none, [false, false]);
+    }
+
+    fn settings_of(text: &str) -> Settings {
+        Settings::from_text(
+            Path::new("/etc/nomad/secrets/command.toml"),
+            Some(text),
+            CommandBackend::SETTINGS,
+            &Default::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn no_inserted_value_may_start_with_a_dash() {
+        let settings = settings_of("command = [\"/bin/cli\", \"--job\", \"{job}\", \"{path}\"]\n");
+        for (path, job, refused) in [
+            ("-rf", "api", "the path"),
+            ("db", "--output=/tmp/x", "the job's ID (NOMAD_JOB_ID)"),
+        ] {
+            let error = argv(&settings, &COMMAND, &placeholders(path, job)).unwrap_err();
+            assert!(error.to_string().starts_with(refused), "{error}");
+            assert!(!error.to_string().contains(job) || job == "api", "{error}");
+        }
+        // A value that fills no placeholder is not the command's business.
+        let settings = settings_of("command = [\"/bin/cli\", \"{path}\"]\n");
+        assert_eq!(
+            argv(&settings, &COMMAND, &placeholders("db", "-x")).unwrap(),
+            ["/bin/cli", "db"]
+        );
+    }
+
+    #[test]
+    fn normalise_refuses_what_a_command_could_resolve_or_decode() {
+        let settings = settings_of("command = [\"/bin/cli\", \"{path}\"]\n");
+        for path in [
+            "team-a/db",
+            "team-a/db.json",
+            "a b/c",
+            "op-vault/item/field..x",
+        ] {
+            assert_eq!(CommandBackend::normalise(path, &settings).unwrap(), path);
+        }
+        for path in [
+            "team-a/../team-b/db",
+            "..",
+            "team-a/..",
+            "./team-a/db",
+            "team-a/./db",
+            "team-a//db",
+            "/team-a/db",
+            "team-a/db/",
+            "team-a\\..\\team-b",
+            "team-a/%2e%2e/team-b",
+            "team-a/db\u{7f}",
+        ] {
+            let error = CommandBackend::normalise(path, &settings).unwrap_err();
+            assert_eq!(error.kind(), nomad_secrets_protocol::ErrorKind::InvalidPath);
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! The recipes in `examples/settings/command-*.toml` hold: each is a valid settings file, its
-//! pattern accepts the path of its own example job line (`# A job: ... path = "..."`), and its
-//! `output` reads the output its tool documents, as the vendors' docs show it. (sops and pass
-//! also run for real in `golden.rs`.)
+//! pattern accepts the path of its own example job line (`# A job: ... path = "..."`), which
+//! the plugin passes on as written (no `..`, `//` or `%` to refuse), its `job_env` names are of
+//! the safe shapes, and its `output` reads the output its tool documents, as the vendors' docs
+//! show it. (sops and pass also run for real in `golden.rs`.)
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -73,6 +74,14 @@ fn every_recipe_is_valid_and_reads_its_tools_documented_output() {
             .and_then(|l| l.split('"').next())
             .unwrap_or_else(|| panic!("{name}: no `# A job: ... path = \"...\"` line"));
         let locator = job_path.split('#').next().unwrap();
+        assert_eq!(
+            CommandBackend::normalise(locator, &settings)
+                .unwrap_or_else(|e| panic!("{name}: `{locator}`: {e}")),
+            locator,
+            "{name}: the CLI gets the path the policy sees"
+        );
+        CommandBackend::passed_through(&settings)
+            .unwrap_or_else(|e| panic!("{name}: its `job_env`: {e}"));
         let pattern = settings
             .get(&nomad_secrets_command::PATH_PATTERN)
             .expect("a recipe has a pattern");
