@@ -23,7 +23,7 @@ use std::os::fd::AsRawFd as _;
 use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use nomad_secrets_protocol::{Error, ErrorKind, Settings};
@@ -36,9 +36,13 @@ const STDERR_KEPT: usize = 4096;
 const TICK: Duration = Duration::from_millis(5);
 /// How long killing what is left may take at most (processes forking as fast as they die).
 const KILLING: Duration = Duration::from_millis(500);
+/// How much of stderr beyond its head one read of it drops at most.
+const DROPPED: usize = 1 << 20;
 
 /// The process group of the running CLI (0: none), for the exit hook.
 static GROUP: AtomicI32 = AtomicI32::new(0);
+/// Whether a CLI was started and what it left may not have been killed yet, for the exit hook.
+static LIVE: AtomicBool = AtomicBool::new(false);
 
 /// Kills the running CLI's process group, if any.
 fn kill_group() {
@@ -52,8 +56,10 @@ fn kill_group() {
 /// The exit hook: the group, then every child left (as subreaper, the CLI's orphans are ours).
 /// Never reaps (the fetch thread may be reaping) and never blocks for long.
 fn kill_all_at_exit() {
-    kill_group();
-    kill_children(false);
+    if LIVE.load(Ordering::SeqCst) {
+        kill_group();
+        kill_children(false);
+    }
 }
 
 /// Kills every child of this process until none is left alive (orphans of the killed reparent
@@ -171,11 +177,14 @@ impl Pipe {
 
     /// Reads what the pipe holds now, without waiting: appended to `kept` up to `keep` bytes in
     /// all, the rest read and dropped when `drop_rest`, or left in the pipe.
+    /// At most [`DROPPED`] bytes are dropped per call, so that a flood cannot keep the caller
+    /// from its deadline.
     fn drain(&mut self, kept: &mut Vec<u8>, keep: usize, drop_rest: bool) {
         let mut buffer = [0u8; 16 << 10];
+        let mut dropped = 0;
         while self.open {
             let room = keep.saturating_sub(kept.len());
-            if room == 0 && !drop_rest {
+            if room == 0 && (!drop_rest || dropped >= DROPPED) {
                 return;
             }
             let want = match room {
@@ -184,7 +193,10 @@ impl Pipe {
             };
             match self.file.read(&mut buffer[..want]) {
                 Ok(0) => self.open = false,
-                Ok(n) => kept.extend_from_slice(&buffer[..n.min(room)]),
+                Ok(n) => {
+                    kept.extend_from_slice(&buffer[..n.min(room)]);
+                    dropped += n.saturating_sub(room);
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(_) => self.open = false,
@@ -214,6 +226,8 @@ fn wait_readable(pipes: [&Pipe; 2], limit: Duration) {
 /// killed before this returns, whatever the outcome.
 pub fn run(run: &Run) -> Result<Vec<u8>, Failure> {
     become_subreaper();
+    // Before the spawn: a SIGTERM right after it must find the CLI.
+    LIVE.store(true, Ordering::SeqCst);
     let mut child = Command::new(&run.argv[0])
         .args(&run.argv[1..])
         .env_clear()
@@ -254,6 +268,7 @@ pub fn run(run: &Run) -> Result<Vec<u8>, Failure> {
     // Whatever it left behind goes now: its group, then every orphan (ours as subreaper).
     kill_group();
     kill_children(true);
+    LIVE.store(false, Ordering::SeqCst);
     let status = result?;
     if status.success() {
         return Ok(output);
@@ -320,5 +335,25 @@ impl Failure {
             )
             .hint("check that the command can reach its service, or raise `deadline`"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_lines_give_state_and_parent_whatever_the_name() {
+        assert_eq!(
+            parse_stat("42 (sleep) S 7 42 42 0 -1 4194304"),
+            Some(('S', 7))
+        );
+        assert_eq!(parse_stat("43 (a) b) (c) Z 1 43 43 0 -1"), Some(('Z', 1)));
+        assert_eq!(parse_stat("44 (x"), None);
+        let ours = std::process::id() as i32;
+        let parent =
+            parse_stat(&std::fs::read_to_string("/proc/self/stat").unwrap()).map(|(_, ppid)| ppid);
+        assert_eq!(parent, Some(std::os::unix::process::parent_id() as i32));
+        assert!(children_of(ours).iter().all(|&(pid, _)| pid != ours));
     }
 }
