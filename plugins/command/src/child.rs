@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::Read as _;
-use std::os::fd::AsRawFd as _;
+use std::os::fd::{AsRawFd, FromRawFd as _, OwnedFd};
 use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
@@ -32,7 +32,8 @@ use nomad_secrets_protocol::{Error, ErrorKind, Settings};
 const MARGIN: Duration = Duration::from_millis(300);
 /// How much of stderr is kept, for its first line.
 const STDERR_KEPT: usize = 4096;
-/// How often the fetch thread looks whether the CLI has exited while its pipes are quiet.
+/// How often the fetch thread looks whether the CLI has exited while its pipes are quiet, where
+/// the kernel cannot say so (no pidfd).
 const TICK: Duration = Duration::from_millis(5);
 /// How long killing what is left may take at most (processes forking as fast as they die).
 const KILLING: Duration = Duration::from_millis(500);
@@ -205,13 +206,16 @@ impl Pipe {
     }
 }
 
-/// Waits until one of `pipes` is readable (or closed) or `limit` passes.
-fn wait_readable(pipes: [&Pipe; 2], limit: Duration) {
+/// Waits until one of `pipes` is readable (or closed), the CLI has exited (`exit`, its pidfd,
+/// when the kernel has them), or `limit` passes.
+fn wait_readable(pipes: [&Pipe; 2], exit: Option<&OwnedFd>, limit: Duration) {
     let mut fds: Vec<libc::pollfd> = pipes
         .iter()
         .filter(|pipe| pipe.open)
-        .map(|pipe| libc::pollfd {
-            fd: pipe.file.as_raw_fd(),
+        .map(|pipe| pipe.file.as_raw_fd())
+        .chain(exit.map(AsRawFd::as_raw_fd))
+        .map(|fd| libc::pollfd {
+            fd,
             events: libc::POLLIN,
             revents: 0,
         })
@@ -219,6 +223,15 @@ fn wait_readable(pipes: [&Pipe; 2], limit: Duration) {
     let millis = limit.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
     // SAFETY: `fds` is a valid array of `fds.len()` pollfd structures for the whole call.
     unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, millis) };
+}
+
+/// A descriptor that becomes readable when process `pid` exits (Linux 5.3 and later).
+fn pidfd(pid: u32) -> Option<OwnedFd> {
+    // SAFETY: a system call with integer arguments; a descriptor it returns is ours alone.
+    unsafe {
+        let fd = libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0);
+        (fd >= 0).then(|| OwnedFd::from_raw_fd(fd as libc::c_int))
+    }
 }
 
 /// Runs the CLI to its end; its stdout on success (exit 0). Returns as soon as the CLI itself
@@ -240,6 +253,12 @@ pub fn run(run: &Run) -> Result<Vec<u8>, Failure> {
         .spawn()
         .map_err(|e| Failure::Start(e.kind()))?;
     GROUP.store(child.id() as i32, Ordering::SeqCst);
+    let exit = pidfd(child.id());
+    // Without a pidfd, whether the CLI has exited is asked every TICK.
+    let tick = match exit {
+        Some(_) => Duration::MAX,
+        None => TICK,
+    };
     let mut stdout = Pipe::new(child.stdout.take().expect("piped"));
     let mut stderr = Pipe::new(child.stderr.take().expect("piped"));
     let limit = usize::try_from(run.max_output).unwrap_or(usize::MAX - 1);
@@ -263,7 +282,7 @@ pub fn run(run: &Run) -> Result<Vec<u8>, Failure> {
         if now >= stop {
             break Err(Failure::Deadline);
         }
-        wait_readable([&stdout, &stderr], TICK.min(stop - now));
+        wait_readable([&stdout, &stderr], exit.as_ref(), tick.min(stop - now));
     };
     // Whatever it left behind goes now: its group, then every orphan (ours as subreaper).
     kill_group();
