@@ -50,6 +50,15 @@ def kv2_put(path, data, namespace=None):
     return call("POST", f"secret/data/{path}", {"data": data}, namespace)
 
 
+# Numbers as the writer spelled them (json.dumps would re-spell them): Vault keeps the text.
+raw = requests.post(
+    f"{ADDRESS}/v1/secret/data/numbers",
+    data='{"data": {"big": 1E5, "price": 1.50, "id": 12345678901234567890, "password": "CANARY-n"}}',
+    headers={"X-Vault-Token": ROOT, "Content-Type": "application/json"},
+    timeout=10,
+)
+if raw.status_code not in (200, 204):
+    sys.exit(f"POST secret/data/numbers: HTTP {raw.status_code}: {raw.text}")
 kv2_put("db", {"password": "CANARY-v1"})
 kv2_put("db", {"username": "app", "password": "CANARY-v2", "port": 5432, "tls": {"verify": True}})
 kv2_put("deleted", {"password": "CANARY-deleted"})

@@ -60,6 +60,9 @@ pub struct Answer {
     pub status: u16,
     /// Parsed body.
     pub body: Value,
+    /// The body as Vault wrote it: a secret's values are cut out of it as written (a parsed
+    /// number would be re-spelled: `1E5` as `1e+5`).
+    pub text: String,
 }
 
 impl Answer {
@@ -87,7 +90,11 @@ impl Answer {
         if let (307, Some(location)) = (status, location) {
             body = serde_json::json!({ "location": location });
         }
-        Ok(Answer { status, body })
+        Ok(Answer {
+            status,
+            body,
+            text: text.to_owned(),
+        })
     }
 
     /// Vault's `errors` array, joined: go-multierror text flattened to one line.

@@ -169,7 +169,7 @@ pub fn attempt(
                 _ => &answer.body["data"],
             };
             match data {
-                Value::Object(_) => Ok(Secrets::from_json(&data.to_string())?),
+                Value::Object(_) => Ok(Secrets::from_json(raw_data(&answer.text, mount.version))?),
                 _ => Err(Error::invalid_secret(format!(
                     "Vault's answer for `{shown}` holds no data{assumed}"
                 ))
@@ -482,8 +482,41 @@ fn failure(answer: &Answer, path: &str, address: &str, assumed: &str) -> Error {
     }
 }
 
+/// The secret's data as Vault wrote it (`.data.data` on v2, `.data` on v1), so the shared
+/// policy converts each field from its own text (a parsed number would be re-spelled: `1E5` as
+/// `1e+5`). `text` is an answer whose data was checked to be an object.
+fn raw_data(text: &str, version: u8) -> &str {
+    let outer = data_field(text);
+    match version {
+        2 => outer.and_then(data_field),
+        _ => outer,
+    }
+    .unwrap_or("null")
+}
+
+/// The text of the `data` field of the JSON object `text`, as written.
+fn data_field(text: &str) -> Option<&str> {
+    let fields: std::collections::BTreeMap<String, &serde_json::value::RawValue> =
+        serde_json::from_str(text).ok()?;
+    fields.get("data").map(|raw| raw.get())
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn vault_numbers_as_written() {
+        let v2 =
+            r#"{"request_id":"x","data":{"data":{"n":1E5,"p":1.50,"o":{"a": 2E1}},"metadata":{}}}"#;
+        let secrets = Secrets::from_json(raw_data(v2, 2)).unwrap();
+        assert_eq!(secrets.get("n").unwrap().expose(), "1E5");
+        assert_eq!(secrets.get("p").unwrap().expose(), "1.50");
+        assert_eq!(secrets.get("o").unwrap().expose(), r#"{"a":2E1}"#);
+        let v1 = r#"{"data":{"n":-0.0}}"#;
+        let secrets = Secrets::from_json(raw_data(v1, 1)).unwrap();
+        assert_eq!(secrets.get("n").unwrap().expose(), "-0.0");
+    }
+
     use std::cell::RefCell;
 
     use super::*;
