@@ -79,7 +79,7 @@ pub const JOB_INPUT: &[Variable] = &[
     .by_hand("with `AWS_WEB_IDENTITY_TOKEN_FILE`: web identity, as for the AWS CLI"),
     Variable::refused(
         "AWS_ROLE_SESSION_NAME",
-        "the session is named after the job (`nomad-<namespace>-<job>`)",
+        "the session is named after the job (`nomad.<namespace>.<job>`)",
     )
     .by_hand("the web identity session's name"),
     Variable::refused(

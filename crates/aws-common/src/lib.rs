@@ -68,7 +68,7 @@ pub const CREDENTIALS_FILE: Key<Path> =
 /// The roles a path's `?role=` may assume.
 pub const ASSUME_ROLES: Key<[String]> = Key::list(
     "assume_roles",
-    "role ARNs a path's `?role=` may assume; `*` at the end matches a prefix",
+    "role ARNs a path's `?role=` may assume; `*` at the end matches the rest of a role's name (never a `/`)",
 )
 .unset("no role");
 /// STS's endpoint.
@@ -133,8 +133,12 @@ pub fn allowed_role(request: &Request) -> Result<Option<Role>, Error> {
         return Ok(None);
     };
     let allowed = request.settings.get(&ASSUME_ROLES);
+    // `*` stands for the rest of the role's name, never for a role path: `role/team-a-*` must
+    // not allow `role/team-a-/admin` (a role `admin` under the path `/team-a-/`).
     let matches = |pattern: &String| match pattern.strip_suffix('*') {
-        Some(prefix) => arn.starts_with(prefix),
+        Some(prefix) => arn
+            .strip_prefix(prefix)
+            .is_some_and(|rest| !rest.contains('/')),
         None => arn == pattern,
     };
     if !allowed.iter().any(matches) {
@@ -153,29 +157,47 @@ pub fn allowed_role(request: &Request) -> Result<Option<Role>, Error> {
     }))
 }
 
-/// `nomad-<namespace>-<job ID>`, within STS's 64 characters of `[A-Za-z0-9+=,.@_-]`, so
-/// CloudTrail shows which job read the secret: a dispatched or periodic run's own ID when it
-/// fits, else its parent's (the identity the access policy used).
+/// The STS session name, so that CloudTrail (and IAM conditions on `sts:RoleSessionName`) say
+/// which job read the secret, unambiguously: `nomad.<namespace>.<job ID>` when that fits STS's
+/// 64 characters of `[A-Za-z0-9+=,.@_-]` (a Nomad namespace holds no `.`, so the first `.` after
+/// `nomad.` ends it), else the same cut short, its characters outside the set as `_`, and
+/// `=<digest>` of the namespace and ID (a name as written never holds `=`). A dispatched or
+/// periodic run's own ID (its parent's is in it, before the first `/`).
 pub fn session_name(request: &Request) -> String {
-    let name = |job: &str| -> String {
-        let namespace = match request.namespace.as_str() {
-            "" => "default",
-            namespace => namespace,
-        };
-        let job = if job.is_empty() { "unknown" } else { job };
-        format!("nomad-{namespace}-{job}")
-            .chars()
-            .map(|c| match c {
-                c if c.is_ascii_alphanumeric() || "+=,.@_-".contains(c) => c,
-                _ => '_',
-            })
-            .collect()
+    let job = match request.instance.is_empty() {
+        true => &request.job,
+        false => &request.instance,
     };
-    let instance = name(&request.instance);
-    if instance.len() <= 64 {
-        return instance;
-    }
-    name(&request.job).chars().take(64).collect()
+    session_name_of(&request.namespace, job)
+}
+
+fn session_name_of(namespace: &str, job: &str) -> String {
+    use sha2::{Digest as _, Sha256};
+    const MAX: usize = 64;
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "+,.@_-".contains(c);
+    let namespace = match namespace {
+        "" => "default",
+        namespace => namespace,
+    };
+    let name = |job: &str| -> String {
+        let job = if job.is_empty() { "unknown" } else { job };
+        let plain = format!("nomad.{namespace}.{job}");
+        let namespace_plain = namespace
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if namespace_plain && job.chars().all(allowed) && plain.len() <= MAX {
+            return plain;
+        }
+        let digest = Sha256::digest(format!("{namespace}\0{job}").as_bytes());
+        let digest: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let shown: String = plain
+            .chars()
+            .map(|c| if allowed(c) { c } else { '_' })
+            .take(MAX - 1 - digest.len())
+            .collect();
+        format!("{shown}={digest}")
+    };
+    name(job)
 }
 
 /// Runs `future` on a current-thread runtime that is shut down without waiting: a task stuck
@@ -260,6 +282,31 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_names_tell_every_job_apart() {
+        assert_eq!(session_name_of("prod", "api"), "nomad.prod.api");
+        // These were both `nomad-prod-eu-api`.
+        assert_ne!(
+            session_name_of("prod-eu", "api"),
+            session_name_of("prod", "eu-api")
+        );
+        // `eu api` and `eu_api` were the same name; a name as written never holds `=`.
+        let spaced = session_name_of("prod", "eu api");
+        assert!(spaced.starts_with("nomad.prod.eu_api="), "{spaced}");
+        assert_ne!(spaced, session_name_of("prod", "eu_api"));
+        assert_ne!(session_name_of("p", "x=1"), session_name_of("p", "x_1"));
+        let long = "j".repeat(80);
+        let (a, b) = (format!("{long}a"), format!("{long}b"));
+        assert_ne!(session_name_of("p", &a), session_name_of("p", &b));
+        for name in [session_name_of("p", &a), spaced] {
+            assert!(name.len() <= 64, "{name}");
+            assert!(
+                name.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+            );
+        }
+    }
 
     #[test]
     fn arns_give_their_parts_names_give_none() {

@@ -387,9 +387,15 @@ fn checked_value(name: &str, raw: &OsString, meaning: Meaning) -> Result<String,
     let Some(value) = raw.to_str() else {
         return Err(refuse("to a value that is not UTF-8"));
     };
-    if value.is_empty() {
+    if value.trim().is_empty() {
         return Err(refuse(
-            "to an empty value (an interpolation that found nothing?)",
+            "to an empty or blank value (an interpolation that found nothing?)",
+        ));
+    }
+    let credential = matches!(meaning, Meaning::Credential { .. });
+    if credential && value.trim() != value {
+        return Err(refuse(
+            "to a value with white space around it (a pasted line?)",
         ));
     }
     if value.chars().any(char::is_control) {
@@ -634,7 +640,9 @@ mod tests {
             "{error}"
         );
         for (value, problem) in [
-            ("", "to an empty value"),
+            ("", "to an empty or blank value"),
+            ("  ", "to an empty or blank value"),
+            (" t0ken", "to a value with white space around it"),
             ("a\nb", "to a value holding control characters"),
             ("a\rb", "to a value holding control characters"),
             ("a\u{7f}", "to a value holding control characters"),

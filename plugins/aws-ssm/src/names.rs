@@ -73,7 +73,9 @@ pub fn target(locator: &str, version: Option<&str>, label: Option<&str>) -> Resu
             ));
         }
         (Some(version), None) => {
-            let valid = version.parse::<u64>().is_ok_and(|v| v > 0) && !version.starts_with('0');
+            let valid = version.bytes().all(|b| b.is_ascii_digit())
+                && version.parse::<u64>().is_ok_and(|v| v > 0)
+                && !version.starts_with('0');
             if !valid {
                 return Err(Error::invalid_path(format!(
                     "`version` must be a positive number, not `{version}`"
@@ -183,6 +185,7 @@ mod tests {
         );
         assert!(one(Some("3"), Some("prod")).is_err());
         assert!(one(Some("0"), None).is_err());
+        assert!(one(Some("+1"), None).is_err(), "a version as written, never a sign");
         assert!(one(Some("03"), None).is_err());
         assert!(one(None, Some("1st")).is_err());
         assert!(one(None, Some("a:b")).is_err());

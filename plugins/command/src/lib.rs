@@ -164,16 +164,19 @@ impl Backend for CommandBackend {
                     name: "{path}",
                     value: path,
                     what: "the path",
+                    one_segment: false,
                 },
                 Placeholder {
                     name: "{namespace}",
                     value: &request.namespace,
                     what: "the job's namespace (NOMAD_NAMESPACE)",
+                    one_segment: true,
                 },
                 Placeholder {
                     name: "{job}",
                     value: &request.job,
                     what: "the job's ID (NOMAD_JOB_ID)",
+                    one_segment: true,
                 },
             ],
         )?;
@@ -293,6 +296,9 @@ struct Placeholder<'a> {
     value: &'a str,
     /// What the value is, for messages (never the value itself).
     what: &'static str,
+    /// Whether it must be one plain path segment: a job ID or namespace names a folder of its
+    /// own (`/srv/{namespace}/{job}/{path}`), and `..` or a `/` in it would name another's.
+    one_segment: bool,
 }
 
 /// The argv of `setting` with each placeholder replaced inside its argument (never split). A
@@ -339,6 +345,21 @@ fn argv(
             ))
             .hint("no value a job controls may start with `-` where it fills a placeholder"));
         }
+        let value = placeholder.value;
+        let not_a_segment = value.is_empty()
+            || value == "."
+            || value == ".."
+            || value.contains(['/', '\\'])
+            || value.chars().any(char::is_control);
+        if placeholder.one_segment && not_a_segment {
+            return Err(Error::invalid_path(format!(
+                "{} is empty, `.`, `..`, or holds a `/`, a `\\` or a control character, and `{}` in `{}` would put it in the command's arguments, where it could name another job's folder",
+                placeholder.what,
+                placeholder.name,
+                setting.name()
+            ))
+            .hint("the operator's `command` may insert a job's ID or namespace only when it is one plain name; a job whose ID holds `/` needs a provider whose command does not insert it"));
+        }
     }
     Ok(argv)
 }
@@ -374,11 +395,13 @@ mod tests {
                 name: "{path}",
                 value: path,
                 what: "the path",
+                one_segment: false,
             },
             Placeholder {
                 name: "{job}",
                 value: job,
                 what: "the job's ID (NOMAD_JOB_ID)",
+                one_segment: true,
             },
         ]
     }

@@ -78,7 +78,13 @@ pub fn parse(locator: &str, project: Option<&str>) -> Result<Name, Error> {
 pub fn version(asked: Option<&str>) -> Result<String, Error> {
     match asked {
         None | Some("latest") => Ok("latest".to_owned()),
-        Some(v) if v.parse::<u64>().is_ok_and(|n| n > 0) && !v.starts_with('0') => Ok(v.to_owned()),
+        Some(v)
+            if v.bytes().all(|b| b.is_ascii_digit())
+                && v.parse::<u64>().is_ok_and(|n| n > 0)
+                && !v.starts_with('0') =>
+        {
+            Ok(v.to_owned())
+        }
         Some(v) => Err(Error::invalid_path(format!(
             "`version` must be a positive number or `latest`, not `{v}`"
         ))),
@@ -127,5 +133,6 @@ mod tests {
         assert_eq!(version(Some("3")).unwrap(), "3");
         assert!(version(Some("0")).is_err());
         assert!(version(Some("-1")).is_err());
+        assert!(version(Some("+1")).is_err(), "a version as written, never a sign");
     }
 }

@@ -86,9 +86,16 @@ impl Backend for VaultBackend {
         let path = &request.path;
         let version = match path.option("version") {
             None => None,
-            Some(v) => Some(v.parse::<u64>().ok().filter(|v| *v > 0).ok_or_else(|| {
-                Error::invalid_path(format!("`version` must be a positive number, not `{v}`"))
-            })?),
+            Some(v) => Some(
+                v.parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0 && v.bytes().all(|b| b.is_ascii_digit()))
+                    .ok_or_else(|| {
+                        Error::invalid_path(format!(
+                            "`version` must be a positive number, not `{v}`"
+                        ))
+                    })?,
+            ),
         };
         // The job's `?kv=` and `?mount=` are assertions the mounts lookup checks; the
         // operator's `kv_version` decides only where the lookup cannot answer (see [`kv`]).
