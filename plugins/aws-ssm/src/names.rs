@@ -185,7 +185,10 @@ mod tests {
         );
         assert!(one(Some("3"), Some("prod")).is_err());
         assert!(one(Some("0"), None).is_err());
-        assert!(one(Some("+1"), None).is_err(), "a version as written, never a sign");
+        assert!(
+            one(Some("+1"), None).is_err(),
+            "a version as written, never a sign"
+        );
         assert!(one(Some("03"), None).is_err());
         assert!(one(None, Some("1st")).is_err());
         assert!(one(None, Some("a:b")).is_err());

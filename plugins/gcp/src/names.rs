@@ -133,6 +133,9 @@ mod tests {
         assert_eq!(version(Some("3")).unwrap(), "3");
         assert!(version(Some("0")).is_err());
         assert!(version(Some("-1")).is_err());
-        assert!(version(Some("+1")).is_err(), "a version as written, never a sign");
+        assert!(
+            version(Some("+1")).is_err(),
+            "a version as written, never a sign"
+        );
     }
 }
