@@ -33,7 +33,7 @@ pub const VALUE_KEY: &str = "value";
 /// The key of a single binary value, base64-encoded.
 pub const BASE64_KEY: &str = "value_base64";
 /// The deepest nesting of objects and arrays a JSON secret may have (the top level is 1).
-pub const MAX_DEPTH: usize = 128;
+pub const MAX_DEPTH: usize = 127;
 
 impl Secrets {
     /// Parses `text` as JSON and converts it by the policy above. Errors name the line and column,
@@ -41,10 +41,13 @@ impl Secrets {
     pub fn from_json(text: &str) -> Result<Secrets, Error> {
         if text.trim_start().starts_with('{') {
             check_object(text).map_err(json_error)?;
+            check_depth(text)?;
+            strictly_json(text).map_err(json_error)?;
             return object_fields(text);
         }
         serde_json::from_str::<IgnoredAny>(text).map_err(json_error)?;
         check_depth(text)?;
+        strictly_json(text).map_err(json_error)?;
         let raw = text.trim_matches(JSON_SPACE);
         if raw == "null" {
             return Err(Error::invalid_secret(
@@ -62,7 +65,12 @@ impl Secrets {
     pub fn from_text_or_json_object(text: String) -> Result<Secrets, Error> {
         if text.trim_start().starts_with('{') {
             match check_object(&text) {
-                Ok(()) => return object_fields(&text),
+                Ok(()) => {
+                    check_depth(&text)?;
+                    if strictly_json(&text).is_ok() {
+                        return object_fields(&text);
+                    }
+                }
                 Err(error) if error.is_data() => return Err(json_error(error)),
                 Err(_) => {}
             }
@@ -119,6 +127,14 @@ fn check_object(text: &str) -> Result<(), serde_json::Error> {
     let mut deserializer = serde_json::Deserializer::from_str(text);
     deserializer.deserialize_map(UniqueFields)?;
     deserializer.end()
+}
+
+/// Checks `text` as a full JSON parser does: skipping a value (as [`check_object`] does) leaves
+/// some text unchecked (a `\u` escape of half a surrogate pair), which would then reach a job
+/// as "JSON" no other parser reads. Run after [`check_depth`], whose limit the parser's own
+/// recursion limit allows.
+fn strictly_json(text: &str) -> Result<(), serde_json::Error> {
+    serde_json::from_str::<Value>(text).map(|_| ())
 }
 
 /// The fields of `text`, a JSON object [`check_object`] accepted, each cut out as written.
@@ -308,6 +324,26 @@ impl<'de> Visitor<'de> for UniqueFields {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_depth_limit_is_within_the_parsers() {
+        let deepest = format!("{}1{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(strictly_json(&deepest).is_ok(), "{MAX_DEPTH} levels parse");
+        let object = format!(
+            "{{\"a\":{}1{}}}",
+            "[".repeat(MAX_DEPTH - 1),
+            "]".repeat(MAX_DEPTH - 1)
+        );
+        assert!(Secrets::from_json(&object).is_ok());
+    }
+
+    #[test]
+    fn half_a_surrogate_pair_is_not_json() {
+        let text = r#"{"a":{"k\ud800":"C"},"b":"x"}"#;
+        assert!(Secrets::from_json(text).is_err());
+        let lenient = Secrets::from_text_or_json_object(text.to_owned()).unwrap();
+        assert_eq!(lenient.get("value").unwrap().expose(), text);
+    }
     use super::*;
 
     fn pairs(secrets: &Secrets) -> Vec<(String, String)> {
@@ -448,7 +484,7 @@ mod tests {
         assert_eq!(ok.get("top").unwrap().expose(), "CANARY-top");
         let ok = Secrets::from_text_or_json_object(nested(MAX_DEPTH)).unwrap();
         assert_eq!(ok.get("top").unwrap().expose(), "CANARY-top");
-        let expected = "invalid JSON secret: nested deeper than 128 levels (hint: flatten the \
+        let expected = "invalid JSON secret: nested deeper than 127 levels (hint: flatten the \
                         secret: its fields must not be lost to a parser's limit)";
         for text in [nested(MAX_DEPTH + 1), nested(5000)] {
             let strict = Secrets::from_json(&text).unwrap_err();
