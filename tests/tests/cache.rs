@@ -384,3 +384,40 @@ fn a_short_deadline_never_serves_a_stale_value_without_asking_the_store() {
     assert!(!down.stdout.contains("CANARY-stored"), "{down:?}");
     assert_ne!(setup.sources().last().unwrap(), "stale-cache");
 }
+
+#[test]
+fn entries_past_their_usable_age_are_swept_not_kept_until_reboot() {
+    let setup = Setup::new("sweep");
+    let plugin = setup.plugin("60s", "60s");
+    ok(&plugin.run(&["fetch", "store/first"], &env("team-a")));
+    // What an old fetch and a writer stopped mid-write would have left.
+    let days_ago = std::time::SystemTime::now() - Duration::from_secs(2 * 86_400);
+    let minutes_ago = std::time::SystemTime::now() - Duration::from_secs(120);
+    for (name, when) in [
+        ("0123abcd.entry", days_ago),
+        ("0123abcd.lock", days_ago),
+        (".4567ef.999.entry", minutes_ago),
+    ] {
+        let file = std::fs::File::create(setup.cache.join(name)).unwrap();
+        file.set_modified(when).unwrap();
+        std::fs::set_permissions(
+            setup.cache.join(name),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+    }
+    let before = std::fs::read_dir(&setup.cache).unwrap().count();
+    ok(&plugin.run(&["fetch", "store/second"], &env("team-a")));
+    let left: Vec<String> = std::fs::read_dir(&setup.cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for gone in ["0123abcd.entry", "0123abcd.lock", ".4567ef.999.entry"] {
+        assert!(!left.contains(&gone.to_owned()), "{gone} swept: {left:?}");
+    }
+    assert!(before >= 5, "the planted files were there: {before}");
+    assert!(
+        left.iter().filter(|n| n.ends_with(".entry")).count() == 2,
+        "both fresh entries kept: {left:?}"
+    );
+}

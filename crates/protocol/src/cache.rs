@@ -334,6 +334,45 @@ impl Store {
                 }
             }
         }
+        self.sweep();
+    }
+
+    /// Removes what no fetch can use any more: entries (and their locks) older than
+    /// `cache_ttl + cache_max_stale`, with a minute's margin, and temporary files a stopped
+    /// writer left (they hold values too). Run after each write, so the folder holds at most
+    /// what was written within that window, never every value ever fetched until reboot.
+    fn sweep(&self) {
+        let limit = self.ttl + self.max_stale + Duration::from_secs(60);
+        let folder = format!("/proc/self/fd/{}", self.dir.as_raw_fd());
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            return;
+        };
+        let now = SystemTime::now();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let temporary = name.starts_with('.');
+            let ours = temporary
+                || [".entry", ".failed", ".lock"]
+                    .iter()
+                    .any(|kind| name.ends_with(kind));
+            let old_after = match temporary {
+                true => Duration::from_secs(60),
+                false => limit,
+            };
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|modified| now.duration_since(modified).ok())
+                .is_some_and(|age| age > old_after);
+            if ours && stale {
+                if let Ok(name) = CString::new(name) {
+                    // SAFETY: a valid directory descriptor and C string; a failure leaves it.
+                    unsafe { libc::unlinkat(self.dir.as_raw_fd(), name.as_ptr(), 0) };
+                }
+            }
+        }
     }
 
     /// Holds the key's lock until dropped (other fetches of the key wait in `lock`).

@@ -31,6 +31,14 @@ pub enum Target {
 /// The text the access policy matches for `locator`: the name, hierarchy prefix or ARN, once
 /// checked.
 pub fn normalise(locator: &str) -> Result<String, Error> {
+    // Parameter Store answers Secrets Manager's secrets under this prefix: a rule for
+    // parameters must never read them (the `aws` plugin and its policy do).
+    if locator.starts_with("/aws/reference/") {
+        return Err(Error::invalid_path(
+            "`/aws/reference/...` reads from another service (Secrets Manager) through Parameter Store",
+        )
+        .hint("read Secrets Manager secrets with the `aws` provider, where its own policy applies"));
+    }
     if let Some(name) = arn_name(locator) {
         check_name(name, "the ARN's parameter name")?;
         if locator.ends_with('/') {

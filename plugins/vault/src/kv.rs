@@ -128,6 +128,7 @@ pub fn attempt(
     if answer.invalid_token() {
         return Err(Retry::InvalidToken);
     }
+    confirm_when_throttled(get, &answer)?;
     let mount = detect(&answer, read, address)?;
     let rest = below(read.locator, &mount.path).unwrap_or_default();
     if rest.is_empty() {
@@ -156,6 +157,7 @@ pub fn attempt(
     if answer.invalid_token() {
         return Err(Retry::InvalidToken);
     }
+    confirm_when_throttled(get, &answer)?;
     let assumed = match mount.assumed {
         true => {
             " (KV v2 was assumed: the token may not read sys/internal/ui/mounts; add `?kv=1` for a v1 mount)"
@@ -183,6 +185,32 @@ pub fn attempt(
             Err(Retry::Rejected(path))
         }
         _ => Err(failure(&answer, &format!("{path}{query}"), address, assumed).into()),
+    }
+}
+
+/// A 429 says nothing of the token: Vault applies rate-limit quotas before it checks one, and
+/// anyone who can reach Vault (the job's own task) can exhaust a quota. Throttling is an
+/// outage only for a token Vault still knows (`auth/token/lookup-self`, which every token may
+/// call); otherwise it is a denial, so that the node-local cache never serves a stale value to
+/// a revoked credential.
+fn confirm_when_throttled(
+    get: &dyn Fn(&str) -> Result<Answer, Error>,
+    answer: &Answer,
+) -> Result<(), Error> {
+    if answer.status != 429 {
+        return Ok(());
+    }
+    match get("auth/token/lookup-self").map(|me| me.status) {
+        Ok(200) => Ok(()),
+        confirmed => Err(Error::denied(format!(
+            "Vault is throttling (HTTP 429) and would not confirm the token ({}): no value is \
+             served for a credential that cannot be confirmed",
+            match confirmed {
+                Ok(status) => format!("lookup-self answered HTTP {status}"),
+                Err(_) => "lookup-self failed".to_owned(),
+            }
+        ))
+        .hint("try again once the rate limit allows it; check that the token is still valid")),
     }
 }
 
@@ -520,6 +548,32 @@ mod tests {
     use std::cell::RefCell;
 
     use super::*;
+
+    #[test]
+    fn throttling_is_an_outage_only_for_a_token_vault_still_knows() {
+        let throttled = Answer::parse(
+            429,
+            r#"{"errors":["rate limit quota exceeded"]}"#,
+            None,
+            None,
+            "x",
+        )
+        .unwrap();
+        for (me, outage) in [(200, true), (403, false), (429, false)] {
+            let get = |path: &str| {
+                assert_eq!(path, "auth/token/lookup-self");
+                Answer::parse(me, "{}", None, None, "x")
+            };
+            let result = confirm_when_throttled(&get, &throttled);
+            assert_eq!(result.is_ok(), outage, "lookup-self {me}");
+            if let Err(error) = result {
+                assert_eq!(error.kind(), ErrorKind::Denied, "never stale-served");
+            }
+        }
+        let fine = Answer::parse(200, "{}", None, None, "x").unwrap();
+        let never = |_: &str| -> Result<Answer, Error> { panic!("no lookup without a 429") };
+        assert!(confirm_when_throttled(&never, &fine).is_ok());
+    }
 
     const V2: &str = r#"{"data":{"type":"kv","path":"secret/","options":{"version":"2"}}}"#;
     const V1: &str = r#"{"data":{"type":"kv","path":"kv1/","options":{"version":"1"}}}"#;

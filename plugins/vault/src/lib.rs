@@ -66,6 +66,14 @@ impl Backend for VaultBackend {
         let address = job_address
             .or(settings.get(&ADDRESS))
             .ok_or_else(|| settings.missing(&ADDRESS, "\"https://vault.service.consul:8200\""))?;
+        let job_namespace = from_job("VAULT_NAMESPACE").filter(|_| !request.manual);
+        if let Some(chosen) = job_namespace {
+            // The secret read is `<namespace>/<path>`, which the policy may deny although it
+            // allows `<path>` (in the operator's namespace): it must see the whole of it.
+            let chosen = chosen.trim_matches('/');
+            let path = VaultBackend::normalise(request.path.locator(), settings)?;
+            request.really_reads(&format!("{chosen}/{path}"))?;
+        }
         let namespace = from_job("VAULT_NAMESPACE").or(settings.get(&NAMESPACE));
         let auth_namespace = match owner {
             Owner::Job => namespace,
