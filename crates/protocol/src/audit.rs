@@ -145,7 +145,9 @@ impl Audit {
         text.push('\n');
         let mut file = open_log(&self.log)?;
         // One write: O_APPEND makes it land whole at the end, whatever other fetches do.
-        let written = file.write(text.as_bytes()).map_err(|e| lower(&e))?;
+        let written = file
+            .write(text.as_bytes())
+            .map_err(|e| crate::cache::lower(&e))?;
         if written != text.len() {
             return Err("the line was written only in part".into());
         }
@@ -181,7 +183,7 @@ fn open_log(path: &Path) -> Result<std::fs::File, String> {
             Some(libc::ELOOP) => "it is a symlink: refused".into(),
             // A FIFO without a reader (or a socket): never waited for.
             Some(libc::ENXIO) => "it is not a regular file (a FIFO or a socket): refused".into(),
-            _ => lower(&error),
+            _ => crate::cache::lower(&error),
         });
     }
     // SAFETY: a descriptor just opened and owned by nothing else.
@@ -204,15 +206,6 @@ fn open_log(path: &Path) -> Result<std::fs::File, String> {
         ));
     }
     Ok(file)
-}
-
-fn lower(error: &std::io::Error) -> String {
-    error
-        .to_string()
-        .split(" (os error")
-        .next()
-        .unwrap_or_default()
-        .to_lowercase()
 }
 
 fn outcome_fields(outcome: &Result<Secrets, Error>) -> serde_json::Value {

@@ -212,7 +212,8 @@ fn safe_dir(dir: &Path) -> Result<OwnedFd, String> {
     Ok(handle)
 }
 
-fn lower(error: &std::io::Error) -> String {
+/// An I/O error's text without its `(os error N)`, for messages.
+pub(crate) fn lower(error: &std::io::Error) -> String {
     error
         .to_string()
         .split(" (os error")

@@ -140,20 +140,7 @@ impl Variable {
 }
 
 /// Variables Nomad itself sets last (a job cannot forge them): who is asking.
-const FROM_NOMAD: &[Variable] = &[
-    Variable {
-        name: "NOMAD_NAMESPACE",
-        meaning: Meaning::Selector,
-        doc: "the job's namespace, set by Nomad: the access policy and the audit log use it",
-        by_hand: "unset: there is no job",
-    },
-    Variable {
-        name: "NOMAD_JOB_ID",
-        meaning: Meaning::Selector,
-        doc: "the job's id, set by Nomad: the access policy and the audit log use it",
-        by_hand: "unset: there is no job",
-    },
-];
+const FROM_NOMAD: &[&str] = &["NOMAD_NAMESPACE", "NOMAD_JOB_ID"];
 
 /// A value longer than this is no credential or name: refused before anything reads it.
 const MAX_VALUE: usize = 64 << 10;
@@ -199,7 +186,7 @@ impl JobInput {
             let exact = declared.iter().find(|v| v.name == name);
             let meaning = match exact {
                 Some(variable) => variable.meaning,
-                None if FROM_NOMAD.iter().any(|v| v.name == name) => Meaning::Selector,
+                None if FROM_NOMAD.contains(&name) => Meaning::Selector,
                 None if settings.iter().any(|s| s.job_env == Some(name)) => Meaning::Selector,
                 None if passed_through.iter().any(|p| p == name) => Meaning::PassedThrough,
                 None => match declared.iter().find(|v| v.matches(name)) {
@@ -276,11 +263,6 @@ impl JobInput {
     /// Whether this is a person's own environment rather than a job's.
     pub fn manual(&self) -> bool {
         self.manual
-    }
-
-    /// Every variable and its value: for a CLI's environment or the cache key.
-    pub fn values(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.values.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 }
 

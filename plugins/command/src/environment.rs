@@ -3,7 +3,8 @@
 //! Under Nomad the CLI starts from nothing: the operator's `env` (`NAME=value`) and `env_files`
 //! (`NAME=/file`, the value read from the file so a token need not sit in the settings), then
 //! the job's own values of the names in `job_env` (a job's own `OP_SERVICE_ACCOUNT_TOKEN`, say).
-//! A job that sets anything else is refused, as elsewhere. Variables that change what runs or
+//! A job that sets anything else has been refused already, by the protocol's job-input model
+//! (the names of `job_env` are what `CommandBackend::passed_through` declares). Variables that change what runs or
 //! what it trusts can never be listed in `job_env` (see [`never_from_a_job`]). By hand, the
 //! person's environment is the CLI's, with the operator's values as defaults.
 
@@ -12,9 +13,6 @@ use std::ffi::OsString;
 
 use nomad_secrets_protocol::settings::unreadable;
 use nomad_secrets_protocol::{Error, Settings};
-
-/// Variables Nomad sets itself, and the protocol's own: a job sets them without `job_env`.
-const FROM_NOMAD: &[&str] = &["NOMAD_JOB_ID", "NOMAD_NAMESPACE", "SECRETS_DEADLINE"];
 
 /// Whether `name` changes what runs or what it trusts, so that no job may ever set it: the
 /// loader and interpreters (`LD_*`, `PYTHON*`, `NODE_OPTIONS`...), where programs and files are
@@ -141,27 +139,11 @@ pub fn build(
         }
         return Ok(vars);
     }
-    let mut names: Vec<&str> = env.keys().filter_map(|k| k.to_str()).collect();
-    names.sort_unstable();
-    for name in names {
-        let value = &env[&OsString::from(name)];
-        if allowed.iter().any(|a| a == name) {
+    // Only the listed names reach the CLI; the protocol has refused any other variable of the
+    // job, and checked every value, before the backend ran.
+    for name in allowed {
+        if let Some(value) = env.get(&OsString::from(name.as_str())) {
             vars.insert(name.into(), value.clone());
-        } else if !FROM_NOMAD.contains(&name) {
-            return Err(Error::settings(format!(
-                "the job's env sets `{name}`, which the operator does not pass to the command"
-            ))
-            .hint(match allowed.is_empty() {
-                true => "remove it from the secret's env block; this provider takes no variables from jobs".to_owned(),
-                false => format!(
-                    "remove it from the secret's env block; this provider takes {}",
-                    allowed
-                        .iter()
-                        .map(|a| format!("`{a}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            }));
         }
     }
     Ok(vars)
