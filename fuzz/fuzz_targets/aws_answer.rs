@@ -52,6 +52,7 @@ fn fetch(status: u16, content_type: &'static str, body: &[u8]) -> Result<Secrets
         namespace: "default".into(),
         job: "fuzz".into(),
         instance: "fuzz".into(),
+        identity: None,
     };
     AwsBackend::with_transport(transport).fetch(&request)
 }

@@ -29,6 +29,8 @@ fuzz_target!(|data: &[u8]| {
     let caller = Caller {
         namespace: namespace.as_str(),
         job: job.as_str(),
+        group: None,
+        task: None,
     };
     let Ok(policy) = Policy::parse(&rule(namespace, job, &[pattern, other])) else {
         return;

@@ -62,6 +62,8 @@ fuzz_target!(|data: &[u8]| {
                 let caller = Caller {
                     namespace: "default",
                     job: "web",
+                    group: None,
+                    task: None,
                 };
                 let _ = settings.policy().allows(caller, "prod/db");
             }

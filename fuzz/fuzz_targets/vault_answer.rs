@@ -77,6 +77,7 @@ fn fetch(raw: &str, lookup: &Canned, read: &Canned) -> Option<Result<Secrets, Er
         namespace: "default".into(),
         job: "fuzz".into(),
         instance: "fuzz".into(),
+        identity: None,
     };
     Some(VaultBackend::with_transport(transport).fetch(&request))
 }

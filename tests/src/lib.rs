@@ -13,6 +13,7 @@
 pub mod aws_faults;
 pub mod drongo;
 pub mod gcp_faults;
+pub mod identity;
 pub mod imds;
 pub mod moto;
 pub mod openbao;

@@ -26,6 +26,7 @@ pub struct Recorder {
     received: Arc<Mutex<Vec<u8>>>,
     connections: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
+    canned: Arc<Mutex<Vec<Canned>>>,
 }
 
 impl Recorder {
@@ -36,7 +37,13 @@ impl Recorder {
         let received = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (r, c, s) = (received.clone(), connections.clone(), stop.clone());
+        let canned = Arc::new(Mutex::new(canned));
+        let (r, c, s, answers) = (
+            received.clone(),
+            connections.clone(),
+            stop.clone(),
+            canned.clone(),
+        );
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 if s.load(Ordering::SeqCst) {
@@ -44,8 +51,8 @@ impl Recorder {
                 }
                 let Ok(stream) = stream else { continue };
                 c.fetch_add(1, Ordering::SeqCst);
-                let (r, canned) = (r.clone(), canned.clone());
-                std::thread::spawn(move || serve(stream, &r, &canned));
+                let (r, answers) = (r.clone(), answers.clone());
+                std::thread::spawn(move || serve(stream, &r, &answers));
             }
         });
         Recorder {
@@ -53,7 +60,13 @@ impl Recorder {
             received,
             connections,
             stop,
+            canned,
         }
+    }
+
+    /// Answers with `canned` from now on (a key set rotated, say).
+    pub fn answer(&self, canned: Vec<Canned>) {
+        *self.canned.lock().unwrap() = canned;
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -92,7 +105,7 @@ impl Drop for Recorder {
 
 /// Reads requests until the peer stops sending (keep-alive included), recording every byte and
 /// answering each complete request.
-fn serve(mut stream: TcpStream, received: &Mutex<Vec<u8>>, canned: &[Canned]) {
+fn serve(mut stream: TcpStream, received: &Mutex<Vec<u8>>, canned: &Mutex<Vec<Canned>>) {
     let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
     let mut pending = Vec::new();
     let mut buffer = [0u8; 16 << 10];
@@ -108,6 +121,8 @@ fn serve(mut stream: TcpStream, received: &Mutex<Vec<u8>>, canned: &[Canned]) {
             let line = String::from_utf8_lossy(&request);
             let line = line.lines().next().unwrap_or_default();
             let (status, body) = canned
+                .lock()
+                .unwrap()
                 .iter()
                 .find(|c| line.contains(c.matches))
                 .map(|c| (c.status, c.body.clone()))

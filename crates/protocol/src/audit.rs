@@ -12,6 +12,8 @@
 //! normalised locator, the text the access policy matched: `%74eam-a/./db.json` is read as
 //! `team-a/db.json`), present once the path could be parsed, so that lines can be searched by
 //! what was read.
+//! When the job proved who it is with a verified workload identity, `identity` is `verified`,
+//! with the token's `group`, `task` and `allocation`.
 //! With a cache configured, `source` says where the answer came from: `store`, `cache` or
 //! `stale-cache` (the store was failing), with `cache_age_ms`, or `shared-failure` (the failure
 //! of the call another fetch made while this one waited); `cache` says why the cache could not
@@ -57,6 +59,8 @@ pub(crate) struct Audit {
     /// Where the answer came from, when a cache is configured (`source`, `cache_age_ms`, or
     /// why the cache could not be used).
     pub cache: Option<serde_json::Value>,
+    /// The verified workload identity's group and task, when the job proved who it is.
+    pub identity: Option<serde_json::Value>,
 }
 
 /// The run's audit context, if the operator set `audit_log`.
@@ -76,6 +80,20 @@ pub(crate) fn read(normalised: &str) {
     if let Ok(mut current) = CURRENT.lock() {
         if let Some(audit) = current.as_mut() {
             audit.read = Some(normalised.to_owned());
+        }
+    }
+}
+
+/// Records the job's verified workload identity.
+pub(crate) fn verified(identity: &crate::Identity) {
+    if let Ok(mut current) = CURRENT.lock() {
+        if let Some(audit) = current.as_mut() {
+            audit.identity = Some(serde_json::json!({
+                "identity": "verified",
+                "group": identity.group,
+                "task": identity.task,
+                "allocation": identity.allocation,
+            }));
         }
     }
 }
@@ -132,6 +150,9 @@ impl Audit {
             }
             if let Some(read) = &self.read {
                 line.insert("read".into(), cut(read).into());
+            }
+            if let Some(serde_json::Value::Object(identity)) = &self.identity {
+                line.extend(identity.clone());
             }
             if let Some(serde_json::Value::Object(cache)) = &self.cache {
                 line.extend(cache.clone());

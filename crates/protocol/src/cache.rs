@@ -505,6 +505,42 @@ fn kind_from(name: &str) -> Option<ErrorKind> {
     .find(|kind| kind_name(*kind) == name)
 }
 
+/// Files kept beside the entries that are not entries (the identity key set), reached through
+/// the same trusted handle. Their names must not end as entries' do, so the sweep leaves them.
+impl Store {
+    /// The bytes of `name` and when it was written, if it is this user's regular file of at
+    /// most `limit` bytes.
+    pub(crate) fn read_file(&self, name: &str, limit: u64) -> Option<(Vec<u8>, SystemTime)> {
+        let file = self.open_at(name, libc::O_RDONLY | libc::O_NONBLOCK).ok()?;
+        let meta = file.metadata().ok()?;
+        if !meta.is_file() || meta.len() > limit {
+            return None;
+        }
+        let mut bytes = Vec::new();
+        file.take(limit).read_to_end(&mut bytes).ok()?;
+        Some((bytes, meta.modified().ok()?))
+    }
+
+    /// Replaces `name` whole (a new file renamed into place, mode 0600); a failure leaves the
+    /// old one.
+    pub(crate) fn write_file(&self, name: &str, bytes: &[u8]) {
+        let temporary = format!(".{name}.{}", std::process::id());
+        let written = self
+            .open_at(&temporary, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL)
+            .and_then(|mut file| file.write_all(bytes));
+        let (Ok(from), Ok(to)) = (CString::new(temporary), CString::new(name)) else {
+            return;
+        };
+        let dir = self.dir.as_raw_fd();
+        // SAFETY: a valid directory descriptor and C strings; failures leave the old file.
+        unsafe {
+            if written.is_err() || libc::renameat(dir, from.as_ptr(), dir, to.as_ptr()) != 0 {
+                libc::unlinkat(dir, from.as_ptr(), 0);
+            }
+        }
+    }
+}
+
 /// Folders reached without trusting their paths: the cache folder, the audit log's folder.
 ///
 /// A folder is opened from `/` one component at a time, each with `openat(parent, name,

@@ -142,6 +142,12 @@ impl Variable {
 /// Variables Nomad itself sets last (a job cannot forge them): who is asking.
 const FROM_NOMAD: &[&str] = &["NOMAD_NAMESPACE", "NOMAD_JOB_ID"];
 
+/// How `NOMAD_WORKLOAD_IDENTITY`'s value is checked: strictly, as a credential's.
+const IDENTITY_MEANING: Meaning = Meaning::Credential {
+    credential: "workload identity",
+    required: true,
+};
+
 /// A value longer than this is no credential or name: refused before anything reads it.
 const MAX_VALUE: usize = 64 << 10;
 
@@ -154,6 +160,9 @@ pub struct JobInput {
     credential: Option<&'static str>,
     /// By hand: the person's environment, not checked.
     manual: bool,
+    /// `NOMAD_WORKLOAD_IDENTITY`, checked as a credential's value; verified by the protocol
+    /// ([`crate::identity`]), never read by backends from here.
+    identity_token: Option<String>,
 }
 
 impl JobInput {
@@ -183,6 +192,11 @@ impl JobInput {
                 ))
                 .hint("remove it from the secret's env block"));
             };
+            if name == crate::identity::VARIABLE {
+                let value = checked_value(name, &env[raw_name], IDENTITY_MEANING)?;
+                input.identity_token = Some(value);
+                continue;
+            }
             let exact = declared.iter().find(|v| v.name == name);
             let meaning = match exact {
                 Some(variable) => variable.meaning,
@@ -247,6 +261,11 @@ impl JobInput {
                 .collect(),
             credential: None,
             manual: true,
+            identity_token: env
+                .get(&OsString::from(crate::identity::VARIABLE))
+                .and_then(|v| v.to_str())
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned),
         }
     }
 
@@ -263,6 +282,11 @@ impl JobInput {
     /// Whether this is a person's own environment rather than a job's.
     pub fn manual(&self) -> bool {
         self.manual
+    }
+
+    /// The workload identity token passed, for the protocol to verify.
+    pub(crate) fn identity_token(&self) -> Option<&str> {
+        self.identity_token.as_deref()
     }
 }
 
@@ -495,6 +519,13 @@ pub fn markdown(plugin: &str, declared: &[Variable], settings: &[&Setting]) -> S
         }
     }
     table.push_str(&row(
+        crate::identity::VARIABLE,
+        "the job's workload identity token, verified before anything runs",
+        "proves the job's namespace and ID (and group, task) to the access policy; refused \
+         unless the operator set `identity_jwks_url` or `identity_jwks_file`",
+        "verified the same way",
+    ));
+    table.push_str(&row(
         "anything else",
         "refused, naming the variable",
         "a job's env {} is checked whole before anything runs",
@@ -528,6 +559,12 @@ pub fn json(declared: &[Variable], settings: &[&Setting]) -> serde_json::Value {
             })
         })
         .collect();
+    list.push(serde_json::json!({
+        "name": crate::identity::VARIABLE,
+        "meaning": "identity",
+        "credential": null,
+        "required": false,
+    }));
     list.extend(settings.iter().filter_map(|s| s.job_env).map(|name| {
         serde_json::json!({"name": name, "meaning": "selector", "credential": null, "required": false})
     }));

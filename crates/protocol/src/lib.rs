@@ -49,6 +49,7 @@ mod cache;
 pub mod convert;
 pub mod dotenv;
 mod error;
+pub mod identity;
 pub mod job_input;
 /// The exact stdout of a run, for the fuzz targets in `fuzz/`. Always compiled, so that the
 /// lints and tests see it; nothing else calls it.
@@ -71,6 +72,7 @@ use std::ffi::OsString;
 use std::time::Instant;
 
 pub use error::{Error, ErrorKind, find_cause};
+pub use identity::Identity;
 pub use job_input::{JobInput, Meaning, Variable};
 pub use output::on_exit;
 pub use path::SecretPath;
@@ -153,6 +155,10 @@ pub struct Request {
     pub job: String,
     /// `NOMAD_JOB_ID` itself: a dispatched or periodic run's own ID (empty when run by hand).
     pub instance: String,
+    /// The job's verified workload identity, when it passed `NOMAD_WORKLOAD_IDENTITY` and the
+    /// operator configured verification (see [`identity`]): its token may be exchanged for
+    /// credentials of the job's own.
+    pub identity: Option<Identity>,
 }
 
 impl Request {
@@ -160,7 +166,13 @@ impl Request {
     /// reading which path they really read (a symlink's target, say). The protocol has already
     /// checked the normalised path before the backend ran.
     pub fn check_policy(&self, path: &str) -> Result<(), Error> {
-        policy::check(&self.settings, &self.namespace, &self.job, path)
+        let caller = policy::Caller {
+            namespace: &self.namespace,
+            job: &self.job,
+            group: self.identity.as_ref().and_then(|i| i.group.as_deref()),
+            task: self.identity.as_ref().and_then(|i| i.task.as_deref()),
+        };
+        policy::check(&self.settings, caller, path)
     }
 
     /// For backends whose real read is wider than the path the protocol checked (a Vault

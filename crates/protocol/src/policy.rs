@@ -15,6 +15,10 @@
 //! paths = ["shared/{namespace}/{job}/*"]   # each job its own folder, in its own namespace's
 //! ```
 //!
+//! A rule may also name a task `group` and a `task` (exact, or `"*"`), which only a verified
+//! workload identity proves (see [`crate::identity`]): such a rule never applies to a run
+//! without one.
+//!
 //! Without any `[[allow]]` rule every path is allowed (the plugin's own limits still apply).
 //! With one or more, what no rule allows is denied.
 //!
@@ -49,6 +53,9 @@ use toml::Value;
 pub struct Rule {
     namespace: String,
     job: String,
+    /// The task group and task, which only a verified workload identity proves.
+    group: Option<String>,
+    task: Option<String>,
     paths: Vec<String>,
 }
 
@@ -63,8 +70,28 @@ pub struct Policy {
 pub struct Caller<'a> {
     /// `NOMAD_NAMESPACE`.
     pub namespace: &'a str,
-    /// `NOMAD_JOB_ID`.
+    /// The job identity (`NOMAD_JOB_ID`, a dispatched or periodic run's parent).
     pub job: &'a str,
+    /// The task group, when a verified workload identity proved it.
+    pub group: Option<&'a str>,
+    /// The task, when a verified workload identity proved it.
+    pub task: Option<&'a str>,
+}
+
+impl Rule {
+    /// Whether the rule is about `caller` (before its paths are looked at). A rule naming a
+    /// group or task applies only to a caller whose verified identity names it (`"*"`: any).
+    fn selects(&self, caller: Caller) -> bool {
+        let proved = |wanted: &Option<String>, proved: Option<&str>| match (wanted, proved) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(wanted), Some(proved)) => wanted == "*" || wanted == proved,
+        };
+        (self.namespace == "*" || self.namespace == caller.namespace)
+            && (self.job == "*" || self.job == caller.job)
+            && proved(&self.group, caller.group)
+            && proved(&self.task, caller.task)
+    }
 }
 
 impl Policy {
@@ -80,9 +107,10 @@ impl Policy {
                 return Err(format!("rule {n} is not a table"));
             };
             for key in table.keys() {
-                if !["namespace", "job", "paths"].contains(&key.as_str()) {
+                if !["namespace", "job", "group", "task", "paths"].contains(&key.as_str()) {
                     return Err(format!(
-                        "rule {n} has an unknown key `{key}` (the keys are `namespace`, `job`, `paths`)"
+                        "rule {n} has an unknown key `{key}` (the keys are `namespace`, `job`, \
+                         `group`, `task`, `paths`)"
                     ));
                 }
             }
@@ -95,6 +123,11 @@ impl Policy {
             };
             let namespace = text("namespace", None)?;
             let job = text("job", Some("*"))?;
+            let optional = |key: &str| match table.get(key) {
+                None => Ok(None),
+                Some(_) => text(key, None).map(Some),
+            };
+            let (group, task) = (optional("group")?, optional("task")?);
             let paths = match table.get("paths") {
                 Some(Value::Array(items)) if !items.is_empty() => items
                     .iter()
@@ -111,6 +144,8 @@ impl Policy {
             rules.push(Rule {
                 namespace,
                 job,
+                group,
+                task,
                 paths,
             });
         }
@@ -127,21 +162,16 @@ impl Policy {
         if self.rules.is_empty() {
             return true;
         }
-        self.rules.iter().any(|rule| {
-            (rule.namespace == "*" || rule.namespace == caller.namespace)
-                && (rule.job == "*" || rule.job == caller.job)
-                && rule.paths.iter().any(|p| matches(p, caller, path))
-        })
+        self.rules
+            .iter()
+            .any(|rule| rule.selects(caller) && rule.paths.iter().any(|p| matches(p, caller, path)))
     }
 
     /// The patterns that apply to `caller`, after placeholders, for `check`.
     pub fn patterns_for(&self, caller: Caller) -> Vec<String> {
         self.rules
             .iter()
-            .filter(|r| {
-                (r.namespace == "*" || r.namespace == caller.namespace)
-                    && (r.job == "*" || r.job == caller.job)
-            })
+            .filter(|r| r.selects(caller))
             .flat_map(|r| r.paths.iter())
             .filter(|p| tokens(p, caller).is_some())
             .map(|p| {
@@ -195,15 +225,11 @@ fn is_unix_time(text: &str) -> bool {
 
 /// `Ok` when the settings' policy lets the caller read `path`; the error names the rule set
 /// that was consulted, never another path.
-pub fn check(
-    settings: &crate::Settings,
-    namespace: &str,
-    job: &str,
-    path: &str,
-) -> Result<(), crate::Error> {
-    if settings.policy().allows(Caller { namespace, job }, path) {
+pub fn check(settings: &crate::Settings, caller: Caller, path: &str) -> Result<(), crate::Error> {
+    if settings.policy().allows(caller, path) {
         return Ok(());
     }
+    let Caller { namespace, job, .. } = caller;
     let shown = |value: &str| match value {
         "" => "(none: not run by Nomad)".to_owned(),
         value => format!("`{value}`"),
@@ -319,6 +345,8 @@ mod tests {
     const API: Caller = Caller {
         namespace: "payments",
         job: "api",
+        group: None,
+        task: None,
     };
 
     fn policy(text: &str) -> Policy {
@@ -387,6 +415,8 @@ mod tests {
         let sneaky = Caller {
             namespace: "*",
             job: "**",
+            group: None,
+            task: None,
         };
         assert!(matches("shared/{job}/*", API, "shared/api/db"));
         assert!(!matches("shared/{job}/*", API, "shared/web/db"));
@@ -399,6 +429,8 @@ mod tests {
         let by_hand = Caller {
             namespace: "",
             job: "",
+            group: None,
+            task: None,
         };
         assert!(!matches("shared/{job}/*", by_hand, "shared//db"));
     }
@@ -408,6 +440,8 @@ mod tests {
         let nested = Caller {
             namespace: "payments",
             job: "api/x",
+            group: None,
+            task: None,
         };
         // Job `api` owns `shared/api/**`: job `api/x` must not reach into it.
         assert!(matches("shared/{job}/**", API, "shared/api/x/db"));
@@ -417,6 +451,8 @@ mod tests {
         let slashed_namespace = Caller {
             namespace: "a/b",
             job: "api",
+            group: None,
+            task: None,
         };
         assert!(!matches("{namespace}/**", slashed_namespace, "a/b/c"));
         let p = policy(
@@ -437,6 +473,40 @@ mod tests {
     }
 
     #[test]
+    fn group_and_task_rules_need_a_verified_identity() {
+        let policy = policy(
+            r#"
+            [[allow]]
+            namespace = "payments"
+            job = "api"
+            group = "web"
+            task = "server"
+            paths = ["web/*"]
+
+            [[allow]]
+            namespace = "payments"
+            task = "*"
+            paths = ["any-task/*"]
+            "#,
+        );
+        let proved = |group, task| Caller {
+            group,
+            task,
+            ..API
+        };
+        assert!(policy.allows(proved(Some("web"), Some("server")), "web/db"));
+        assert!(!policy.allows(proved(Some("web"), Some("sidecar")), "web/db"));
+        assert!(!policy.allows(proved(Some("batch"), Some("server")), "web/db"));
+        assert!(!policy.allows(API, "web/db"), "no identity, no group");
+        assert!(policy.allows(proved(None, Some("x")), "any-task/db"));
+        assert!(!policy.allows(API, "any-task/db"), "`*` still needs a proof");
+        assert_eq!(
+            policy.patterns_for(proved(Some("web"), Some("server"))),
+            ["web/*", "any-task/*"]
+        );
+    }
+
+    #[test]
     fn a_job_is_a_namespace_and_an_id() {
         let p = policy(
             r#"
@@ -448,6 +518,8 @@ mod tests {
         let same_name = Caller {
             namespace: "web",
             job: "api",
+            group: None,
+            task: None,
         };
         assert!(p.allows(API, "shared/payments/api/db"));
         assert!(!p.allows(same_name, "shared/payments/api/db"));
@@ -473,14 +545,18 @@ mod tests {
         assert!(p.allows(
             Caller {
                 namespace: "other",
-                job: "web"
+                job: "web",
+                group: None,
+                task: None
             },
             "web/db"
         ));
         assert!(!p.allows(
             Caller {
                 namespace: "other",
-                job: "api"
+                job: "api",
+                group: None,
+                task: None
             },
             "payments/db"
         ));
@@ -509,7 +585,7 @@ mod tests {
             ),
             (
                 "[[allow]]\nnamespace = \"a\"\npath = [\"x\"]",
-                "rule 1 has an unknown key `path` (the keys are `namespace`, `job`, `paths`)",
+                "rule 1 has an unknown key `path` (the keys are `namespace`, `job`, `group`, `task`, `paths`)",
             ),
             (
                 "[[allow]]\nnamespace = \"a\"\npaths = [\"{user}/*\"]",

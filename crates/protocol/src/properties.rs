@@ -90,7 +90,7 @@ proptest! {
     fn star_never_crosses_a_slash(segment in "[a-z]{1,5}", rest in "[a-z/]{0,10}") {
         let table: toml::Table = toml::from_str("[[allow]]\nnamespace = \"*\"\npaths = [\"a/*\", \"b/**\"]").unwrap();
         let policy = Policy::parse(&table["allow"]).unwrap();
-        let caller = Caller { namespace: "n", job: "j" };
+        let caller = Caller { namespace: "n", job: "j", group: None, task: None };
         let one = format!("a/{segment}");
         let deeper = format!("a/{segment}/{rest}");
         let anything = format!("b/{segment}/{rest}");
@@ -104,7 +104,7 @@ proptest! {
         let text = format!("[[allow]]\nnamespace = \"*\"\npaths = [{}]", serde_json::to_string(&pattern).unwrap());
         let table: toml::Table = toml::from_str(&text).unwrap();
         if let Ok(policy) = Policy::parse(&table["allow"]) {
-            let _ = policy.allows(Caller { namespace: "n", job: "j" }, &path);
+            let _ = policy.allows(Caller { namespace: "n", job: "j", group: None, task: None }, &path);
         }
     }
 

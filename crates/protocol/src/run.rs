@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::audit;
 use crate::cache::{Cache, Key, KeyParts, Served};
+use crate::identity;
 use crate::output::{self, Mode};
 use crate::policy;
 use crate::settings::{self, AUDIT_LOG, AUDIT_REQUIRED, CACHE_TTL, DEADLINE};
@@ -249,17 +250,13 @@ fn fetch<B: Backend>(
                 read: None,
                 decision: "unchecked",
                 cache: None,
+                identity: None,
             });
         }
     }
     let path = SecretPath::parse(raw, B::OPTIONS)?;
     let normalised = B::normalise(path.locator(), &settings)?;
     audit::read(&normalised);
-    if let Err(denied) = policy::check(&settings, &namespace, &job, &normalised) {
-        audit::decided("denied");
-        return Err(denied);
-    }
-    audit::decided("allowed");
     let key = path.key().map(str::to_owned);
     let request = Request {
         path,
@@ -271,50 +268,22 @@ fn fetch<B: Backend>(
         namespace,
         job,
         instance,
-    };
-
-    let cache = Cache::open(&request.settings);
-    let cache_key = match &cache {
-        Cache::On(_) => Some(Key::new(&KeyParts {
-            plugin: B::NAME,
-            settings: &request.settings,
-            namespace: &request.namespace,
-            job: &request.job,
-            normalised: &normalised,
-            options: B::OPTIONS
-                .iter()
-                .filter_map(|name| request.path.option(name).map(|value| (*name, value)))
-                .collect(),
-            env: &request.env,
-        })),
-        _ => None,
+        identity: None,
     };
     let started_ms = std::time::SystemTime::now()
         .checked_sub(started.elapsed())
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_millis());
-    let deadline = request.deadline;
 
+    // From here on everything may wait on the network (the identity key set, the store), so
+    // it runs on a thread the deadline and SIGTERM can leave behind.
     let (sender, receiver) = mpsc::channel();
     signals::forward(signals, sender.clone(), Outcome::Signal);
     std::thread::Builder::new()
         .name("fetch".into())
         .spawn(move || {
-            let outcome = match (cache, cache_key) {
-                (Cache::On(store), Some(key)) => {
-                    let request = std::sync::Arc::new(request);
-                    let (outcome, served) = store.through(&key, started_ms, deadline, move || {
-                        from_store::<B>(&request)
-                    });
-                    audit::cached(served_fields(served));
-                    outcome
-                }
-                (Cache::Unavailable(why), _) => {
-                    audit::cached(serde_json::json!({"source": "store", "cache": why}));
-                    from_store::<B>(&request)
-                }
-                _ => from_store::<B>(&request),
-            };
+            let outcome = verified_then_allowed(request, &normalised)
+                .and_then(|request| through_cache::<B>(request, &normalised, started_ms));
             let _ = sender.send(Outcome::Done(outcome));
         })
         .map_err(|e| Error::unavailable(format!("cannot start the fetch thread: {e}")))?;
@@ -334,6 +303,85 @@ fn fetch<B: Backend>(
             .hint("an empty secret cannot be interpolated; add a value to it"));
     }
     Ok(secrets)
+}
+
+/// The request once the job's workload identity (if any) is verified and the access policy
+/// lets it read `normalised`; denials are audited.
+fn verified_then_allowed(mut request: Request, normalised: &str) -> Result<Request, Error> {
+    let verified = identity::verify(
+        &request.settings,
+        request.input.identity_token(),
+        &request.namespace,
+        &request.job,
+        request.deadline,
+    );
+    request.identity = match verified {
+        Ok(identity) => identity,
+        Err(denied) => {
+            audit::decided("denied");
+            return Err(denied);
+        }
+    };
+    if let Some(identity) = &request.identity {
+        audit::verified(identity);
+    }
+    if let Err(denied) = request.check_policy(normalised) {
+        audit::decided("denied");
+        return Err(denied);
+    }
+    audit::decided("allowed");
+    Ok(request)
+}
+
+/// The answer from the node cache, or from the store through it.
+fn through_cache<B: Backend>(
+    request: Request,
+    normalised: &str,
+    started_ms: u128,
+) -> Result<crate::Secrets, Error> {
+    let store = match Cache::open(&request.settings) {
+        Cache::On(store) => store,
+        Cache::Unavailable(why) => {
+            audit::cached(serde_json::json!({"source": "store", "cache": why}));
+            return from_store::<B>(&request);
+        }
+        Cache::Off => return from_store::<B>(&request),
+    };
+    // A token differs for every allocation and renewal; what it proved is what an answer
+    // depends on, so the key holds that rather than the token.
+    let mut env = request.env.clone();
+    if let Some(token) = env.remove(&OsString::from(identity::VARIABLE)) {
+        let proved = match &request.identity {
+            Some(id) => format!(
+                "verified\0{}\0{}\0{}\0{}",
+                id.namespace,
+                id.job,
+                id.group.as_deref().unwrap_or_default(),
+                id.task.as_deref().unwrap_or_default()
+            ),
+            None => format!("unverified\0{}", token.to_string_lossy()),
+        };
+        env.insert(identity::VARIABLE.into(), proved.into());
+    }
+    let key = Key::new(&KeyParts {
+        plugin: B::NAME,
+        settings: &request.settings,
+        namespace: &request.namespace,
+        job: &request.job,
+        normalised,
+        options: B::OPTIONS
+            .iter()
+            .filter_map(|name| request.path.option(name).map(|value| (*name, value)))
+            .collect(),
+        env: &env,
+    });
+    let deadline = request.deadline;
+    let request = std::sync::Arc::new(request);
+    let (outcome, served) = store.through(&key, started_ms, deadline, move || {
+        from_store::<B>(&request)
+    });
+    audit::cached(served_fields(served));
+    outcome
 }
 
 /// Builds the backend and asks the store: what runs when the cache cannot answer.
@@ -383,6 +431,8 @@ fn check<B: Backend>(args: &CheckArgs, executable: &std::path::Path) -> (String,
     let caller = policy::Caller {
         namespace: &args.namespace,
         job: &args.job,
+        group: None,
+        task: None,
     };
     if !settings.policy().exists() {
         report.push_str("policy    none: every job may read every path the backend can\n");
@@ -409,8 +459,7 @@ fn check<B: Backend>(args: &CheckArgs, executable: &std::path::Path) -> (String,
         let verdict = SecretPath::parse(raw, B::OPTIONS)
             .and_then(|path| B::normalise(path.locator(), &settings))
             .and_then(|normalised| {
-                policy::check(&settings, &args.namespace, &args.job, &normalised)
-                    .map(|()| normalised)
+                policy::check(&settings, caller, &normalised).map(|()| normalised)
             });
         match verdict {
             Ok(normalised) => report.push_str(&format!(

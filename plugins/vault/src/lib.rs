@@ -184,6 +184,7 @@ fn check_vault(
         namespace: String::new(),
         job: String::new(),
         instance: String::new(),
+        identity: None,
     };
     let namespace = settings.get(&NAMESPACE);
     let login_namespace = settings.get(&AUTH_NAMESPACE).or(namespace);
