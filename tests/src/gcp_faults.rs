@@ -38,11 +38,19 @@ pub struct GcpFaults {
 impl GcpFaults {
     /// Starts the double.
     pub fn start() -> GcpFaults {
+        GcpFaults::accepting(Vec::new())
+    }
+
+    /// Starts the double with its STS also accepting `jwts` (tokens made per test run, such
+    /// as verified Nomad workload identities).
+    pub fn accepting(jwts: Vec<String>) -> GcpFaults {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let url = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = std::sync::Arc::new(jwts);
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                std::thread::spawn(move || serve(stream));
+                let accepted = accepted.clone();
+                std::thread::spawn(move || serve(stream, &accepted));
             }
         });
         GcpFaults { url }
@@ -54,7 +62,7 @@ impl GcpFaults {
     }
 }
 
-fn serve(stream: std::net::TcpStream) {
+fn serve(stream: std::net::TcpStream, accepted: &[String]) {
     let mut reader = BufReader::new(&stream);
     loop {
         let mut request_line = String::new();
@@ -95,7 +103,7 @@ fn serve(stream: std::net::TcpStream) {
                 .map(|(_, v)| v.as_str())
         };
         let (status, answer) = if target == "/v1/token" {
-            exchange(&String::from_utf8_lossy(&body))
+            exchange(&String::from_utf8_lossy(&body), accepted)
         } else {
             answer(&target, header("metadata-flavor"), header("authorization"))
         };
@@ -110,7 +118,7 @@ fn serve(stream: std::net::TcpStream) {
 }
 
 /// The STS's token exchange: the form's fields checked as Google's STS documents them.
-fn exchange(form: &str) -> (&'static str, String) {
+fn exchange(form: &str, accepted: &[String]) -> (&'static str, String) {
     let fields: Vec<(String, String)> = form
         .split('&')
         .filter_map(|pair| pair.split_once('='))
@@ -138,7 +146,8 @@ fn exchange(form: &str) -> (&'static str, String) {
     if field("audience") != Some(WIF_AUDIENCE) {
         return refused("The audience in ID Token does not match the expected audience.");
     }
-    if field("subject_token") != Some(WIF_JWT) {
+    let subject = field("subject_token").unwrap_or_default();
+    if subject != WIF_JWT && !accepted.iter().any(|jwt| jwt == subject) {
         return refused("ID Token issued at 0 is stale to sign-in.");
     }
     (

@@ -104,6 +104,15 @@ pub struct Role {
     pub session_name: String,
 }
 
+/// The role a job's verified workload identity is exchanged for at STS
+/// (`AssumeRoleWithWebIdentity`), from the operator's `identity_role_arn`.
+pub struct WebIdentity {
+    /// The role, and the session name that names the job in CloudTrail.
+    pub role: Role,
+    /// The verified token (never shown).
+    pub token: nomad_secrets_protocol::Secret,
+}
+
 /// What one call needs besides the settings.
 pub struct Call<'a> {
     /// The service.
@@ -117,6 +126,8 @@ pub struct Call<'a> {
     /// The job's own complete credential, if it passed one (see `job_env`): then the only
     /// source of credentials.
     pub job_credential: Option<&'static str>,
+    /// The role of the job's verified workload identity: then the only source of credentials.
+    pub web_identity: Option<&'a WebIdentity>,
 }
 
 /// The name `job_env` gives the job's access keys.
@@ -138,6 +149,50 @@ impl aws_credential_types::provider::ProvideCredentials for NoCredentials {
                 "the job passed no credentials of its own",
             ),
         ))
+    }
+}
+
+/// Credentials from STS for the job's verified workload identity: the SDK's own
+/// `AssumeRoleWithWebIdentity` call (unsigned, as STS wants it), with the token in memory
+/// rather than in a file.
+#[derive(Debug)]
+struct WorkloadIdentity {
+    sts: aws_sdk_sts::Client,
+    role_arn: String,
+    session_name: String,
+    token: nomad_secrets_protocol::Secret,
+}
+
+impl aws_credential_types::provider::ProvideCredentials for WorkloadIdentity {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        use aws_credential_types::provider::error::CredentialsError;
+        aws_credential_types::provider::future::ProvideCredentials::new(async move {
+            let answer = self
+                .sts
+                .assume_role_with_web_identity()
+                .role_arn(&self.role_arn)
+                .role_session_name(&self.session_name)
+                .web_identity_token(self.token.expose())
+                .send()
+                .await
+                .map_err(CredentialsError::provider_error)?;
+            let given = answer
+                .credentials
+                .ok_or_else(|| CredentialsError::unhandled("STS answered without credentials"))?;
+            let expiry = std::time::SystemTime::try_from(given.expiration).ok();
+            Ok(aws_credential_types::Credentials::new(
+                given.access_key_id,
+                given.secret_access_key,
+                Some(given.session_token),
+                expiry,
+                "NomadWorkloadIdentity",
+            ))
+        })
     }
 }
 
@@ -170,6 +225,7 @@ pub async fn config(
         call.role,
         region,
         call.job_credential,
+        call.web_identity,
     )
     .await?;
     let mut sdk = base.sdk.into_builder();
@@ -196,7 +252,10 @@ pub async fn config(
         regional_override,
         settings_name: settings_name(settings),
         manual: call.manual,
-        job_credential: call.job_credential,
+        job_credential: match call.web_identity {
+            Some(_) => Some("workload identity"),
+            None => call.job_credential,
+        },
     };
     Ok((sdk.build(), setup))
 }
@@ -316,6 +375,7 @@ async fn base(
     role: Option<&Role>,
     region: Option<&str>,
     job_credential: Option<&str>,
+    web_identity: Option<&WebIdentity>,
 ) -> Result<Base, Error> {
     let http = &transport.http;
     let provider = ProviderConfig::without_region()
@@ -379,7 +439,35 @@ async fn base(
             .configure(&provider)
             .build()
     };
+    let remaining = Budget::new(deadline).left().max(Duration::from_millis(100));
+    let sts_config = || {
+        let mut sts = bounded(
+            &region,
+            SharedCredentialsProvider::new(NoCredentials),
+            http,
+            remaining,
+        );
+        if !transport.retries {
+            sts = sts.retry_config(RetryConfig::disabled());
+        }
+        if let Some(url) = settings.get(&crate::STS_ENDPOINT_URL) {
+            sts = sts.endpoint_url(url);
+        }
+        sts
+    };
     let mut chain = match (plan.manual, job_credential) {
+        _ if web_identity.is_some() => {
+            let web = web_identity.expect("matched");
+            CredentialsProviderChain::first_try(
+                "NomadWorkloadIdentity",
+                WorkloadIdentity {
+                    sts: aws_sdk_sts::Client::new(&sts_config().build()),
+                    role_arn: web.role.arn.clone(),
+                    session_name: web.role.session_name.clone(),
+                    token: web.token.clone(),
+                },
+            )
+        }
         (false, Some(JOB_KEYS)) => {
             CredentialsProviderChain::first_try("Environment", environment())
         }
@@ -387,7 +475,7 @@ async fn base(
         (true, _) => CredentialsProviderChain::first_try("Environment", environment()),
         (false, None) => CredentialsProviderChain::first_try("None", NoCredentials),
     };
-    let operators = plan.manual || job_credential.is_none();
+    let operators = (plan.manual || job_credential.is_none()) && web_identity.is_none();
     if let Some(files) = plan.files.as_ref().filter(|_| operators) {
         chain = chain.or_else(
             "Profile",
@@ -419,7 +507,6 @@ async fn base(
         );
     }
 
-    let remaining = Budget::new(deadline).left().max(Duration::from_millis(100));
     let credentials = match role {
         None => SharedCredentialsProvider::new(chain),
         Some(role) => {

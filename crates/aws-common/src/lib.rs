@@ -21,7 +21,7 @@ use std::path::Path;
 
 use nomad_secrets_protocol::{Error, Key, Request, Setting, Settings};
 
-pub use client::{Call, Role, STS, Service, Setup};
+pub use client::{Call, Role, STS, Service, Setup, WebIdentity};
 pub use transport::{Answer, Transport};
 
 /// The region; a job's `AWS_REGION` by default.
@@ -78,6 +78,12 @@ pub const STS_ENDPOINT_URL: Key<str> = Key::text(
 )
 .unset("AWS's regional STS endpoint")
 .by_hand("AWS_ENDPOINT_URL_STS");
+/// The role a job's verified workload identity is exchanged for, per job.
+pub const IDENTITY_ROLE_ARN: Key<str> = Key::text(
+    "identity_role_arn",
+    "role a job's verified workload identity is exchanged for at STS (AssumeRoleWithWebIdentity), with `{namespace}` and `{job}` filled in: `arn:aws:iam::123456789012:role/nomad-{namespace}-{job}`",
+)
+.unset("the node's credentials for every job");
 /// The profile of the shared files.
 pub const PROFILE: Key<str> = Key::text("profile", "profile of those files (default: `default`)")
     .unset("`default`")
@@ -93,6 +99,7 @@ pub const SETTINGS: &[Setting] = &[
     CREDENTIALS_FILE.setting,
     ASSUME_ROLES.setting,
     STS_ENDPOINT_URL.setting,
+    IDENTITY_ROLE_ARN.setting,
     PROFILE.setting,
 ];
 
@@ -154,6 +161,50 @@ pub fn allowed_role(request: &Request) -> Result<Option<Role>, Error> {
     Ok(Some(Role {
         arn: arn.to_owned(),
         session_name: session_name(request),
+    }))
+}
+
+/// The role of the job's verified workload identity, when the operator set `identity_role_arn`
+/// and the job proved who it is (and passed no credential of its own, which wins).
+pub fn identity_role(request: &Request) -> Result<Option<WebIdentity>, Error> {
+    let (Some(template), Some(identity)) = (
+        request.settings.get(&IDENTITY_ROLE_ARN),
+        request.identity.as_ref(),
+    ) else {
+        return Ok(None);
+    };
+    if request.input.credential().is_some() {
+        return Ok(None);
+    }
+    // IAM's characters for role names; anything else (a `/` in a job ID) would name a role
+    // under another path, or a different role.
+    let fits = |value: &str| {
+        !value.is_empty()
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+    };
+    for (placeholder, value) in [
+        ("{namespace}", &identity.namespace),
+        ("{job}", &identity.job),
+    ] {
+        if template.contains(placeholder) && !fits(value) {
+            return Err(Error::denied(format!(
+                "`identity_role_arn` puts {placeholder} in a role name, and `{value}` holds \
+                 characters an IAM role name cannot (only letters, digits and +=,.@_-)"
+            ))
+            .hint("ask the operator for a role for this job, or rename the job"));
+        }
+    }
+    let arn = template
+        .replace("{namespace}", &identity.namespace)
+        .replace("{job}", &identity.job);
+    Ok(Some(WebIdentity {
+        role: Role {
+            arn,
+            session_name: session_name(request),
+        },
+        token: nomad_secrets_protocol::Secret::new(identity.token()),
     }))
 }
 
@@ -238,6 +289,7 @@ pub async fn config_for(
             .hint("pass the task's own relative URI, like `/v2/credentials/<id>`"));
         }
     }
+    let web_identity = identity_role(request)?;
     let arn = Arn::parse(request.path.locator(), service.endpoint_prefix);
     let call = Call {
         service,
@@ -245,6 +297,7 @@ pub async fn config_for(
         arn_region: arn.map(|arn| arn.region),
         manual: request.manual,
         job_credential: request.input.credential(),
+        web_identity: web_identity.as_ref(),
     };
     client::config(transport, &request.settings, request.deadline, &call).await
 }
@@ -263,6 +316,7 @@ pub fn check(
             arn_region: None,
             manual: false,
             job_credential: None,
+            web_identity: None,
         };
         let (sdk, setup) = client::config(transport, settings, deadline, &call).await?;
         let me = aws_sdk_sts::Client::new(&sdk)

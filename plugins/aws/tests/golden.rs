@@ -198,3 +198,56 @@ fn the_cache_serves_the_last_value_while_the_endpoint_is_down() {
     assert!(too_old.stdout.starts_with("{\"error\""), "{too_old:?}");
     let _ = std::fs::remove_dir_all(&cache);
 }
+
+/// A role per job: the node has no credentials at all, so only the role the job's verified
+/// workload identity is exchanged for (AssumeRoleWithWebIdentity on moto's STS) can read.
+/// Moto's state shows which role was assumed and the session name CloudTrail would show.
+#[test]
+fn a_verified_identity_reads_with_its_own_role() {
+    use nomad_secrets_golden::identity::{Signer, claims, key_set};
+    use nomad_secrets_golden::recorder::{Canned, Recorder};
+    let (moto, _, _) = seeded();
+    let signer = Signer::ed25519("ed-1");
+    let jwks = Recorder::start(vec![Canned {
+        matches: "/.well-known/jwks.json",
+        status: 200,
+        body: key_set(&[&signer]),
+    }]);
+    let settings = format!(
+        "endpoint_url = \"{m}\"\nsts_endpoint_url = \"{m}\"\nimds_endpoint = \"off\"\n\
+         region = \"us-east-1\"\nidentity_jwks_url = \"{}/.well-known/jwks.json\"\n\
+         identity_role_arn = \"arn:aws:iam::123456789012:role/nomad-{{namespace}}-{{job}}\"\n",
+        jwks.url(),
+        m = moto.endpoint(),
+    );
+    let plugin = Plugin::install(Path::new(AWS), "aws", Some(&settings), 0o644);
+    let mut env = nomad_env("fetch", &[]);
+    env.insert("NOMAD_NAMESPACE".into(), "payments".into());
+    env.insert("NOMAD_JOB_ID".into(), "api".into());
+    let without = plugin.run(&["fetch", "prod/db#password"], &env);
+    without.check_contract("fetch").unwrap();
+    assert!(without.stdout.contains("\"error\""), "{without:?}");
+    let token = signer.sign(&claims("payments", "api"));
+    env.insert("NOMAD_WORKLOAD_IDENTITY".into(), token.clone());
+    let with = plugin.run(&["fetch", "prod/db#password"], &env);
+    with.check_contract("fetch").unwrap();
+    assert!(with.stdout.starts_with("{\"result\""), "{with:?}");
+    assert!(!with.stdout.contains(&token));
+    let assumed = moto.run_python(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/moto/assumed_roles.py"
+    ));
+    assert!(
+        assumed.contains("arn:aws:iam::123456789012:role/nomad-payments-api")
+            && assumed.contains("nomad.payments.api"),
+        "moto's STS saw: {assumed}"
+    );
+    // A job whose ID cannot be part of a role name is refused, not given another role.
+    env.insert("NOMAD_JOB_ID".into(), "api/../admin".into());
+    env.insert(
+        "NOMAD_WORKLOAD_IDENTITY".into(),
+        signer.sign(&claims("payments", "api/../admin")),
+    );
+    let odd = plugin.run(&["fetch", "prod/db#password"], &env);
+    assert!(odd.stdout.contains("IAM role name"), "{odd:?}");
+}

@@ -6,6 +6,8 @@
 //!    identity, say), exchanged at Google's STS through the operator's workload identity
 //!    federation settings (`workload_identity_file`: its audience, token URL and service account
 //!    to impersonate; its `credential_source` is the job's JWT instead);
+//!    a verified Nomad workload identity (`NOMAD_WORKLOAD_IDENTITY`) is exchanged the same way
+//!    when the job passes neither;
 //! 3. the operator's `credentials_file`: a service-account key (which signs its own tokens: no
 //!    token endpoint) or an external-account (workload identity federation) file;
 //! 4. the metadata server on GCE (`metadata_endpoint`, or `"off"` on machines that are not).
@@ -29,7 +31,7 @@ use google_cloud_auth::errors::{CredentialsError, SubjectTokenProviderError};
 use google_cloud_gax::retry_policy::{Aip194Strict, RetryPolicyExt as _};
 use nomad_secrets_net::Budget;
 use nomad_secrets_protocol::settings::unreadable;
-use nomad_secrets_protocol::{Error, JobInput, Secret, Settings, Variable};
+use nomad_secrets_protocol::{Error, Identity, JobInput, Secret, Settings, Variable};
 
 /// The job's own access token.
 const JOB_TOKEN: &str = "GOOGLE_OAUTH_ACCESS_TOKEN";
@@ -238,9 +240,18 @@ pub struct Source {
 /// The credentials of a request whose job input is `input` (for `check`, the node's: an empty
 /// input). Under Nomad the protocol has checked the input: a job token or JWT that is present
 /// is usable, and there is at most one.
-pub fn credentials(settings: &Settings, input: &JobInput) -> Result<(Credentials, Source), Error> {
+/// A job's verified workload identity (`identity`) is exchanged like its own JWT when the
+/// operator set `workload_identity_file` and the job passed no credential of its own.
+pub fn credentials(
+    settings: &Settings,
+    input: &JobInput,
+    identity: Option<&Identity>,
+) -> Result<(Credentials, Source), Error> {
     let job_token = input.get(JOB_TOKEN);
-    let job_jwt = input.get(JOB_JWT);
+    let verified = identity
+        .filter(|_| job_token.is_none() && settings.get(&crate::WORKLOAD_IDENTITY_FILE).is_some())
+        .map(Identity::token);
+    let job_jwt = input.get(JOB_JWT).or(verified);
     let file = settings.get(&crate::CREDENTIALS_FILE);
     let metadata = match settings.get(&crate::METADATA_ENDPOINT) {
         Some("off") => None,

@@ -94,7 +94,7 @@ impl Backend for GcpBackend {
         block_on(
             async {
                 let (credentials, source) =
-                    credentials::credentials(settings, &Default::default())?;
+                    credentials::credentials(settings, &Default::default(), None)?;
                 let client = client(settings, None, credentials).await?;
                 let project = settings
                     .get(&PROJECT)
@@ -143,7 +143,8 @@ async fn client(
 }
 
 async fn access(request: &Request, name: &names::Name, version: &str) -> Result<Secrets, Error> {
-    let (credentials, source) = credentials::credentials(&request.settings, &request.input)?;
+    let (credentials, source) =
+        credentials::credentials(&request.settings, &request.input, request.identity.as_ref())?;
     let client = client(&request.settings, name.region.as_deref(), credentials).await?;
     let full = format!("{}/versions/{version}", name.full);
     let answer = client

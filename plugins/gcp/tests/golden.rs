@@ -91,3 +91,48 @@ fn sigterm_in_the_middle_of_a_fetch_ends_it_with_a_protocol_error() {
     let env = nomad_env("fetch", &[("GOOGLE_OAUTH_ACCESS_TOKEN", "ya29.CANARY-job")]);
     plugin.assert_sigterm_mid_fetch("gcp", "db", &env);
 }
+
+/// A verified Nomad workload identity is exchanged at the operator's STS through its
+/// `workload_identity_file`, with no second variable: only the exchanged token reads `wif`.
+#[test]
+fn a_verified_identity_is_exchanged_at_the_sts() {
+    use nomad_secrets_golden::identity::{Signer, claims, key_set};
+    use nomad_secrets_golden::recorder::{Canned, Recorder};
+    let signer = Signer::ed25519("ed-1");
+    let token = signer.sign(&claims("default", "api"));
+    let faults = GcpFaults::accepting(vec![token.clone()]);
+    let jwks = Recorder::start(vec![Canned {
+        matches: "/.well-known/jwks.json",
+        status: 200,
+        body: key_set(&[&signer]),
+    }]);
+    let scratch = Scratch::new("gcp-identity");
+    let federation = scratch.path().join("wif.json");
+    let config = serde_json::json!({
+        "type": "external_account",
+        "audience": WIF_AUDIENCE,
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "token_url": format!("{}/v1/token", faults.url()),
+        "credential_source": {"file": "/var/run/unused.jwt"},
+    });
+    std::fs::write(&federation, config.to_string()).unwrap();
+    let settings = format!(
+        "endpoint_url = \"{f}\"\nmetadata_endpoint = \"off\"\nproject = \"acme\"\n\
+         workload_identity_file = \"{}\"\nidentity_jwks_url = \"{}/.well-known/jwks.json\"\n",
+        federation.display(),
+        jwks.url(),
+        f = faults.url(),
+    );
+    let plugin = Plugin::install(Path::new(GCP), "gcp", Some(&settings), 0o644);
+    let mut env = nomad_env("fetch", &[]);
+    env.insert("NOMAD_NAMESPACE".into(), "default".into());
+    env.insert("NOMAD_JOB_ID".into(), "api".into());
+    let without = plugin.run(&["fetch", "wif"], &env);
+    without.check_contract("fetch").unwrap();
+    assert!(without.stdout.contains("\"error\""), "{without:?}");
+    env.insert("NOMAD_WORKLOAD_IDENTITY".into(), token.clone());
+    let with = plugin.run(&["fetch", "wif"], &env);
+    with.check_contract("fetch").unwrap();
+    assert!(with.stdout.starts_with("{\"result\""), "{with:?}");
+    assert!(!with.stdout.contains(&token));
+}

@@ -5,8 +5,12 @@
 //! 2. the job's `VAULT_JWT` (a Nomad workload identity token passed through `env {}`, say),
 //!    logged in at `auth/<jwt_mount>/login` with `jwt_role` (the job's `VAULT_JWT_ROLE` by default);
 //! 3. the job's `VAULT_ROLE_ID` and `VAULT_SECRET_ID`, logged in at `auth/<approle_mount>/login`;
-//! 4. the operator's `token_file`;
-//! 5. the operator's AppRole: `role_id` (or `role_id_file`) and `secret_id_file`.
+//! 4. the job's verified workload identity (`NOMAD_WORKLOAD_IDENTITY`, see the protocol's
+//!    `identity`), logged in at `auth/<jwt_mount>/login` with `jwt_role` when one is set, at
+//!    the operator's address and namespace (the token proves who the job is; it does not let
+//!    the job aim it);
+//! 5. the operator's `token_file`;
+//! 6. the operator's AppRole: `role_id` (or `role_id_file`) and `secret_id_file`.
 //!
 //! Whoever controls where a credential is sent controls that credential: only with the job's
 //! own credentials (1-3) may the job's `VAULT_ADDR` and `VAULT_NAMESPACE` apply. With the
@@ -169,6 +173,14 @@ pub fn authenticate(
         request.env_var("VAULT_SECRET_ID"),
     ) {
         Source::Login(approle(&mount(&APPROLE_MOUNT), role_id, secret_id))
+    } else if let (Some(identity), Some(role)) = (&request.identity, settings.get(&JWT_ROLE)) {
+        // The job's verified workload identity, at the operator's address: Vault's role
+        // checks its claims, so each job gets the policies bound to it.
+        Source::Login(Login {
+            method: "jwt",
+            path: format!("auth/{}/login", mount(&JWT_MOUNT)),
+            body: Secret::new(json!({ "role": role, "jwt": identity.token() }).to_string()),
+        })
     } else if let Some(file) = request.manual.then(|| person_token_file(request)).flatten() {
         Source::TokenFile(file)
     } else if let Some(file) = settings.get(&TOKEN_FILE) {

@@ -172,3 +172,81 @@ fn the_cache_on_a_real_server() {
     assert_eq!(stale.stdout, "{\"result\":{\"username\":\"app\"}}\n");
     let _ = std::fs::remove_dir_all(&cache);
 }
+
+/// A login per job: the node has no Vault credentials; the job's verified workload identity is
+/// logged in at a JWT mount whose role binds `nomad_job_id`, so Vault itself gives each job
+/// its own policies. A token of another job verifies (it is that job's run) but Vault's role
+/// refuses it; a run without a token is denied before Vault is asked.
+#[test]
+fn a_verified_identity_logs_in_as_its_job() {
+    use nomad_secrets_golden::identity::{Signer, claims, key_set};
+    use nomad_secrets_golden::recorder::{Canned, Recorder};
+    let (bao, _) = OpenBao::seeded();
+    let signer = Signer::rsa("rsa-1");
+    let pem = String::from_utf8(signer.public_pem.clone()).unwrap();
+    let setup = [
+        (
+            "POST",
+            "sys/auth/nomad-wi",
+            serde_json::json!({"type": "jwt"}),
+        ),
+        (
+            "POST",
+            "auth/nomad-wi/config",
+            serde_json::json!({"jwt_validation_pubkeys": [pem]}),
+        ),
+        (
+            "POST",
+            "auth/nomad-wi/role/secrets",
+            serde_json::json!({
+                "role_type": "jwt",
+                "bound_audiences": ["nomad-secrets"],
+                "bound_claims": {"nomad_namespace": "default", "nomad_job_id": "api"},
+                "user_claim": "nomad_job_id",
+                "token_policies": ["reader"],
+            }),
+        ),
+    ];
+    for (method, path, body) in setup {
+        let status = bao.call(method, path, Some(&body.to_string()));
+        assert!(matches!(status, Some(200 | 204)), "{path}: {status:?}");
+    }
+    let jwks = Recorder::start(vec![Canned {
+        matches: "/.well-known/jwks.json",
+        status: 200,
+        body: key_set(&[&signer]),
+    }]);
+    let settings = format!(
+        "address = \"{}\"\njwt_mount = \"nomad-wi\"\njwt_role = \"secrets\"\n\
+         identity_jwks_url = \"{}/.well-known/jwks.json\"\nidentity_required = true\n",
+        bao.address(),
+        jwks.url()
+    );
+    let plugin = Plugin::install(VAULT_KV.as_ref(), "vault-kv", Some(&settings), 0o644);
+    let run = |job: &str, token: Option<String>| {
+        let mut env = nomad_env("fetch", &[]);
+        env.insert("NOMAD_NAMESPACE".into(), "default".into());
+        env.insert("NOMAD_JOB_ID".into(), job.into());
+        if let Some(token) = token {
+            env.insert("NOMAD_WORKLOAD_IDENTITY".into(), token);
+        }
+        let outcome = plugin.run(&["fetch", "secret/db#username"], &env);
+        outcome.check_contract("fetch").unwrap();
+        outcome.stdout
+    };
+    let api = signer.sign(&claims("default", "api"));
+    assert_eq!(
+        run("api", Some(api)),
+        "{\"result\":{\"username\":\"app\"}}\n"
+    );
+    let billing = run("billing", Some(signer.sign(&claims("default", "billing"))));
+    assert!(
+        billing.contains("\"error\"") && billing.contains("jwt"),
+        "{billing}"
+    );
+    let none = run("api", None);
+    assert!(
+        none.contains("requires a verified workload identity"),
+        "{none}"
+    );
+}
