@@ -21,6 +21,23 @@
 //! - **Single flight.** A lock file per key (`flock`): concurrent fetches of one key wait for the
 //!   one that calls the store, then read its entry; when that call fails, each of them gets the
 //!   same error (from a failure record written after they started waiting).
+//! - **Spread and early refresh.** An entry is fresh for `cache_ttl` times a factor drawn when
+//!   it is written, between 0.85 and 1 ([`SPREAD_FROM`]), and kept with it: entries written
+//!   together (a mass start, on one node or across a fleet) do not expire together. In the
+//!   last tenth of that life ([`REFRESH_FROM`]) one fetch, the one that gets the key's lock
+//!   without waiting, refreshes the entry from the store, while every other fetch is answered
+//!   from the entry, never waiting; if the store is unavailable or silent, the refreshing
+//!   fetch is answered from the entry too (it is still fresh). The audit line's `cache` says
+//!   `refresh` (`source` `store`) or `refresh failed` (`source` `cache`).
+//! - **Bounded.** A folder holds at most `cache_max_entries` keys and `cache_max_bytes` bytes
+//!   (a key's entry and failure record; lock files hold nothing). Before an entry is written,
+//!   under a folder-wide lock every writer takes (so the bound holds at every moment, with any
+//!   number of plugin processes writing at once), what no fetch can use any more is swept
+//!   (older than `cache_ttl + cache_max_stale` and a minute), then the least recently used keys
+//!   are evicted until the new entry fits. A hit marks its entry used (its access time, set
+//!   through the handle already open); a key being fetched or refreshed (its lock held) is never
+//!   evicted. An entry that cannot fit, or whose writer cannot get the folder's lock before its
+//!   deadline, is not written.
 //! - **Where.** `cache_dir` (default `/run/nomad-secrets/cache`) must be on a memory-backed
 //!   filesystem (tmpfs or ramfs: gone at reboot, never on a disk but for swap), a directory
 //!   owned by this user with no group or world access, reached from `/` one folder at a time
@@ -42,13 +59,36 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest as _, Sha256};
 
-use crate::settings::{CACHE_DIR, CACHE_MAX_STALE, CACHE_TTL};
+use crate::settings::{self, CACHE_DIR, CACHE_MAX_STALE, CACHE_TTL};
 use crate::{Error, ErrorKind, Secret, Secrets, Settings};
 
 /// The cache folder when the operator names none.
 pub(crate) const DEFAULT_DIR: &str = "/run/nomad-secrets/cache";
-/// The first line of every entry: the format and its version.
-const MAGIC: &str = "nomad-secrets-cache 1";
+/// The most keys a cache folder holds.
+pub const CACHE_MAX_ENTRIES: settings::Key<u64> = settings::Key::size(
+    "cache_max_entries",
+    "the most entries (one per job, path and credentials) a cache folder holds; past it the least recently used go first. 10000: a busy client's secrets (hundreds of allocations, a few secrets each) many times over, yet a folder any fetch scans in milliseconds",
+)
+.default("10000");
+/// The most bytes a cache folder's entries hold.
+pub const CACHE_MAX_BYTES: settings::Key<u64> = settings::Key::size(
+    "cache_max_bytes",
+    "the most bytes a cache folder's entries hold (memory, on tmpfs); past it the least recently used go first. 64MiB: 10000 entries of over 6 KiB (most are under 1 KiB), a small share of a client's memory",
+)
+.default("64MiB");
+/// `cache_max_entries` when unset.
+const DEFAULT_MAX_ENTRIES: u64 = 10_000;
+/// `cache_max_bytes` when unset.
+const DEFAULT_MAX_BYTES: u64 = 64 << 20;
+/// The first line of every entry: the format and its version (2: with the entry's freshness).
+const MAGIC: &str = "nomad-secrets-cache 2";
+/// An entry is fresh for `cache_ttl` times a factor drawn at write time, uniformly between
+/// this many thousandths and 1.
+pub(crate) const SPREAD_FROM: u64 = 850;
+/// From this many thousandths of an entry's freshness on, one fetch refreshes it early.
+pub(crate) const REFRESH_FROM: u64 = 900;
+/// The folder-wide lock of writers (its name ends as no entry's does: the sweep leaves it).
+const FOLDER_LOCK: &str = "folder.flock";
 /// Entries larger than this are not ours.
 const MAX_ENTRY: u64 = 4 << 20;
 /// Kept back before the deadline when a stale value could be served instead.
@@ -75,6 +115,8 @@ pub(crate) struct Store {
     shown: PathBuf,
     ttl: Duration,
     max_stale: Duration,
+    max_entries: u64,
+    max_bytes: u64,
 }
 
 /// Where a fetch's answer came from, for the audit line.
@@ -88,6 +130,10 @@ pub(crate) enum Served {
     Stale { age: Duration },
     /// The failure of the call another fetch made while this one waited.
     SharedFailure,
+    /// A fresh entry in the last part of its life, `age` old, refreshed early by this fetch:
+    /// `answered` when the store's answer is the answer (else the store was unavailable or
+    /// silent, and the entry answered).
+    Refresh { age: Duration, answered: bool },
 }
 
 /// The parts of a cache key.
@@ -153,6 +199,10 @@ impl Cache {
                 shown: dir,
                 ttl,
                 max_stale: settings.get(&CACHE_MAX_STALE).unwrap_or_default(),
+                max_entries: settings
+                    .get(&CACHE_MAX_ENTRIES)
+                    .unwrap_or(DEFAULT_MAX_ENTRIES),
+                max_bytes: settings.get(&CACHE_MAX_BYTES).unwrap_or(DEFAULT_MAX_BYTES),
             }),
             Err(why) => Cache::Unavailable(why),
         }
@@ -166,9 +216,11 @@ impl Cache {
                 format!("FAILED: configured but unusable, fetches go to the store: {why}")
             }
             Cache::On(store) => format!(
-                "ttl {}s, stale values up to {}s while the store fails; entries in `{}` (memory-backed, this user's only)",
+                "ttl {}s, stale values up to {}s while the store fails; at most {} entries and {} bytes in `{}` (memory-backed, this user's only)",
                 store.ttl.as_secs(),
                 store.max_stale.as_secs(),
+                store.max_entries,
+                store.max_bytes,
                 store.shown.display()
             ),
         }
@@ -228,11 +280,93 @@ enum Record {
     Failed(ErrorKind, String),
 }
 
+/// An entry as read: what it holds, when it was written, how long it is fresh, and its open
+/// handle (a hit marks the entry used through it).
+struct Entry {
+    written: u128,
+    /// The entry's own freshness: `cache_ttl` spread when it was written, never more than the
+    /// `cache_ttl` of now.
+    fresh: Duration,
+    record: Record,
+    file: std::fs::File,
+}
+
+impl Entry {
+    fn age(&self) -> Duration {
+        Duration::from_millis(now_ms().saturating_sub(self.written) as u64)
+    }
+
+    /// Its secrets and age, if it holds secrets and is fresh; `due` when it is in the last
+    /// part of its life, where one fetch refreshes it.
+    fn fresh(&self) -> Option<(Secrets, Duration, bool)> {
+        let Record::Good(secrets) = &self.record else {
+            return None;
+        };
+        let age = self.age();
+        let due = age.as_millis() * 1000 > self.fresh.as_millis() * u128::from(REFRESH_FROM);
+        (age <= self.fresh).then(|| (secrets.clone(), age, due))
+    }
+
+    /// Marks the entry used now (its access time; the write time stays), so that the least
+    /// recently used entries are evicted first. Through the handle already open: no path is
+    /// looked up again.
+    fn touch(&self) {
+        let times = [
+            libc::timespec {
+                tv_sec: 0,
+                tv_nsec: libc::UTIME_NOW,
+            },
+            libc::timespec {
+                tv_sec: 0,
+                tv_nsec: libc::UTIME_OMIT,
+            },
+        ];
+        // SAFETY: a valid descriptor and two timespecs; a failure only loses the mark.
+        unsafe { libc::futimens(self.file.as_raw_fd(), times.as_ptr()) };
+    }
+}
+
 fn now_ms() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or(0)
+}
+
+/// Eight random bytes from the kernel (`getrandom`, else `/dev/urandom`), mixed with the time
+/// and process so that a failure of both still differs between processes.
+fn random() -> u64 {
+    let mut bytes = [0u8; 8];
+    // SAFETY: a buffer of 8 bytes owned here; the result is checked.
+    let got = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), 8, libc::GRND_NONBLOCK) };
+    if got != 8 {
+        let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    }
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    u64::from_le_bytes(bytes) ^ u64::from(nanos) ^ (u64::from(std::process::id()) << 32)
+}
+
+/// `ttl` times a factor drawn uniformly from [`SPREAD_FROM`]/1000 to 1: an entry's freshness.
+fn spread(ttl: Duration) -> Duration {
+    let millionths = u128::from(SPREAD_FROM) * 1000 + u128::from(random() % 150_001);
+    let millionths = millionths.min(1_000_000);
+    Duration::from_millis((ttl.as_millis() * millionths / 1_000_000) as u64)
+}
+
+/// A file's last use for eviction: its access time (a hit sets it) or, if later, its write.
+fn last_use(meta: &std::fs::Metadata) -> i128 {
+    let ns = |sec: i64, nsec: i64| i128::from(sec) * 1_000_000_000 + i128::from(nsec);
+    ns(meta.atime(), meta.atime_nsec()).max(ns(meta.mtime(), meta.mtime_nsec()))
+}
+
+/// What one key holds in the folder, as the bound counts it.
+#[derive(Default)]
+struct Held {
+    bytes: u64,
+    used: i128,
 }
 
 impl Store {
@@ -255,9 +389,17 @@ impl Store {
         Ok(unsafe { std::fs::File::from_raw_fd(fd) })
     }
 
-    /// The record in `<key>.<kind>`, and when it was written; `None` for anything that is not
-    /// this user's own, well-formed record of this key.
-    fn read(&self, key: &Key, kind: &str) -> Option<(u128, Record)> {
+    /// Removes `name` from the cache folder, through its handle; a failure leaves it.
+    fn remove(&self, name: &str) {
+        if let Ok(name) = CString::new(name) {
+            // SAFETY: a valid directory descriptor and C string.
+            unsafe { libc::unlinkat(self.dir.as_raw_fd(), name.as_ptr(), 0) };
+        }
+    }
+
+    /// The record in `<key>.<kind>`; `None` for anything that is not this user's own,
+    /// well-formed record of this key.
+    fn read(&self, key: &Key, kind: &str) -> Option<Entry> {
         let mut file = self
             .open_at(
                 &format!("{}.{kind}", key.0),
@@ -273,11 +415,12 @@ impl Store {
         }
         let mut text = String::new();
         file.read_to_string(&mut text).ok()?;
-        let mut lines = text.splitn(5, '\n');
+        let mut lines = text.splitn(6, '\n');
         if lines.next()? != MAGIC || lines.next()? != key.0 {
             return None;
         }
         let written: u128 = lines.next()?.parse().ok()?;
+        let fresh: u64 = lines.next()?.parse().ok()?;
         let what = lines.next()?;
         let body = lines.next()?;
         let record = match what {
@@ -292,11 +435,32 @@ impl Store {
             }
             failed => Record::Failed(kind_from(failed.strip_prefix("failed ")?)?, body.to_owned()),
         };
-        Some((written, record))
+        Some(Entry {
+            written,
+            fresh: Duration::from_millis(fresh).min(self.ttl),
+            record,
+            file,
+        })
     }
 
-    /// Writes `<key>.<kind>` whole (a new file renamed into place), mode 0600.
-    fn write(&self, key: &Key, kind: &str, record: &Record) {
+    /// Writes `<key>.<kind>` now, fresh for a spread `cache_ttl`.
+    fn write(&self, key: &Key, kind: &str, record: &Record, deadline: Instant) {
+        self.write_as_of(key, kind, record, now_ms(), spread(self.ttl), deadline);
+    }
+
+    /// Writes `<key>.<kind>` whole (a new file renamed into place), mode 0600, as written at
+    /// `written` and fresh for `fresh`, once the folder has room for it within its bounds
+    /// (the least recently used entries evicted); not at all if it cannot have room, or the
+    /// folder's lock cannot be had before `deadline`.
+    fn write_as_of(
+        &self,
+        key: &Key,
+        kind: &str,
+        record: &Record,
+        written: u128,
+        fresh: Duration,
+        deadline: Instant,
+    ) {
         let (what, body) = match record {
             Record::Good(secrets) => {
                 let map: std::collections::BTreeMap<&str, &str> =
@@ -310,74 +474,199 @@ impl Store {
                 (format!("failed {}", kind_name(*kind)), message.clone())
             }
         };
-        let text = format!("{MAGIC}\n{}\n{}\n{what}\n{body}", key.0, now_ms());
+        let text = format!(
+            "{MAGIC}\n{}\n{written}\n{}\n{what}\n{body}",
+            key.0,
+            fresh.as_millis()
+        );
+        let size = text.len() as u64;
+        if size > MAX_ENTRY || size > self.max_bytes {
+            return;
+        }
         let temporary = format!(".{}.{}.{kind}", key.0, std::process::id());
         let written = self
             .open_at(&temporary, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL)
             .and_then(|mut file| file.write_all(text.as_bytes()));
-        let (Ok(from), Ok(to)) = (
-            CString::new(temporary),
-            CString::new(format!("{}.{kind}", key.0)),
-        ) else {
-            return;
-        };
-        let dir = self.dir.as_raw_fd();
-        // SAFETY: a valid directory descriptor and C strings; failures leave no entry.
-        unsafe {
-            match written {
-                Ok(()) => {
-                    if libc::renameat(dir, from.as_ptr(), dir, to.as_ptr()) != 0 {
-                        libc::unlinkat(dir, from.as_ptr(), 0);
+        let installed = written.is_ok()
+            && match self.folder_lock(deadline) {
+                // Held until the entry is in place: no other writer counts or evicts meanwhile,
+                // so the bound holds at every moment, whatever runs at once.
+                Some(_folder) => {
+                    self.make_room(&key.0, kind, size) && {
+                        #[cfg(test)]
+                        std::thread::sleep(Duration::from_micros(
+                            bounded::WRITE_PAUSE_US.load(std::sync::atomic::Ordering::Relaxed),
+                        ));
+                        self.rename(&temporary, key, kind)
                     }
                 }
-                Err(_) => {
-                    libc::unlinkat(dir, from.as_ptr(), 0);
-                }
-            }
+                None => false,
+            };
+        if !installed {
+            self.remove(&temporary);
         }
-        self.sweep();
     }
 
-    /// Removes what no fetch can use any more: entries (and their locks) older than
-    /// `cache_ttl + cache_max_stale`, with a minute's margin, and temporary files a stopped
-    /// writer left (they hold values too). Run after each write, so the folder holds at most
-    /// what was written within that window, never every value ever fetched until reboot.
-    fn sweep(&self) {
+    /// Renames the temporary `from` to `<key>.<kind>`.
+    fn rename(&self, from: &str, key: &Key, kind: &str) -> bool {
+        let (Ok(from), Ok(to)) = (
+            CString::new(from),
+            CString::new(format!("{}.{kind}", key.0)),
+        ) else {
+            return false;
+        };
+        let dir = self.dir.as_raw_fd();
+        // SAFETY: a valid directory descriptor and C strings.
+        unsafe { libc::renameat(dir, from.as_ptr(), dir, to.as_ptr()) == 0 }
+    }
+
+    /// The folder-wide lock every writer holds while it counts, evicts and installs an entry;
+    /// `None` if it cannot be had before `deadline` (the entry is then not written: a fetch
+    /// with its answer never waits past its deadline for the cache).
+    fn folder_lock(&self, deadline: Instant) -> Option<std::fs::File> {
+        let file = self
+            .open_at(FOLDER_LOCK, libc::O_RDWR | libc::O_CREAT)
+            .ok()?;
+        let meta = file.metadata().ok()?;
+        // SAFETY: geteuid has no preconditions.
+        if !meta.is_file() || meta.uid() != unsafe { libc::geteuid() } {
+            return None;
+        }
+        let give_up = deadline.checked_sub(STALE_MARGIN).unwrap_or(deadline);
+        let mut pause = Duration::from_millis(1);
+        loop {
+            // SAFETY: flock on a descriptor we own; never blocks.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                return Some(file);
+            }
+            if std::io::Error::last_os_error().raw_os_error() != Some(libc::EWOULDBLOCK)
+                || Instant::now() + pause > give_up
+            {
+                return None;
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+
+    /// Under the folder lock, before `<own>.<kind>` (of `size` bytes) is installed: sweeps
+    /// what no fetch can use any more, then evicts the least recently used keys until the
+    /// folder holds at most `cache_max_entries` keys and `cache_max_bytes` bytes with it.
+    /// `false` when that cannot be (every other key is in use), so nothing is written.
+    ///
+    /// A key counts once, with the bytes of its entry and failure record; locks hold nothing
+    /// and are not counted. Evicting a key removes its entry, failure record and lock, never
+    /// a key whose lock a fetch holds (it is being fetched or refreshed: in use).
+    fn make_room(&self, own: &str, kind: &str, size: u64) -> bool {
         let limit = self.ttl + self.max_stale + Duration::from_secs(60);
         let folder = format!("/proc/self/fd/{}", self.dir.as_raw_fd());
-        let Ok(entries) = std::fs::read_dir(&folder) else {
-            return;
+        let Ok(names) = std::fs::read_dir(&folder) else {
+            return false;
         };
         let now = SystemTime::now();
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            let temporary = name.starts_with('.');
-            let ours = temporary
-                || [".entry", ".failed", ".lock"]
-                    .iter()
-                    .any(|kind| name.ends_with(kind));
-            let old_after = match temporary {
-                true => Duration::from_secs(60),
-                false => limit,
-            };
-            let stale = entry
-                .metadata()
-                .and_then(|m| m.modified())
+        let older = |meta: &std::fs::Metadata, than: Duration| {
+            meta.modified()
                 .ok()
                 .and_then(|modified| now.duration_since(modified).ok())
-                .is_some_and(|age| age > old_after);
-            if ours && stale {
-                if let Ok(name) = CString::new(name) {
-                    // SAFETY: a valid directory descriptor and C string; a failure leaves it.
-                    unsafe { libc::unlinkat(self.dir.as_raw_fd(), name.as_ptr(), 0) };
+                .is_some_and(|age| age > than)
+        };
+        let mut held: std::collections::HashMap<String, Held> = Default::default();
+        let mut own_bytes = size;
+        for name in names.flatten() {
+            let name = name.file_name();
+            let Some(name) = name.to_str() else { continue };
+            // Not following a symlink: its own status.
+            let Ok(meta) = std::fs::symlink_metadata(Path::new(&folder).join(name)) else {
+                continue;
+            };
+            if name.starts_with('.') {
+                // A temporary file a stopped writer left (it holds values too).
+                if older(&meta, Duration::from_secs(60)) {
+                    self.remove(name);
                 }
+                continue;
+            }
+            let Some((stem, suffix)) = name.rsplit_once('.') else {
+                continue;
+            };
+            if !matches!(suffix, "entry" | "failed" | "lock") {
+                continue;
+            }
+            if older(&meta, limit) {
+                // Past any use: `cache_ttl + cache_max_stale`, with a minute's margin.
+                if suffix != "lock" || self.try_lock_named(name).is_some() {
+                    self.remove(name);
+                }
+                continue;
+            }
+            if suffix == "lock" {
+                continue;
+            }
+            if stem == own {
+                if suffix != kind {
+                    own_bytes += meta.len();
+                }
+                continue;
+            }
+            let key = held.entry(stem.to_owned()).or_default();
+            key.bytes += meta.len();
+            key.used = key.used.max(last_use(&meta));
+        }
+        let mut count = held.len() as u64 + 1;
+        let mut bytes = held.values().map(|key| key.bytes).sum::<u64>() + own_bytes;
+        let fits = |count: u64, bytes: u64| count <= self.max_entries && bytes <= self.max_bytes;
+        if fits(count, bytes) {
+            return true;
+        }
+        if own_bytes > self.max_bytes {
+            return false;
+        }
+        let mut order: Vec<(String, Held)> = held.into_iter().collect();
+        order.sort_unstable_by(|a, b| (a.1.used, &a.0).cmp(&(b.1.used, &b.0)));
+        for (stem, key) in order {
+            if fits(count, bytes) {
+                break;
+            }
+            if self.evict(&stem) {
+                count -= 1;
+                bytes -= key.bytes;
             }
         }
+        fits(count, bytes)
     }
 
-    /// Holds the key's lock until dropped (other fetches of the key wait in `lock`).
-    fn lock(&self, key: &Key) -> Option<std::fs::File> {
+    /// Removes the key `stem` (entry, failure record, lock) unless a fetch holds its lock.
+    fn evict(&self, stem: &str) -> bool {
+        let lock = format!("{stem}.lock");
+        let held = match self.open_at(&lock, libc::O_RDWR) {
+            Ok(file) => {
+                // SAFETY: flock on a descriptor we own; never blocks.
+                match unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } {
+                    0 => Some(file),
+                    _ => return false,
+                }
+            }
+            Err(_) => None,
+        };
+        self.remove(&format!("{stem}.entry"));
+        self.remove(&format!("{stem}.failed"));
+        if held.is_some() {
+            self.remove(&lock);
+        }
+        true
+    }
+
+    /// The lock file `name`, locked, if no one holds it; for the sweep.
+    fn try_lock_named(&self, name: &str) -> Option<std::fs::File> {
+        let file = self.open_at(name, libc::O_RDWR).ok()?;
+        // SAFETY: flock on a descriptor we own; never blocks.
+        (unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0)
+            .then_some(file)
+    }
+
+    /// Holds the key's lock until dropped (other fetches of the key wait in `lock`); with
+    /// `wait` false, `None` at once when another fetch holds it.
+    fn lock(&self, key: &Key, wait: bool) -> Option<std::fs::File> {
         let file = self
             .open_at(&format!("{}.lock", key.0), libc::O_RDWR | libc::O_CREAT)
             .ok()?;
@@ -386,12 +675,18 @@ impl Store {
         if !meta.is_file() || meta.uid() != unsafe { libc::geteuid() } {
             return None;
         }
-        // SAFETY: flock on a descriptor we own; blocks until the lock is ours.
-        (unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0).then_some(file)
+        let how = match wait {
+            true => libc::LOCK_EX,
+            false => libc::LOCK_EX | libc::LOCK_NB,
+        };
+        // SAFETY: flock on a descriptor we own; blocks (when asked to) until the lock is ours.
+        (unsafe { libc::flock(file.as_raw_fd(), how) } == 0).then_some(file)
     }
 
     /// The secrets of `key`: from a fresh entry, from the store (`fetch`, run at most once per
-    /// key at a time on this node), or from a stale entry when the store fails.
+    /// key at a time on this node), or from a stale entry when the store fails. A fresh entry
+    /// in the last part of its life is refreshed by the one fetch that gets its lock without
+    /// waiting; the others are answered from it meanwhile.
     pub(crate) fn through(
         &self,
         key: &Key,
@@ -400,33 +695,38 @@ impl Store {
         fetch: impl FnOnce() -> Result<Secrets, Error> + Send + 'static,
     ) -> (Result<Secrets, Error>, Served) {
         let now = now_ms();
-        let age = |written: u128| Duration::from_millis(now_ms().saturating_sub(written) as u64);
-        let fresh = |entry: &Option<(u128, Record)>| match entry {
-            Some((written, Record::Good(secrets))) if age(*written) <= self.ttl => {
-                Some((secrets.clone(), age(*written)))
+        if let Some(entry) = self.read(key, "entry") {
+            if let Some((secrets, age, due)) = entry.fresh() {
+                entry.touch();
+                if !due {
+                    return (Ok(secrets), Served::Cache { age });
+                }
+                return self.refresh(key, secrets, age, deadline, fetch);
             }
-            _ => None,
-        };
+        }
+        let _lock = self.lock(key, true);
         let entry = self.read(key, "entry");
-        if let Some((secrets, age)) = fresh(&entry) {
+        if let Some((secrets, age, _)) = entry.as_ref().and_then(Entry::fresh) {
+            entry.as_ref().map(Entry::touch);
             return (Ok(secrets), Served::Cache { age });
         }
-        let _lock = self.lock(key);
-        let entry = self.read(key, "entry");
-        if let Some((secrets, age)) = fresh(&entry) {
-            return (Ok(secrets), Served::Cache { age });
-        }
-        if let Some((written, Record::Failed(kind, message))) = self.read(key, "failed") {
+        if let Some(failure) = self.read(key, "failed") {
             // Written by the fetch this one waited for.
-            if written >= started_ms && written <= now_ms() && now.saturating_sub(written) < 60_000
-            {
-                return (Err(Error::new(kind, message)), Served::SharedFailure);
+            let written = failure.written;
+            if let Record::Failed(kind, message) = failure.record {
+                if written >= started_ms
+                    && written <= now_ms()
+                    && now.saturating_sub(written) < 60_000
+                {
+                    return (Err(Error::new(kind, message)), Served::SharedFailure);
+                }
             }
         }
         let stale = match entry {
-            Some((written, Record::Good(secrets))) if age(written) <= self.max_stale => {
-                Some((secrets, age(written)))
-            }
+            Some(entry) if entry.age() <= self.max_stale => match &entry.record {
+                Record::Good(secrets) => Some((secrets.clone(), entry.age(), entry)),
+                Record::Failed(..) => None,
+            },
             _ => None,
         };
         let left = deadline.saturating_duration_since(Instant::now());
@@ -435,27 +735,9 @@ impl Store {
             // Time enough to call the store and still serve the stale value if it does not
             // answer: the store gets all but the margin, at least LEAST_STORE_TIME.
             Some(stale) if left >= LEAST_STORE_TIME + STALE_MARGIN => {
-                let (sender, receiver) = mpsc::channel();
-                let spawned = std::thread::Builder::new()
-                    .name("store".into())
-                    .spawn(move || {
-                        let _ = sender.send(fetch());
-                    });
-                let outcome = match spawned {
-                    Ok(_) => receiver
-                        .recv_timeout(left - STALE_MARGIN)
-                        .unwrap_or_else(|_| {
-                            Err(Error::new(
-                                ErrorKind::Timeout,
-                                "the store did not answer in time",
-                            ))
-                        }),
-                    // The store was not called: no stale value for that.
-                    Err(e) => Err(Error::new(
-                        ErrorKind::Internal,
-                        format!("cannot start the store thread: {e}"),
-                    )),
-                };
+                // A thread that cannot start is an internal error: the store was not
+                // called, so no stale value for that.
+                let outcome = within(fetch, left - STALE_MARGIN).unwrap_or_else(Err);
                 (outcome, Some(stale))
             }
             // Too little time: the store is called as without a cache, and its own failure
@@ -465,23 +747,121 @@ impl Store {
         };
         match outcome {
             Ok(secrets) => {
-                self.write(key, "entry", &Record::Good(secrets.clone()));
+                self.write(key, "entry", &Record::Good(secrets.clone()), deadline);
                 (Ok(secrets), Served::Store)
             }
             Err(error) => match stale {
-                Some((secrets, age))
+                Some((secrets, age, entry))
                     if matches!(error.kind(), ErrorKind::Unavailable | ErrorKind::Timeout) =>
                 {
+                    entry.touch();
                     (Ok(secrets), Served::Stale { age })
                 }
                 _ => {
                     let message = error.to_string();
-                    self.write(key, "failed", &Record::Failed(error.kind(), message));
+                    self.write(
+                        key,
+                        "failed",
+                        &Record::Failed(error.kind(), message),
+                        deadline,
+                    );
                     (Err(error), Served::Store)
                 }
             },
         }
     }
+
+    /// Early refresh of a fresh entry in the last part of its life (`cached`, `age` old): by
+    /// this fetch if it gets the key's lock without waiting and the entry is still due, with
+    /// the store given all but a margin of the time left; the cached value is the answer when
+    /// another fetch holds the lock, when there is too little time, or when the store is
+    /// unavailable or silent (the entry is still fresh). Any other failure of the store (a
+    /// denial, a deleted secret) is the answer, as without a cache.
+    fn refresh(
+        &self,
+        key: &Key,
+        cached: Secrets,
+        age: Duration,
+        deadline: Instant,
+        fetch: impl FnOnce() -> Result<Secrets, Error> + Send + 'static,
+    ) -> (Result<Secrets, Error>, Served) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left < LEAST_STORE_TIME + STALE_MARGIN {
+            return (Ok(cached), Served::Cache { age });
+        }
+        let Some(_lock) = self.lock(key, false) else {
+            return (Ok(cached), Served::Cache { age });
+        };
+        // Refreshed by another fetch between the first read and the lock: nothing to do.
+        if let Some(entry) = self.read(key, "entry") {
+            if let Some((secrets, age, false)) = entry.fresh() {
+                return (Ok(secrets), Served::Cache { age });
+            }
+        }
+        match within(fetch, left - STALE_MARGIN) {
+            Ok(Ok(secrets)) => {
+                self.write(key, "entry", &Record::Good(secrets.clone()), deadline);
+                (
+                    Ok(secrets),
+                    Served::Refresh {
+                        age,
+                        answered: true,
+                    },
+                )
+            }
+            Ok(Err(error))
+                if !matches!(error.kind(), ErrorKind::Unavailable | ErrorKind::Timeout) =>
+            {
+                let message = error.to_string();
+                self.write(
+                    key,
+                    "failed",
+                    &Record::Failed(error.kind(), message),
+                    deadline,
+                );
+                (
+                    Err(error),
+                    Served::Refresh {
+                        age,
+                        answered: true,
+                    },
+                )
+            }
+            Ok(Err(_)) | Err(_) => (
+                Ok(cached),
+                Served::Refresh {
+                    age,
+                    answered: false,
+                },
+            ),
+        }
+    }
+}
+
+/// `fetch`'s answer, run on its own thread and given up after `budget` (a timeout error);
+/// `Err` when the thread cannot be started (the store was not called).
+fn within(
+    fetch: impl FnOnce() -> Result<Secrets, Error> + Send + 'static,
+    budget: Duration,
+) -> Result<Result<Secrets, Error>, Error> {
+    let (sender, receiver) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("store".into())
+        .spawn(move || {
+            let _ = sender.send(fetch());
+        })
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Internal,
+                format!("cannot start the store thread: {e}"),
+            )
+        })?;
+    Ok(receiver.recv_timeout(budget).unwrap_or_else(|_| {
+        Err(Error::new(
+            ErrorKind::Timeout,
+            "the store did not answer in time",
+        ))
+    }))
 }
 
 /// The audit log's name of a kind, and back.
@@ -758,5 +1138,439 @@ mod tests {
             .unwrap();
         assert!(open_folder(&base.join("real/inner"), None).is_ok());
         let _ = std::fs::remove_dir_all(&base);
+    }
+}
+
+#[cfg(test)]
+mod bounded {
+    //! The bound, the sweep, the spread and the early refresh, on a tmpfs folder.
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Barrier};
+
+    const TTL: Duration = Duration::from_secs(60);
+    /// A pause between making room and installing an entry, to widen the window in which
+    /// writers without the folder lock would overshoot the bound.
+    pub(super) static WRITE_PAUSE_US: std::sync::atomic::AtomicU64 =
+        std::sync::atomic::AtomicU64::new(0);
+
+    /// A store in a fresh folder under /dev/shm, removed when dropped.
+    struct Folder {
+        store: Store,
+        path: PathBuf,
+    }
+
+    impl Drop for Folder {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+
+    fn folder(label: &str, max_entries: u64, max_bytes: u64) -> Folder {
+        let path = PathBuf::from(format!(
+            "/dev/shm/nomad-secrets-unit-{label}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        let dir = safe_dir(&path).expect("a tmpfs folder");
+        Folder {
+            store: Store {
+                dir,
+                shown: path.clone(),
+                ttl: TTL,
+                max_stale: TTL,
+                max_entries,
+                max_bytes,
+            },
+            path,
+        }
+    }
+
+    fn key(n: usize) -> Key {
+        Key(format!("{n:064x}"))
+    }
+
+    fn secrets(value: &str) -> Secrets {
+        let mut secrets = Secrets::new();
+        secrets.insert("value", Secret::new(value)).unwrap();
+        secrets
+    }
+
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(30)
+    }
+
+    /// Fetches `n` through the cache; the store answers `value`.
+    fn fetch(store: &Store, n: usize, value: &str) -> Served {
+        let value = value.to_owned();
+        let (outcome, served) =
+            store.through(&key(n), now_ms(), later(), move || Ok(secrets(&value)));
+        outcome.unwrap();
+        served
+    }
+
+    /// The keys with an entry in the folder, in order.
+    fn entries(folder: &Folder) -> Vec<usize> {
+        let mut keys: Vec<usize> = std::fs::read_dir(&folder.path)
+            .unwrap()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                usize::from_str_radix(name.strip_suffix(".entry")?, 16).ok()
+            })
+            .collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    /// The bytes of the entries and failure records in the folder.
+    fn bytes(folder: &Folder) -> u64 {
+        std::fs::read_dir(&folder.path)
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.ends_with(".entry") || name.ends_with(".failed")
+            })
+            .map(|e| e.metadata().unwrap().len())
+            .sum()
+    }
+
+    /// Longer than the filesystem clock's tick, so that uses are ordered.
+    fn tick() {
+        std::thread::sleep(Duration::from_millis(25));
+    }
+
+    /// A hit of `n` from a fresh entry.
+    fn hit(store: &Store, n: usize) {
+        let (_, served) = store.through(&key(n), now_ms(), later(), || panic!("a hit"));
+        assert!(matches!(served, Served::Cache { .. }), "{served:?}");
+        tick();
+    }
+
+    /// A stale value of `n` served, the store being down.
+    fn stale(store: &Store, n: usize) {
+        let (outcome, served) = store.through(&key(n), now_ms(), later(), || {
+            Err(Error::unavailable("down"))
+        });
+        assert!(outcome.is_ok(), "{outcome:?}");
+        assert!(matches!(served, Served::Stale { .. }), "{served:?}");
+        tick();
+    }
+
+    #[test]
+    fn past_the_bound_the_least_recently_used_go_first() {
+        let folder = folder("lru", 3, 1 << 20);
+        let store = &folder.store;
+        for n in 1..=3 {
+            assert_eq!(fetch(store, n, "v"), Served::Store);
+            tick();
+        }
+        // Every hit is a use, not only the first after a write (which `relatime` would
+        // mark by itself): 1 is now the most recent, 2 the least.
+        for n in [1, 2, 3, 1] {
+            hit(store, n);
+        }
+        assert_eq!(fetch(store, 4, "v"), Served::Store);
+        assert_eq!(entries(&folder), [1, 3, 4]);
+        assert!(
+            !folder.path.join(format!("{}.lock", key(2).0)).exists(),
+            "an evicted key's lock goes with it"
+        );
+        tick();
+        // 2 is gone: a miss, written back, evicting 3 (used before 1 and 4).
+        assert_eq!(fetch(store, 2, "v"), Served::Store);
+        assert_eq!(entries(&folder), [1, 2, 4]);
+        tick();
+
+        // A stale value served is a use too.
+        let old = now_ms() - 30_000;
+        let good = Record::Good(secrets("v"));
+        store.write_as_of(&key(2), "entry", &good, old, TTL / 6, later());
+        tick();
+        stale(store, 2);
+        hit(store, 1);
+        hit(store, 4);
+        stale(store, 2);
+        assert_eq!(fetch(store, 5, "v"), Served::Store);
+        assert_eq!(entries(&folder), [2, 4, 5]);
+    }
+
+    #[test]
+    fn a_key_being_fetched_is_not_evicted() {
+        let folder = folder("inuse", 2, 1 << 20);
+        let store = &folder.store;
+        fetch(store, 1, "v");
+        tick();
+        fetch(store, 2, "v");
+        tick();
+        // 1 is the least recently used, but a fetch holds its lock: 2 goes instead.
+        let held = store.lock(&key(1), false).unwrap();
+        fetch(store, 3, "v");
+        assert_eq!(entries(&folder), [1, 3]);
+        drop(held);
+        // With every other key in use, nothing is evicted and the new entry is not written.
+        let one = store.lock(&key(1), false).unwrap();
+        let three = store.lock(&key(3), false).unwrap();
+        assert_eq!(fetch(store, 4, "v"), Served::Store);
+        assert_eq!(entries(&folder), [1, 3]);
+        drop((one, three));
+    }
+
+    #[test]
+    fn the_byte_bound_holds() {
+        let folder = folder("bytes", 100, 1000);
+        let store = &folder.store;
+        let value = "x".repeat(300);
+        for n in 1..=6 {
+            fetch(store, n, &value);
+            assert!(bytes(&folder) <= 1000, "{} bytes", bytes(&folder));
+            tick();
+        }
+        // About 420 bytes an entry: the two most recent fit.
+        assert_eq!(entries(&folder), [5, 6]);
+        // An entry larger than the whole bound is never written, and evicts nothing.
+        assert_eq!(fetch(store, 7, &"y".repeat(2000)), Served::Store);
+        assert_eq!(entries(&folder), [5, 6]);
+        assert_eq!(fetch(store, 7, &"y".repeat(2000)), Served::Store);
+    }
+
+    #[test]
+    fn what_no_fetch_can_use_is_swept_other_files_are_left() {
+        let folder = folder("sweep", 100, 1 << 20);
+        let store = &folder.store;
+        // Usable up to ttl + max_stale; swept a minute after that.
+        let limit = TTL + TTL + Duration::from_secs(60);
+        let plant = |name: &str, age: Duration| {
+            let path = folder.path.join(name);
+            std::fs::write(&path, "x").unwrap();
+            let file = std::fs::File::options().write(true).open(&path).unwrap();
+            file.set_modified(SystemTime::now() - age).unwrap();
+        };
+        let past = limit + Duration::from_secs(5);
+        let within = limit - Duration::from_secs(5);
+        plant(&format!("{}.entry", key(1).0), past);
+        plant(&format!("{}.failed", key(1).0), past);
+        plant(&format!("{}.lock", key(1).0), past);
+        plant(&format!("{}.entry", key(2).0), within);
+        plant(&format!("{}.lock", key(3).0), past);
+        plant(&format!(".{}.77.entry", key(4).0), Duration::from_secs(61));
+        plant(&format!(".{}.78.entry", key(5).0), Duration::from_secs(30));
+        plant("jwks.json", past);
+        // A fetch holds 3's old lock: it stays.
+        let held = store.lock(&key(3), false).unwrap();
+        fetch(store, 6, "v");
+        drop(held);
+        let mut left: Vec<String> = std::fs::read_dir(&folder.path)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().into_string().unwrap())
+            .collect();
+        left.sort_unstable();
+        let mut expected = vec![
+            format!("{}.entry", key(2).0),
+            format!("{}.lock", key(3).0),
+            format!(".{}.78.entry", key(5).0),
+            format!("{}.entry", key(6).0),
+            format!("{}.lock", key(6).0),
+            "jwks.json".to_owned(),
+            FOLDER_LOCK.to_owned(),
+        ];
+        expected.sort_unstable();
+        assert_eq!(left, expected);
+    }
+
+    #[test]
+    fn concurrent_writers_never_exceed_the_bound() {
+        let folder = Arc::new(folder("concurrent", 5, 1 << 20));
+        WRITE_PAUSE_US.store(2000, Ordering::Relaxed);
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watcher = {
+            let (folder, done) = (folder.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut most = 0;
+                let mut looks = 0;
+                while !done.load(Ordering::SeqCst) {
+                    most = most.max(entries(&folder).len());
+                    looks += 1;
+                }
+                (most, looks)
+            })
+        };
+        let writers: Vec<_> = (0..8)
+            .map(|t| {
+                let folder = folder.clone();
+                std::thread::spawn(move || {
+                    for n in 0..25 {
+                        fetch(&folder.store, t * 100 + n, "v");
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        done.store(true, Ordering::SeqCst);
+        WRITE_PAUSE_US.store(0, Ordering::Relaxed);
+        let (most, looks) = watcher.join().unwrap();
+        assert!(looks > 10, "the watcher looked {looks} times");
+        assert!(most <= 5, "{most} entries at once, bound 5");
+        assert_eq!(entries(&folder).len(), 5);
+    }
+
+    #[test]
+    fn entries_written_together_expire_apart_within_the_spread() {
+        let low = TTL * SPREAD_FROM as u32 / 1000;
+        let draws: Vec<Duration> = (0..10_000).map(|_| spread(TTL)).collect();
+        assert!(draws.iter().all(|d| (low..=TTL).contains(d)));
+        let least = draws.iter().min().unwrap();
+        let most = draws.iter().max().unwrap();
+        assert!(*least < low + TTL / 100, "{least:?}: the low end is drawn");
+        assert!(*most > TTL - TTL / 100, "{most:?}: the high end is drawn");
+
+        let folder = folder("spread", 100, 1 << 20);
+        let store = &folder.store;
+        for n in 0..40 {
+            fetch(store, n, "v");
+        }
+        let mut expiries: Vec<u128> = (0..40)
+            .map(|n| {
+                let entry = store.read(&key(n), "entry").unwrap();
+                assert!((low..=TTL).contains(&entry.fresh), "{:?}", entry.fresh);
+                entry.written + entry.fresh.as_millis()
+            })
+            .collect();
+        expiries.sort_unstable();
+        expiries.dedup();
+        assert!(
+            expiries.len() >= 30,
+            "{} distinct expiries of 40",
+            expiries.len()
+        );
+
+        // An entry is fresh for its own spread ttl, not the setting's.
+        let fresh = TTL * 9 / 10;
+        let written = now_ms() - (fresh + Duration::from_secs(1)).as_millis();
+        store.write_as_of(
+            &key(50),
+            "entry",
+            &Record::Good(secrets("old")),
+            written,
+            fresh,
+            later(),
+        );
+        let (outcome, served) = store.through(&key(50), now_ms(), later(), || Ok(secrets("new")));
+        assert_eq!(served, Served::Store);
+        assert_eq!(outcome.unwrap().get("value").unwrap().expose(), "new");
+    }
+
+    /// Writes key 1 as `age` thousandths of its freshness (the whole ttl) old.
+    fn aged(store: &Store, thousandths: u128) {
+        let written = now_ms() - TTL.as_millis() * thousandths / 1000;
+        store.write_as_of(
+            &key(1),
+            "entry",
+            &Record::Good(secrets("old")),
+            written,
+            TTL,
+            later(),
+        );
+    }
+
+    #[test]
+    fn in_the_refresh_window_one_fetch_calls_the_store_the_others_the_cache() {
+        let folder = Arc::new(folder("refresh", 100, 1 << 20));
+        // Before the window: no call.
+        aged(&folder.store, 850);
+        let (_, served) = folder.store.through(&key(1), now_ms(), later(), || {
+            panic!("the store is not called before the window")
+        });
+        assert!(matches!(served, Served::Cache { .. }), "{served:?}");
+
+        aged(&folder.store, 950);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let start = Arc::new(Barrier::new(8));
+        let fetches: Vec<_> = (0..8)
+            .map(|_| {
+                let (folder, calls, start) = (folder.clone(), calls.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    let counted = calls.clone();
+                    let (outcome, served) =
+                        folder.store.through(&key(1), now_ms(), later(), move || {
+                            counted.fetch_add(1, Ordering::SeqCst);
+                            std::thread::sleep(Duration::from_millis(300));
+                            Ok(secrets("new"))
+                        });
+                    let value = outcome.unwrap().get("value").unwrap().expose().to_owned();
+                    (served, value)
+                })
+            })
+            .collect();
+        let answers: Vec<(Served, String)> =
+            fetches.into_iter().map(|f| f.join().unwrap()).collect();
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "{answers:?}");
+        let refreshed: Vec<_> = answers
+            .iter()
+            .filter(|(served, _)| matches!(served, Served::Refresh { answered: true, .. }))
+            .collect();
+        assert_eq!(refreshed.len(), 1, "{answers:?}");
+        assert_eq!(refreshed[0].1, "new");
+        assert!(
+            answers
+                .iter()
+                .filter(|(served, _)| !matches!(served, Served::Refresh { .. }))
+                .all(|(served, _)| matches!(served, Served::Cache { .. })),
+            "{answers:?}"
+        );
+        // The entry is new: fresh, out of the window.
+        let (_, age, due) = folder
+            .store
+            .read(&key(1), "entry")
+            .unwrap()
+            .fresh()
+            .unwrap();
+        assert!(age < TTL / 2 && !due);
+    }
+
+    #[test]
+    fn a_refresh_never_waits_and_a_failing_store_leaves_the_entry() {
+        let folder = folder("refresh-fails", 100, 1 << 20);
+        let store = &folder.store;
+        aged(store, 950);
+        // Another fetch holds the key's lock: answered from the entry at once.
+        let held = store.lock(&key(1), false).unwrap();
+        let (outcome, served) = store.through(&key(1), now_ms(), later(), || {
+            panic!("the store is not called while another fetch refreshes")
+        });
+        assert!(matches!(served, Served::Cache { .. }), "{served:?}");
+        assert_eq!(outcome.unwrap().get("value").unwrap().expose(), "old");
+        drop(held);
+        // Too little time left to call the store: the entry answers.
+        let soon = Instant::now() + Duration::from_millis(900);
+        let (_, served) = store.through(&key(1), now_ms(), soon, || panic!("no time"));
+        assert!(matches!(served, Served::Cache { .. }), "{served:?}");
+        // The store is down: the entry, still fresh, answers; it is not replaced.
+        let (outcome, served) = store.through(&key(1), now_ms(), later(), || {
+            Err(Error::unavailable("down"))
+        });
+        assert_eq!(
+            served,
+            Served::Refresh {
+                age: match served {
+                    Served::Refresh { age, .. } => age,
+                    _ => Duration::ZERO,
+                },
+                answered: false
+            }
+        );
+        assert_eq!(outcome.unwrap().get("value").unwrap().expose(), "old");
+        assert!(store.read(&key(1), "entry").unwrap().fresh().unwrap().2);
+        // The store denies: that is the answer, as without a cache.
+        let (outcome, served) =
+            store.through(&key(1), now_ms(), later(), || Err(Error::denied("revoked")));
+        assert!(matches!(served, Served::Refresh { answered: true, .. }));
+        assert_eq!(outcome.unwrap_err().kind(), ErrorKind::Denied);
     }
 }

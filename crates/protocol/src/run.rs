@@ -399,6 +399,11 @@ fn served_fields(served: Served) -> serde_json::Value {
             serde_json::json!({"source": "stale-cache", "cache_age_ms": ms(age)})
         }
         Served::SharedFailure => serde_json::json!({"source": "shared-failure"}),
+        Served::Refresh { age, answered } => serde_json::json!({
+            "source": if answered { "store" } else { "cache" },
+            "cache": if answered { "refresh" } else { "refresh failed" },
+            "cache_age_ms": ms(age),
+        }),
     }
 }
 

@@ -325,6 +325,8 @@ pub const COMMON: &[Setting] = &[
     CACHE_TTL.setting,
     CACHE_MAX_STALE.setting,
     CACHE_DIR.setting,
+    crate::cache::CACHE_MAX_ENTRIES.setting,
+    crate::cache::CACHE_MAX_BYTES.setting,
     crate::identity::JWKS_URL.setting,
     crate::identity::JWKS_FILE.setting,
     crate::identity::AUDIENCE.setting,
@@ -914,7 +916,7 @@ mod tests {
         let cases = [
             (
                 "\n\nroott = \"/x\"",
-                "settings file `FILE`, line 3: unknown setting `roott` (hint: the settings are: `deadline`, `audit_log`, `audit_required`, `cache_ttl`, `cache_max_stale`, `cache_dir`, `identity_jwks_url`, `identity_jwks_file`, `identity_audience`, `identity_issuer`, `identity_required`, `identity_ca_file`, `root`, `max_size`, `region`, `job_may_set`, `allow`)",
+                "settings file `FILE`, line 3: unknown setting `roott` (hint: the settings are: `deadline`, `audit_log`, `audit_required`, `cache_ttl`, `cache_max_stale`, `cache_dir`, `cache_max_entries`, `cache_max_bytes`, `identity_jwks_url`, `identity_jwks_file`, `identity_audience`, `identity_issuer`, `identity_required`, `identity_ca_file`, `root`, `max_size`, `region`, `job_may_set`, `allow`)",
             ),
             (
                 "root = \"relative/CANARY\"",
