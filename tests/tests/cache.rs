@@ -421,3 +421,270 @@ fn entries_past_their_usable_age_are_swept_not_kept_until_reboot() {
         "both fresh entries kept: {left:?}"
     );
 }
+
+impl Setup {
+    /// Every audit line so far.
+    fn audit_lines(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.audit)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
+    /// The store's calls so far, by path.
+    fn called(&self) -> Vec<String> {
+        std::fs::read_to_string(self.store.join("calls"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The entries in the cache folder: path, bytes, when written and how long fresh (ms).
+    fn entries(&self) -> Vec<(PathBuf, u64, u128, u128)> {
+        let Ok(names) = std::fs::read_dir(&self.cache) else {
+            return Vec::new();
+        };
+        names
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "entry" || e == "failed"))
+            .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+            .filter_map(|path| {
+                // Read as the cache writes it: format, key, written, fresh (ms), ...
+                let text = std::fs::read_to_string(&path).ok()?;
+                let lines: Vec<&str> = text.splitn(6, '\n').collect();
+                assert_eq!(lines[0], "nomad-secrets-cache 2", "{text}");
+                Some((
+                    path.clone(),
+                    text.len() as u64,
+                    lines[2].parse().unwrap(),
+                    lines[3].parse().unwrap(),
+                ))
+            })
+            .collect()
+    }
+
+    /// Rewrites the one entry as written `age` ago, keeping its freshness; its freshness.
+    fn age_entry(&self, thousandths_of_fresh: u128) -> u128 {
+        let entries = self.entries();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        let (path, _, _, fresh) = &entries[0];
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut lines: Vec<String> = text.splitn(6, '\n').map(str::to_owned).collect();
+        lines[2] = (now_ms() - fresh * thousandths_of_fresh / 1000).to_string();
+        std::fs::write(path, lines.join("\n")).unwrap();
+        *fresh
+    }
+}
+
+fn now_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+}
+
+/// Longer than the filesystem clock's tick, so that uses are ordered.
+fn tick() {
+    std::thread::sleep(Duration::from_millis(30));
+}
+
+#[test]
+fn past_cache_max_entries_the_least_recently_used_entry_goes() {
+    let setup = Setup::new("lru");
+    let plugin = setup.plugin_with(&setup.cache, "5m", "1h", "cache_max_entries = 3\n");
+    let fetch = |path: &str| {
+        ok(&plugin.run(&["fetch", path], &env("team-a")));
+        assert!(setup.entries().len() <= 3, "{:?}", setup.entries());
+        tick();
+    };
+    for path in ["store/a", "store/b", "store/c"] {
+        fetch(path);
+    }
+    // Hits, each a use (a's twice): b is now the least recently used.
+    for path in ["store/a", "store/b", "store/c", "store/a"] {
+        fetch(path);
+    }
+    fetch("store/d");
+    assert_eq!(setup.called(), ["store/a", "store/b", "store/c", "store/d"]);
+    // a, c and d are cached; b was evicted and is fetched again.
+    for path in ["store/a", "store/c", "store/d", "store/b"] {
+        fetch(path);
+    }
+    assert_eq!(
+        setup.called(),
+        ["store/a", "store/b", "store/c", "store/d", "store/b"]
+    );
+    // ... evicting a, used before c and d.
+    fetch("store/a");
+    assert_eq!(setup.called().len(), 6);
+    assert_eq!(setup.entries().len(), 3);
+}
+
+#[test]
+fn the_byte_bound_holds_whatever_the_entries_sizes() {
+    let setup = Setup::new("bytes");
+    let plugin = setup.plugin_with(&setup.cache, "5m", "1h", "cache_max_bytes = 2500\n");
+    // The token is in the answer: entries of about 1.2 KB, of which two fit.
+    let big = "t".repeat(1000);
+    for path in ["store/a", "store/b", "store/c", "store/d"] {
+        ok(&plugin.run(&["fetch", path], &env(&big)));
+        let bytes: u64 = setup.entries().iter().map(|e| e.1).sum();
+        assert!(bytes <= 2500, "{bytes} bytes in the folder");
+        tick();
+    }
+    assert_eq!(setup.entries().len(), 2);
+    for path in ["store/c", "store/d"] {
+        ok(&plugin.run(&["fetch", path], &env(&big)));
+    }
+    assert_eq!(setup.calls(), 4, "the last two are cached");
+    // An answer larger than the whole bound is served, never cached.
+    let huge = "h".repeat(3000);
+    for _ in 0..2 {
+        assert!(ok(&plugin.run(&["fetch", "store/e"], &env(&huge))).contains(&huge));
+    }
+    assert_eq!(setup.calls(), 6);
+    assert_eq!(setup.entries().len(), 2);
+}
+
+#[test]
+fn concurrent_plugin_processes_never_exceed_the_bound() {
+    let setup = Setup::new("bound");
+    let plugin = setup.plugin_with(&setup.cache, "5m", "1h", "cache_max_entries = 5\n");
+    let cache = setup.cache.clone();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let (mut most, mut looks) = (0, 0);
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let count = std::fs::read_dir(&cache)
+                    .map(|names| {
+                        names
+                            .flatten()
+                            .filter(|e| {
+                                let name = e.file_name().to_string_lossy().into_owned();
+                                !name.starts_with('.') && name.ends_with(".entry")
+                            })
+                            .count()
+                    })
+                    .unwrap_or(0);
+                most = most.max(count);
+                looks += 1;
+            }
+            (most, looks)
+        })
+    };
+    let children: Vec<_> = (0..40)
+        .map(|n| {
+            plugin
+                .command(&["fetch", &format!("store/{n}")], &env("team-a"))
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        ok(&Outcome::wait(child, Duration::from_secs(60)));
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (most, looks) = watcher.join().unwrap();
+    assert!(looks > 10, "the folder was looked at {looks} times");
+    assert!(most <= 5, "{most} entries at once; the bound is 5");
+    assert_eq!(setup.entries().len(), 5);
+    assert_eq!(setup.calls(), 40);
+}
+
+#[test]
+fn entries_written_together_expire_apart_within_the_spread() {
+    let setup = Setup::new("spread");
+    let plugin = setup.plugin("5m", "1h");
+    let children: Vec<_> = (0..20)
+        .map(|n| {
+            plugin
+                .command(&["fetch", &format!("store/{n}")], &env("team-a"))
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        ok(&Outcome::wait(child, Duration::from_secs(60)));
+    }
+    let entries = setup.entries();
+    assert_eq!(entries.len(), 20);
+    // Fresh for 85% to 100% of the 5 minutes, each its own.
+    for (path, _, _, fresh) in &entries {
+        assert!(
+            (255_000..=300_000).contains(fresh),
+            "{}: fresh for {fresh} ms",
+            path.display()
+        );
+    }
+    let mut expiries: Vec<u128> = entries.iter().map(|e| e.2 + e.3).collect();
+    expiries.sort_unstable();
+    expiries.dedup();
+    assert!(
+        expiries.len() >= 15,
+        "{} distinct expiries of 20",
+        expiries.len()
+    );
+}
+
+#[test]
+fn in_the_refresh_window_one_fetch_refreshes_the_others_are_served_from_the_cache() {
+    let setup = Setup::new("refresh");
+    let plugin = setup.plugin("5m", "1h");
+    ok(&plugin.run(&["fetch", "store/db"], &env("team-a")));
+    // Before the last tenth of its life: from the cache, no call.
+    setup.age_entry(850);
+    ok(&plugin.run(&["fetch", "store/db"], &env("team-a")));
+    assert_eq!(setup.calls(), 1);
+
+    // In it (well within: the window is at least 25 s long): 20 fetches at once.
+    let fresh = setup.age_entry(930);
+    let before = now_ms();
+    let children: Vec<_> = (0..20)
+        .map(|_| {
+            plugin
+                .command(&["fetch", "store/db"], &env("team-a"))
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        assert!(ok(&Outcome::wait(child, Duration::from_secs(60))).contains("CANARY-stored"));
+    }
+    assert_eq!(setup.calls(), 2, "exactly one store call among 20 fetches");
+    let lines = setup.audit_lines();
+    let last: Vec<(String, String)> = lines[lines.len() - 20..]
+        .iter()
+        .map(|line| {
+            let field = |name: &str| line[name].as_str().unwrap_or("").to_owned();
+            (field("source"), field("cache"))
+        })
+        .collect();
+    let refreshes = last
+        .iter()
+        .filter(|l| *l == &("store".to_owned(), "refresh".to_owned()))
+        .count();
+    let cached = last
+        .iter()
+        .filter(|l| *l == &("cache".to_owned(), String::new()))
+        .count();
+    assert_eq!((refreshes, cached), (1, 19), "{last:?}");
+    // The entry is new, with its own spread.
+    let entries = setup.entries();
+    assert!(entries[0].2 >= before, "rewritten");
+    assert!(entries[0].2 + entries[0].3 > before + fresh / 2);
+
+    // The store is down: the refreshing fetch is answered from the entry, still fresh.
+    std::fs::write(setup.store.join("down"), "").unwrap();
+    setup.age_entry(950);
+    let answer = plugin.run(&["fetch", "store/db"], &env("team-a"));
+    assert!(ok(&answer).contains("CANARY-stored"));
+    let line = setup.audit_lines().pop().unwrap();
+    assert_eq!(line["source"], "cache", "{line}");
+    assert_eq!(line["cache"], "refresh failed", "{line}");
+    assert_eq!(setup.calls(), 3);
+}

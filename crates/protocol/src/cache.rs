@@ -1541,12 +1541,21 @@ mod bounded {
         aged(store, 950);
         // Another fetch holds the key's lock: answered from the entry at once.
         let held = store.lock(&key(1), false).unwrap();
-        let (outcome, served) = store.through(&key(1), now_ms(), later(), || {
-            panic!("the store is not called while another fetch refreshes")
+        let (sender, receiver) = mpsc::channel();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let answer = store.through(&key(1), now_ms(), later(), || {
+                    panic!("the store is not called while another fetch refreshes")
+                });
+                let _ = sender.send(answer);
+            });
+            // Never waiting for the lock (a wide margin, not a timing).
+            let answer = receiver.recv_timeout(Duration::from_secs(10));
+            drop(held);
+            let (outcome, served) = answer.expect("answered without waiting for the lock");
+            assert!(matches!(served, Served::Cache { .. }), "{served:?}");
+            assert_eq!(outcome.unwrap().get("value").unwrap().expose(), "old");
         });
-        assert!(matches!(served, Served::Cache { .. }), "{served:?}");
-        assert_eq!(outcome.unwrap().get("value").unwrap().expose(), "old");
-        drop(held);
         // Too little time left to call the store: the entry answers.
         let soon = Instant::now() + Duration::from_millis(900);
         let (_, served) = store.through(&key(1), now_ms(), soon, || panic!("no time"));
