@@ -465,3 +465,31 @@ fn policy_rules_may_name_a_group_and_task_only_a_token_proves() {
     let out = fetch(&plugin, "store/db", "payments", "api", Some(&token));
     assert_eq!(answer(&out)["result"]["value"], "CANARY-stored", "{out:?}");
 }
+
+#[test]
+fn check_reports_the_key_set_or_why_verification_cannot_work() {
+    let keys = keys();
+    let node = Node::new("check", &[&keys.rsa, &keys.ed]);
+    let out = node.plugin("").run(&["check"], &BTreeMap::new());
+    assert!(
+        out.stdout
+            .contains("identity  2 key(s) (rsa-1, ed-1) from `http://127.0.0.1:")
+            && out
+                .stdout
+                .contains("required: runs without a valid token are denied"),
+        "{out:?}"
+    );
+    let scratch = Scratch::new("check-required");
+    let settings = format!(
+        "store = \"{}\"\nidentity_required = true\n",
+        scratch.path().display()
+    );
+    let plugin = Plugin::install(PROBE.as_ref(), "probe", Some(&settings), 0o644);
+    let out = plugin.run(&["check"], &BTreeMap::new());
+    assert!(
+        out.stdout
+            .contains("identity  FAILED: `identity_required` is true"),
+        "{out:?}"
+    );
+    assert_ne!(out.status, "0", "a failed check exits non-zero: {out:?}");
+}

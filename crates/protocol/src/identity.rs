@@ -193,17 +193,11 @@ pub(crate) fn verify(
         .as_deref()
         .ok_or_else(|| refused("its header names no key (`kid`)".to_owned()))?;
     let key = source.key(settings, kid, deadline)?;
-    let algorithm = match &key.algorithm {
-        AlgorithmParameters::RSA(_) => Algorithm::RS256,
-        AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
-            Algorithm::EdDSA
-        }
-        _ => {
-            return Err(refused(format!(
-                "key `{kid}` of the key set is neither RSA nor Ed25519"
-            )));
-        }
-    };
+    let algorithm = algorithm_of(&key).ok_or_else(|| {
+        refused(format!(
+            "key `{kid}` of the key set is neither RSA nor Ed25519"
+        ))
+    })?;
     if header.alg != algorithm {
         return Err(refused(format!(
             "it is signed with {:?}, but key `{kid}` is a {algorithm:?} key",
@@ -276,6 +270,79 @@ pub(crate) fn verify(
         allocation: claims.nomad_allocation_id,
         token: token.to_owned(),
     }))
+}
+
+/// For `check`: what verification would use, the key set fetched now; `None` when it is off
+/// and not required.
+pub(crate) fn describe(settings: &Settings, deadline: Instant) -> Result<Option<String>, Error> {
+    let required = settings.get(&REQUIRED).unwrap_or(false);
+    let (text, from) = match source(settings)? {
+        None if required => {
+            return Err(Error::settings(
+                "`identity_required` is true, but neither `identity_jwks_url` nor \
+                 `identity_jwks_file` is set: every fetch would be denied",
+            ));
+        }
+        None => return Ok(None),
+        Some(Source::File(path)) => (read_file(path)?, format!("`{}`", path.display())),
+        Some(Source::Url(url)) => (fetch(settings, url, deadline)?, format!("`{url}`")),
+    };
+    let usable = usable_keys(&text)?;
+    if usable.is_empty() {
+        return Err(Error::unavailable(format!(
+            "the key set from {from} holds no RSA or Ed25519 key with a `kid`"
+        )));
+    }
+    Ok(Some(format!(
+        "{} key(s) ({}) from {from}; audience `{}`{}; {}",
+        usable.len(),
+        usable.join(", "),
+        settings.get(&AUDIENCE).unwrap_or_default(),
+        settings
+            .get(&ISSUER)
+            .map(|i| format!(", issuer `{i}`"))
+            .unwrap_or_default(),
+        match required {
+            true => "required: runs without a valid token are denied",
+            false => "optional: runs without a token are served by the policy alone",
+        }
+    )))
+}
+
+/// The keys of a JWKS document: each entry that reads as a JWK (others are passed over).
+fn keys_of(text: &str) -> Result<Vec<Jwk>, Error> {
+    #[derive(Deserialize)]
+    struct Set {
+        keys: Vec<serde_json::Value>,
+    }
+    let set: Set = serde_json::from_str(text).map_err(|e| {
+        Error::unavailable(format!("the identity key set is not a JWKS document ({e})"))
+    })?;
+    Ok(set
+        .keys
+        .into_iter()
+        .filter_map(|key| serde_json::from_value::<Jwk>(key).ok())
+        .collect())
+}
+
+/// The algorithm a key verifies: RS256 for RSA, EdDSA for Ed25519, nothing for any other.
+fn algorithm_of(key: &Jwk) -> Option<Algorithm> {
+    match &key.algorithm {
+        AlgorithmParameters::RSA(_) => Some(Algorithm::RS256),
+        AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
+            Some(Algorithm::EdDSA)
+        }
+        _ => None,
+    }
+}
+
+/// The ids of the keys verification can use.
+fn usable_keys(text: &str) -> Result<Vec<String>, Error> {
+    Ok(keys_of(text)?
+        .into_iter()
+        .filter(|key| algorithm_of(key).is_some())
+        .filter_map(|key| key.common.key_id)
+        .collect())
 }
 
 /// The task group in `sub`, `<region>:<namespace>:<job>:<group>:<workload>:<identity>`; `None`
@@ -398,18 +465,9 @@ impl Source<'_> {
 
 /// The key `kid` of a JWKS document; keys of other types are passed over, not errors.
 fn find(text: &str, kid: &str) -> Result<Option<Jwk>, Error> {
-    #[derive(Deserialize)]
-    struct Set {
-        keys: Vec<serde_json::Value>,
-    }
-    let set: Set = serde_json::from_str(text).map_err(|e| {
-        Error::unavailable(format!("the identity key set is not a JWKS document ({e})"))
-    })?;
-    Ok(set
-        .keys
+    Ok(keys_of(text)?
         .into_iter()
-        .filter(|key| key.get("kid").and_then(|k| k.as_str()) == Some(kid))
-        .find_map(|key| serde_json::from_value::<Jwk>(key).ok()))
+        .find(|key| key.common.key_id.as_deref() == Some(kid)))
 }
 
 fn read_file(path: &Path) -> Result<String, Error> {

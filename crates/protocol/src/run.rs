@@ -484,6 +484,14 @@ fn check<B: Backend>(args: &CheckArgs, executable: &std::path::Path) -> (String,
         ok &= !matches!(cache, Cache::Unavailable(_));
         report.push_str(&format!("cache     {}\n", cache.describe()));
     }
+    match identity::describe(&settings, Instant::now() + limit) {
+        Ok(Some(line)) => report.push_str(&format!("identity  {line}\n")),
+        Ok(None) => {}
+        Err(error) => {
+            ok = false;
+            report.push_str(&format!("identity  FAILED: {error}\n"));
+        }
+    }
     match B::new(&settings).and_then(|backend| backend.check(&settings, Instant::now() + limit)) {
         Ok(line) => report.push_str(&format!("backend   {line}\n")),
         Err(error) => {
