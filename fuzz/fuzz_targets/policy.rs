@@ -55,6 +55,8 @@ fuzz_target!(|data: &[u8]| {
     let stranger = Caller {
         namespace: "\u{0}stranger",
         job: job.as_str(),
+        group: None,
+        task: None,
     };
     assert!(!policy.allows(stranger, path));
 });

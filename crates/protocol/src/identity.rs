@@ -179,6 +179,47 @@ pub(crate) fn verify(
         }
         (Some(source), Some(token)) => (source, token),
     };
+    let (header, kid) = header_and_kid(token)?;
+    let key = source.key(settings, &kid, deadline)?;
+    let expected = Expected {
+        audience: settings
+            .get(&AUDIENCE)
+            .expect("`identity_audience` has a default"),
+        issuer: settings.get(&ISSUER),
+        namespace,
+        job,
+    };
+    checked(token, &header, &kid, &key, &expected).map(Some)
+}
+
+/// What a token must say besides being signed by the cluster.
+#[derive(Clone, Copy, Debug)]
+pub struct Expected<'a> {
+    /// `identity_audience`.
+    pub audience: &'a str,
+    /// `identity_issuer`, if set.
+    pub issuer: Option<&'a str>,
+    /// The run's namespace.
+    pub namespace: &'a str,
+    /// The run's job identity (a dispatched or periodic run's parent).
+    pub job: &'a str,
+}
+
+/// Verifies `token` against the JWKS document `key_set` alone (nothing fetched or kept): what
+/// a run does once it holds the key set, for fuzz targets and tests.
+pub fn verify_with_key_set(
+    token: &str,
+    key_set: &str,
+    expected: &Expected,
+) -> Result<Identity, Error> {
+    let (header, kid) = header_and_kid(token)?;
+    let key = find(key_set, &kid)?
+        .ok_or_else(|| refused(format!("its key `{kid}` is not in the key set")))?;
+    checked(token, &header, &kid, &key, expected)
+}
+
+/// The token's header and the key id it names.
+fn header_and_kid(token: &str) -> Result<(jsonwebtoken::Header, String), Error> {
     let header = jsonwebtoken::decode_header(token).map_err(|e| {
         refused(match named_algorithm(token) {
             Some(alg) => format!("its algorithm `{alg}` is not RS256 or EdDSA"),
@@ -190,10 +231,27 @@ pub(crate) fn verify(
     })?;
     let kid = header
         .kid
-        .as_deref()
+        .clone()
         .ok_or_else(|| refused("its header names no key (`kid`)".to_owned()))?;
-    let key = source.key(settings, kid, deadline)?;
-    let algorithm = algorithm_of(&key).ok_or_else(|| {
+    Ok((header, kid))
+}
+
+/// Checks `token`'s signature with `key` (the one its header's `kid` names), its times and
+/// claims against `expected`.
+fn checked(
+    token: &str,
+    header: &jsonwebtoken::Header,
+    kid: &str,
+    key: &Jwk,
+    expected: &Expected,
+) -> Result<Identity, Error> {
+    let Expected {
+        audience,
+        issuer,
+        namespace,
+        job,
+    } = *expected;
+    let algorithm = algorithm_of(key).ok_or_else(|| {
         refused(format!(
             "key `{kid}` of the key set is neither RSA nor Ed25519"
         ))
@@ -204,17 +262,14 @@ pub(crate) fn verify(
             header.alg
         )));
     }
-    let decoding = DecodingKey::from_jwk(&key)
+    let decoding = DecodingKey::from_jwk(key)
         .map_err(|e| refused(format!("key `{kid}` is not usable ({})", reason(&e))))?;
-    let audience = settings
-        .get(&AUDIENCE)
-        .expect("`identity_audience` has a default");
     let mut validation = Validation::new(algorithm);
     validation.leeway = LEEWAY;
     validation.validate_nbf = true;
     validation.set_audience(&[audience]);
     let mut required_claims: HashSet<String> = ["aud".to_owned()].into();
-    if let Some(issuer) = settings.get(&ISSUER) {
+    if let Some(issuer) = issuer {
         validation.set_issuer(&[issuer]);
         required_claims.insert("iss".to_owned());
     }
@@ -226,10 +281,9 @@ pub(crate) fn verify(
                 Kind::ExpiredSignature => "it has expired".to_owned(),
                 Kind::ImmatureSignature => "it is not valid yet (`nbf`)".to_owned(),
                 Kind::InvalidAudience => format!("its audience is not `{audience}`"),
-                Kind::InvalidIssuer => format!(
-                    "its issuer is not `{}`",
-                    settings.get(&ISSUER).unwrap_or_default()
-                ),
+                Kind::InvalidIssuer => {
+                    format!("its issuer is not `{}`", issuer.unwrap_or_default())
+                }
                 Kind::MissingRequiredClaim(claim) => format!("it has no `{claim}` claim"),
                 Kind::InvalidSignature => format!("its signature does not match key `{kid}`"),
                 _ => reason(&e),
@@ -262,14 +316,14 @@ pub(crate) fn verify(
             claims.nomad_task.as_deref(),
         )
     });
-    Ok(Some(Identity {
+    Ok(Identity {
         namespace: token_namespace.clone(),
         job: token_job.clone(),
         group,
         task: claims.nomad_task,
         allocation: claims.nomad_allocation_id,
         token: token.to_owned(),
-    }))
+    })
 }
 
 /// For `check`: what verification would use, the key set fetched now; `None` when it is off
