@@ -239,6 +239,13 @@ pub fn run(args: &[String]) -> Result {
         }
         if tables {
             table(&mut report, "fetch of a JSON file", runs, &fetches)?;
+            let identity = identity_contenders(&bench, &built, &examples)?;
+            table(
+                &mut report,
+                "fetch of a JSON file with a verified workload identity (RS256, key set read from a file as a kept one is)",
+                runs,
+                &identity,
+            )?;
         }
         let audit = bench.join("file-audit.jsonl");
         std::fs::write(
@@ -319,6 +326,52 @@ pub fn run(args: &[String]) -> Result {
         }
     }
     Ok(())
+}
+
+/// `file` fetching db.json without and with a verified workload identity (the example token
+/// and key set under `examples/identity`), each installed with its own settings: what
+/// verification adds to a run once the key set is at hand.
+fn identity_contenders(
+    bench: &std::path::Path,
+    built: &[(String, PathBuf)],
+    examples: &std::path::Path,
+) -> Result<Vec<Contender>> {
+    let identity = root().join("examples/identity");
+    let token = std::fs::read_to_string(identity.join("demo.jwt")).map_err(|e| e.to_string())?;
+    let file: Vec<(String, PathBuf)> = built.iter().filter(|(n, _)| n == "file").cloned().collect();
+    let mut contenders = Vec::new();
+    for (label, extra) in [
+        ("file fetch db.json", String::new()),
+        (
+            "file fetch db.json, token verified",
+            format!(
+                "identity_jwks_file = \"{}\"\nidentity_required = true\n",
+                identity.join("jwks.json").display()
+            ),
+        ),
+    ] {
+        let dir = bench.join(format!("identity-{}", contenders.len()));
+        let secrets = crate::install::install(&dir, &file)?;
+        crate::install::write_settings(
+            &secrets.join("file.toml"),
+            &format!("root = \"{}\"\n{extra}", examples.display()),
+        )?;
+        let mut env = vec![
+            ("CPI_OPERATION", "fetch"),
+            ("NOMAD_NAMESPACE", "default"),
+            ("NOMAD_JOB_ID", "demo"),
+        ];
+        if !extra.is_empty() {
+            env.push(("NOMAD_WORKLOAD_IDENTITY", token.trim()));
+        }
+        contenders.push(Contender::new(
+            label,
+            secrets.join("file"),
+            &["fetch", "db.json"],
+            &env,
+        ));
+    }
+    Ok(contenders)
 }
 
 /// Writes `path` to disk and drops it from the page cache, so it is measured as a client runs it
