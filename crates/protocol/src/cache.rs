@@ -30,14 +30,17 @@
 //!   fetch is answered from the entry too (it is still fresh). The audit line's `cache` says
 //!   `refresh` (`source` `store`) or `refresh failed` (`source` `cache`).
 //! - **Bounded.** A folder holds at most `cache_max_entries` keys and `cache_max_bytes` bytes
-//!   (a key's entry and failure record; lock files hold nothing). Before an entry is written,
-//!   under a folder-wide lock every writer takes (so the bound holds at every moment, with any
-//!   number of plugin processes writing at once), what no fetch can use any more is swept
-//!   (older than `cache_ttl + cache_max_stale` and a minute), then the least recently used keys
-//!   are evicted until the new entry fits. A hit marks its entry used (its access time, set
-//!   through the handle already open); a key being fetched or refreshed (its lock held) is never
-//!   evicted. An entry that cannot fit, or whose writer cannot get the folder's lock before its
-//!   deadline, is not written.
+//!   (a key's entry and failure record; lock files hold nothing). Every writer takes a
+//!   folder-wide lock before it installs an entry, so the bound holds at every moment, with
+//!   any number of plugin processes writing at once. Under it, the folder's tally (kept in the
+//!   lock file) says whether the entry fits; when it does not, or the last scan is over
+//!   [`SCAN_EVERY_MS`] old, the folder is scanned: what no fetch can use any more is swept
+//!   (older than `cache_ttl + cache_max_stale` and a minute), and if the folder is still
+//!   full, the least recently used keys are evicted down to nine tenths of the bound (so the
+//!   next writes need no scan). A hit marks its entry used (its access time, set through the
+//!   handle already open; the write time stays); a key being fetched or refreshed (its lock
+//!   held) is never evicted. An entry that cannot fit, or whose writer cannot get the
+//!   folder's lock before its deadline, is not written.
 //! - **Where.** `cache_dir` (default `/run/nomad-secrets/cache`) must be on a memory-backed
 //!   filesystem (tmpfs or ramfs: gone at reboot, never on a disk but for swap), a directory
 //!   owned by this user with no group or world access, reached from `/` one folder at a time
@@ -67,7 +70,7 @@ pub(crate) const DEFAULT_DIR: &str = "/run/nomad-secrets/cache";
 /// The most keys a cache folder holds.
 pub const CACHE_MAX_ENTRIES: settings::Key<u64> = settings::Key::size(
     "cache_max_entries",
-    "the most entries (one per job, path and credentials) a cache folder holds; past it the least recently used go first. 10000: a busy client's secrets (hundreds of allocations, a few secrets each) many times over, yet a folder any fetch scans in milliseconds",
+    "the most entries (one per job, path and credentials) a cache folder holds; past it the least recently used go first. 10000: a busy client's secrets (hundreds of allocations, a few secrets each) many times over, yet a folder scanned in tens of milliseconds (at most every 10 s, or tenth of the bound written)",
 )
 .default("10000");
 /// The most bytes a cache folder's entries hold.
@@ -87,8 +90,12 @@ const MAGIC: &str = "nomad-secrets-cache 2";
 pub(crate) const SPREAD_FROM: u64 = 850;
 /// From this many thousandths of an entry's freshness on, one fetch refreshes it early.
 pub(crate) const REFRESH_FROM: u64 = 900;
-/// The folder-wide lock of writers (its name ends as no entry's does: the sweep leaves it).
+/// The folder-wide lock of writers, which also holds the folder's tally (its name ends as
+/// no entry's does: the sweep leaves it).
 const FOLDER_LOCK: &str = "folder.flock";
+/// The folder is scanned (swept, its tally recounted) at least this often while it is
+/// written.
+const SCAN_EVERY_MS: u128 = 10_000;
 /// Entries larger than this are not ours.
 const MAX_ENTRY: u64 = 4 << 20;
 /// Kept back before the deadline when a stale value could be served instead.
@@ -362,6 +369,32 @@ fn last_use(meta: &std::fs::Metadata) -> i128 {
     ns(meta.atime(), meta.atime_nsec()).max(ns(meta.mtime(), meta.mtime_nsec()))
 }
 
+/// The folder's tally in its lock file: keys, bytes, and when it was last scanned (ms);
+/// `None` if it holds none (a new folder) or anything else.
+fn tally(folder: &std::fs::File) -> Option<(u64, u64, u128)> {
+    use std::os::unix::fs::FileExt as _;
+    let mut buffer = [0u8; 80];
+    let read = folder.read_at(&mut buffer, 0).ok()?;
+    let text = std::str::from_utf8(&buffer[..read]).ok()?;
+    let mut fields = text.strip_suffix('\n')?.split(' ');
+    let tally = (
+        fields.next()?.parse().ok()?,
+        fields.next()?.parse().ok()?,
+        fields.next()?.parse().ok()?,
+    );
+    fields.next().is_none().then_some(tally)
+}
+
+/// Rewrites the folder's tally; a failure leaves one a later writer will not trust (a
+/// short or garbled line) or an old one, and so a scan.
+fn set_tally(folder: &std::fs::File, count: u64, bytes: u64, scanned: u128) {
+    use std::os::unix::fs::FileExt as _;
+    let text = format!("{count} {bytes} {scanned}\n");
+    if folder.set_len(0).is_ok() {
+        let _ = folder.write_all_at(text.as_bytes(), 0);
+    }
+}
+
 /// What one key holds in the folder, as the bound counts it.
 #[derive(Default)]
 struct Held {
@@ -491,8 +524,8 @@ impl Store {
             && match self.folder_lock(deadline) {
                 // Held until the entry is in place: no other writer counts or evicts meanwhile,
                 // so the bound holds at every moment, whatever runs at once.
-                Some(_folder) => {
-                    self.make_room(&key.0, kind, size) && {
+                Some(folder) => {
+                    self.make_room(&folder, &key.0, kind, size) && {
                         #[cfg(test)]
                         std::thread::sleep(Duration::from_micros(
                             bounded::WRITE_PAUSE_US.load(std::sync::atomic::Ordering::Relaxed),
@@ -549,19 +582,73 @@ impl Store {
         }
     }
 
-    /// Under the folder lock, before `<own>.<kind>` (of `size` bytes) is installed: sweeps
-    /// what no fetch can use any more, then evicts the least recently used keys until the
-    /// folder holds at most `cache_max_entries` keys and `cache_max_bytes` bytes with it.
-    /// `false` when that cannot be (every other key is in use), so nothing is written.
+    /// Under the folder lock (`folder`), before `<own>.<kind>` (of `size` bytes) is
+    /// installed: whether the folder has room for it within its bounds, made if need be.
+    ///
+    /// The folder's tally (keys and bytes, kept in the lock file and updated by every
+    /// writer under the lock, before the entry is installed: a writer stopped midway leaves
+    /// it too high, never too low) answers when the entry fits and the last scan is recent;
+    /// otherwise the folder is scanned ([`Store::scan`]: the sweep, the eviction) and the
+    /// tally rewritten. So a write at the bound costs a scan about once per tenth of the
+    /// bound written, and the sweep runs at least every [`SCAN_EVERY_MS`] of writes.
+    fn make_room(&self, folder: &std::fs::File, own: &str, kind: &str, size: u64) -> bool {
+        let now = now_ms();
+        let own_old = self.size_of(&format!("{own}.{kind}"));
+        let other = if kind == "entry" { "failed" } else { "entry" };
+        let new_key = own_old.is_none() && self.size_of(&format!("{own}.{other}")).is_none();
+        if let Some((count, bytes, scanned)) = tally(folder) {
+            let count = count + u64::from(new_key);
+            let bytes = (bytes + size).saturating_sub(own_old.unwrap_or(0));
+            let recent = scanned <= now && now - scanned < SCAN_EVERY_MS;
+            if recent && count <= self.max_entries && bytes <= self.max_bytes {
+                set_tally(folder, count, bytes, scanned);
+                return true;
+            }
+        }
+        match self.scan(own, kind, size) {
+            Some((count, bytes)) => {
+                set_tally(folder, count, bytes, now);
+                true
+            }
+            None => {
+                // Not installed: the next writer scans again.
+                set_tally(folder, 0, 0, 0);
+                false
+            }
+        }
+    }
+
+    /// The size of `name` in the folder, if it is a regular file (never through a symlink).
+    fn size_of(&self, name: &str) -> Option<u64> {
+        let name = CString::new(name).ok()?;
+        // SAFETY: a valid directory descriptor, C string and a zeroed stat the call fills.
+        let mut meta: libc::stat = unsafe { std::mem::zeroed() };
+        let found = unsafe {
+            libc::fstatat(
+                self.dir.as_raw_fd(),
+                name.as_ptr(),
+                &mut meta,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        } == 0;
+        (found && meta.st_mode & libc::S_IFMT == libc::S_IFREG).then_some(meta.st_size as u64)
+    }
+
+    /// The scan of the folder, under its lock, before `<own>.<kind>` (of `size` bytes) is
+    /// installed: sweeps what no fetch can use any more, then, if the folder would be over
+    /// `cache_max_entries` keys or `cache_max_bytes` bytes with it, evicts the least recently
+    /// used keys until it holds at most nine tenths of either (room for the next writes
+    /// without a scan). The keys and bytes with the new entry; `None` when it cannot fit
+    /// (every other key is in use), so nothing is written.
     ///
     /// A key counts once, with the bytes of its entry and failure record; locks hold nothing
     /// and are not counted. Evicting a key removes its entry, failure record and lock, never
     /// a key whose lock a fetch holds (it is being fetched or refreshed: in use).
-    fn make_room(&self, own: &str, kind: &str, size: u64) -> bool {
+    fn scan(&self, own: &str, kind: &str, size: u64) -> Option<(u64, u64)> {
         let limit = self.ttl + self.max_stale + Duration::from_secs(60);
         let folder = format!("/proc/self/fd/{}", self.dir.as_raw_fd());
         let Ok(names) = std::fs::read_dir(&folder) else {
-            return false;
+            return None;
         };
         let now = SystemTime::now();
         let older = |meta: &std::fs::Metadata, than: Duration| {
@@ -572,11 +659,11 @@ impl Store {
         };
         let mut held: std::collections::HashMap<String, Held> = Default::default();
         let mut own_bytes = size;
-        for name in names.flatten() {
-            let name = name.file_name();
+        for found in names.flatten() {
+            let name = found.file_name();
             let Some(name) = name.to_str() else { continue };
-            // Not following a symlink: its own status.
-            let Ok(meta) = std::fs::symlink_metadata(Path::new(&folder).join(name)) else {
+            // Its own status (`fstatat` in the folder, never following a symlink).
+            let Ok(meta) = found.metadata() else {
                 continue;
             };
             if name.starts_with('.') {
@@ -616,15 +703,19 @@ impl Store {
         let mut bytes = held.values().map(|key| key.bytes).sum::<u64>() + own_bytes;
         let fits = |count: u64, bytes: u64| count <= self.max_entries && bytes <= self.max_bytes;
         if fits(count, bytes) {
-            return true;
+            return Some((count, bytes));
         }
         if own_bytes > self.max_bytes {
-            return false;
+            return None;
         }
+        let (room_entries, room_bytes) = (
+            self.max_entries - self.max_entries / 10,
+            self.max_bytes - self.max_bytes / 10,
+        );
         let mut order: Vec<(String, Held)> = held.into_iter().collect();
         order.sort_unstable_by(|a, b| (a.1.used, &a.0).cmp(&(b.1.used, &b.0)));
         for (stem, key) in order {
-            if fits(count, bytes) {
+            if count <= room_entries && bytes <= room_bytes {
                 break;
             }
             if self.evict(&stem) {
@@ -632,7 +723,7 @@ impl Store {
                 bytes -= key.bytes;
             }
         }
-        fits(count, bytes)
+        fits(count, bytes).then_some((count, bytes))
     }
 
     /// Removes the key `stem` (entry, failure record, lock) unless a fetch holds its lock.
@@ -1379,6 +1470,44 @@ mod bounded {
         ];
         expected.sort_unstable();
         assert_eq!(left, expected);
+    }
+
+    #[test]
+    fn the_tally_follows_the_folder_and_an_old_one_is_recounted() {
+        let folder = folder("tally", 100, 1 << 20);
+        let store = &folder.store;
+        let counted = || {
+            let lock = store.open_at(FOLDER_LOCK, libc::O_RDWR).unwrap();
+            let (count, bytes, _) = tally(&lock).unwrap();
+            (count, bytes)
+        };
+        let actual = || (entries(&folder).len() as u64, bytes(&folder));
+        for n in 0..5 {
+            fetch(store, n, &"v".repeat(n * 10));
+        }
+        assert_eq!(counted(), actual());
+        // A failure beside an entry, an entry replaced by a larger one: one key each.
+        let failed = Record::Failed(ErrorKind::Unavailable, "down".into());
+        store.write(&key(1), "failed", &failed, later());
+        store.write(&key(2), "entry", &Record::Good(secrets("longer")), later());
+        let (count, bytes) = counted();
+        assert_eq!(count, 5);
+        assert_eq!(bytes, actual().1);
+
+        // Files the tally does not know of (planted, or left by a stopped writer) are
+        // counted at the next scan: at once when the tally is old.
+        std::fs::write(folder.path.join(format!("{}.entry", key(9).0)), "x").unwrap();
+        fetch(store, 6, "v");
+        assert_eq!(counted().0, 6, "a recent tally is trusted");
+        let lock = store.open_at(FOLDER_LOCK, libc::O_RDWR).unwrap();
+        let (count, bytes, scanned) = tally(&lock).unwrap();
+        set_tally(&lock, count, bytes, scanned - SCAN_EVERY_MS - 1);
+        fetch(store, 7, "v");
+        assert_eq!(counted(), (8, actual().1));
+        // Garbage is no tally: a scan.
+        std::fs::write(folder.path.join(FOLDER_LOCK), "1 2\n").unwrap();
+        fetch(store, 8, "v");
+        assert_eq!(counted(), (9, actual().1));
     }
 
     #[test]
