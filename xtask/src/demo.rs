@@ -1,7 +1,9 @@
 //! `cargo xtask demo`: what a Nomad client would see from the `file` plugin, on this machine.
 //!
-//! Builds in release mode, installs into `target/demo/secrets/` with a settings file whose root is
-//! `examples/secrets/`, then runs each command exactly as the Nomad client does: cleared
+//! Builds `file` alone in release mode (on a fresh clone, the other plugins' SDKs would take
+//! minutes), installs it into `target/demo/secrets/` with a settings file whose root is
+//! `examples/secrets/` and which verifies workload identities with the example key set
+//! (`examples/identity/`), then runs each command exactly as the Nomad client does: cleared
 //! environment, `CPI_OPERATION`, `NOMAD_JOB_ID` and `NOMAD_NAMESPACE`, stdin `/dev/null`.
 
 use std::process::{Command, Stdio};
@@ -10,17 +12,30 @@ use crate::{Result, root};
 
 /// Runs the task.
 pub fn run() -> Result {
-    let built = crate::build_release()?;
+    let built = crate::build_release_of("file")?;
     let demo = crate::moto::target_dir().join("demo");
-    let secrets = crate::install::install(&demo, &built)?;
+    let secrets = crate::install::install(&demo, &[built])?;
     let settings = secrets.join("file.toml");
     crate::install::write_settings(
         &settings,
         &format!(
-            "# Written by `cargo xtask demo`; see examples/settings/file.toml.\nroot = \"{}\"\n",
-            root().join("examples/secrets").display()
+            "# Written by `cargo xtask demo`; see examples/settings/file.toml.\nroot = \"{}\"\n\
+             # Job tokens are verified with the example key set (examples/identity/README.md).\n\
+             identity_jwks_file = \"{}\"\n",
+            root().join("examples/secrets").display(),
+            root().join("examples/identity/jwks.json").display()
         ),
     )?;
+    let token = std::fs::read_to_string(root().join("examples/identity/demo.jwt"))
+        .map_err(|e| format!("examples/identity/demo.jwt: {e}"))?;
+    let job = |id: &str, token: Option<&str>| {
+        let mut env = vec![
+            ("NOMAD_JOB_ID", id.to_owned()),
+            ("NOMAD_NAMESPACE", "default".to_owned()),
+        ];
+        env.extend(token.map(|t| ("NOMAD_WORKLOAD_IDENTITY", t.trim().to_owned())));
+        env
+    };
 
     let plugin = secrets.join("file");
     println!(
@@ -29,32 +44,41 @@ pub fn run() -> Result {
         settings.display()
     );
     println!("Each run below is started as the Nomad client starts it.\n");
-    let job = &[("NOMAD_JOB_ID", "demo"), ("NOMAD_NAMESPACE", "default")];
     let runs = [
         Run {
             args: &["fingerprint"],
-            env: &[],
+            env: Vec::new(),
             about: "at client start: is this a secrets plugin?",
         },
         Run {
             args: &["fetch", "db.json"],
-            env: job,
+            env: job("demo", None),
             about: "secret \"db\" { provider = \"file\" path = \"db.json\" }",
         },
         Run {
             args: &["fetch", "app.env#API_TOKEN"],
-            env: job,
+            env: job("demo", None),
             about: "one key of a dotenv file",
         },
         Run {
             args: &["fetch", "tls"],
-            env: job,
+            env: job("demo", None),
             about: "a folder: one key per file",
         },
         Run {
             args: &["fetch", "db.json#pasword"],
-            env: job,
+            env: job("demo", None),
             about: "a typo: the error the job's author sees",
+        },
+        Run {
+            args: &["fetch", "db.json#username"],
+            env: job("demo", Some(&token)),
+            about: "with the job's workload identity (env { NOMAD_WORKLOAD_IDENTITY = \"${NOMAD_TOKEN_secrets}\" }): verified",
+        },
+        Run {
+            args: &["fetch", "db.json#username"],
+            env: job("other", Some(&token)),
+            about: "the same token passed by another job: denied before anything is read",
         },
     ];
     let mut problems = Vec::new();
@@ -65,14 +89,19 @@ pub fn run() -> Result {
             .args(args)
             .env_clear()
             .env("CPI_OPERATION", operation)
-            .envs(env.iter().copied())
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .current_dir("/")
             .stdin(Stdio::null());
         let output = command
             .output()
             .map_err(|e| format!("cannot run the plugin: {e}"))?;
         let shown_env: Vec<String> = std::iter::once(format!("CPI_OPERATION={operation}"))
-            .chain(env.iter().map(|(k, v)| format!("{k}={v}")))
+            .chain(env.iter().map(|(k, v)| match *k {
+                "NOMAD_WORKLOAD_IDENTITY" => {
+                    format!("{k}=\"$(cat examples/identity/demo.jwt)\"")
+                }
+                _ => format!("{k}={v}"),
+            }))
             .collect();
         println!("# {about}");
         println!(
@@ -108,7 +137,7 @@ pub fn run() -> Result {
 /// One command of the demo, and what it shows.
 struct Run {
     args: &'static [&'static str],
-    env: &'static [(&'static str, &'static str)],
+    env: Vec<(&'static str, String)>,
     about: &'static str,
 }
 

@@ -108,6 +108,21 @@ pub fn build_release() -> Result<Vec<(String, PathBuf)>> {
     Ok(binaries)
 }
 
+/// Builds the one plugin installed as `name` as [`build_release`] builds it, and nothing
+/// else: what the demo needs on a fresh clone.
+pub fn build_release_of(name: &str) -> Result<(String, PathBuf)> {
+    let host = host_triple()?;
+    let plugin = plugins::all()?
+        .into_iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| format!("no plugin is installed as `{name}`"))?;
+    let mut command = release_cargo("build", &host)?;
+    command.args(["--package", &plugin.package]);
+    run(&mut command)?;
+    let binary = release_binary(&host, &plugin.name);
+    Ok((plugin.name, binary))
+}
+
 /// The command [`build_release`] runs, and the (installed name, binary path) pairs it makes.
 pub fn release_build() -> Result<(Command, Vec<(String, PathBuf)>)> {
     let host = host_triple()?;
