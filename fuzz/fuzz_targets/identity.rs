@@ -7,7 +7,7 @@
 use libfuzzer_sys::fuzz_target;
 use nomad_secrets_protocol::identity::{Expected, verify_with_key_set};
 
-const KEY_SET: &str = r#"{"keys": [{"kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA", "kid": "ed", "x": "P3iBWj0JjzckpAHgVM25YzvBJQEg-3RFzAt4wu9tN5c"}, {"kty": "RSA", "use": "sig", "alg": "RS256", "kid": "rsa", "n": "xwmoqZiNvpyRrWWMrIa3PbnYzeGd0b98-ezhnE5ORUaZalz3aN533_-xaolZnyaYp_TVLEKnfuXzhMqwbZhjIkzqBMyRhkz9z2gHEasdyVLuCgBSP7hJ_jHEjwyG4hG1p3OYI0h9Qd0KGsoWu2OP73agsHX4cahD6BIVAkhRtoZj5I8-qWX92WccTH133yFHaT6d_NxDMRccF7NfN_B9cMmxm4D8iQtLSgDW1nsyoMW0-loZOnArfC33iNGy8uXalki9kCYVgPfSvmSbUvK3rTylV8rI1MwdFOwmspCXm36KzLzwQA8xrCe10WlX2EH008AApYDsdjv7_rbICPz1_w", "e": "AQAB"}]}"#;
+const KEY_SET: &str = r#"{"keys": [{"kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA", "kid": "ed", "x": "UXuiJnQhQDTNO2cSDhHEP9EdH-hzQzKJ-7DyEpI6pVc"}, {"kty": "RSA", "use": "sig", "alg": "RS256", "kid": "rsa", "n": "lQ807_Li998XQMpiMFciy1YqCpa8fkWhteXuvGuIy_mhSv78x8ru8SX1i7UsG0z9akJeSjHpxAblDMVJMvou5CBno8YAsEtSaKfviS8arPmz_UjVyujcIjQhN1oOPaajj5GoR5jL1P96VCtfR3knK_l4wMeAxGQGaw0FjBA__M2R9T6w4CR2htd753PPm79wP5GZT9z9dwq4CiICx7Jaa1TcwGPwKpIkbiqaj_vBi6AwPXOPtb24BakREbhecjOogXM58DdZ9G0dq3spyf8FWlC8svWtPU8psmODz4wPQVoTx8VsalwrLyTQwEZ7LgWZN_xAtFJHqEQR1p--4WTU9w", "e": "AQAB"}]}"#;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(token) = std::str::from_utf8(data) else {
@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
         audience: "nomad-secrets",
         issuer: None,
         namespace: "default",
-        job: "api",
+        instance: "api",
     };
     match verify_with_key_set(token, KEY_SET, &expected) {
         Ok(identity) => {

@@ -211,20 +211,51 @@ fn a_token_proves_only_its_own_job() {
 fn a_dispatched_child_shows_its_parents_token_and_a_lookalike_cannot() {
     let keys = keys();
     let node = Node::new("dispatch", &[&keys.rsa]);
-    let plugin = node.plugin("");
+    let plugin = node.plugin(
+        "[[allow]]\nnamespace = \"default\"\njob = \"victim\"\npaths = [\"store/*\"]\n\
+         [[allow]]\nnamespace = \"default\"\njob = \"batch\"\npaths = [\"echo/*\"]\n",
+    );
     // Nomad signs a dispatched run's identity with its parent's ID.
     let child = "batch/dispatch-1700000000-0a1b2c3d";
     let parent_token = keys.rsa.sign(&claims("default", "batch"));
     let out = fetch(&plugin, "echo/x", "default", child, Some(&parent_token));
     assert!(answer(&out)["result"].is_object(), "{out:?}");
+    assert_eq!(node.last_audit()["job"], "batch");
     // An ordinary job registered with a child-looking ID has a token naming that ID: it is
-    // not `victim`, and without a token it is not served at all.
+    // that job, not `victim`, and without a token it is not served at all.
     let lookalike = "victim/dispatch-1700000000-0a1b2c3d";
     let own = keys.rsa.sign(&claims("default", lookalike));
     let out = fetch(&plugin, "store/db", "default", lookalike, Some(&own));
-    assert_denied(&node, &out, "this run is namespace `default`, job `victim`");
+    assert_denied(&node, &out, "access policy");
+    assert_eq!(node.last_audit()["job"], lookalike);
     let out = fetch(&plugin, "store/db", "default", lookalike, None);
     assert_denied(&node, &out, "requires a verified workload identity");
+    // Its children name it, their immediate parent, never `victim`.
+    let grandchild = format!("{lookalike}/dispatch-1800000000-deadbeef");
+    let out = fetch(&plugin, "store/db", "default", &grandchild, Some(&own));
+    assert_denied(&node, &out, "access policy");
+    let out = fetch(
+        &plugin,
+        "store/db",
+        "default",
+        &grandchild,
+        Some(&keys.rsa.sign(&claims("default", "victim"))),
+    );
+    assert_denied(&node, &out, "a token proves only the job it was made for");
+}
+
+#[test]
+fn a_nested_run_shows_its_immediate_parents_token() {
+    let keys = keys();
+    let node = Node::new("nested", &[&keys.rsa]);
+    let plugin = node.plugin("");
+    // A periodic launch of a dispatched periodic job: Nomad signs its immediate parent.
+    let parent = "batch/dispatch-1700000000-0a1b2c3d";
+    let run = format!("{parent}/periodic-1700000100");
+    let token = keys.rsa.sign(&claims("default", parent));
+    let out = fetch(&plugin, "echo/x", "default", &run, Some(&token));
+    assert!(answer(&out)["result"].is_object(), "{out:?}");
+    assert_eq!(node.last_audit()["job"], parent);
 }
 
 #[test]

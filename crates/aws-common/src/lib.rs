@@ -81,7 +81,7 @@ pub const STS_ENDPOINT_URL: Key<str> = Key::text(
 /// The role a job's verified workload identity is exchanged for, per job.
 pub const IDENTITY_ROLE_ARN: Key<str> = Key::text(
     "identity_role_arn",
-    "role a job's verified workload identity is exchanged for at STS (AssumeRoleWithWebIdentity), with `{namespace}` and `{job}` filled in: `arn:aws:iam::123456789012:role/nomad-{namespace}-{job}`",
+    "role a job's verified workload identity is exchanged for at STS (AssumeRoleWithWebIdentity), with `{namespace}` and `{job}` filled in: `arn:aws:iam::123456789012:role/nomad.{namespace}.{job}`; then a run without a verified identity is denied",
 )
 .unset("the node's credentials for every job");
 /// The profile of the shared files.
@@ -164,6 +164,38 @@ pub fn allowed_role(request: &Request) -> Result<Option<Role>, Error> {
     }))
 }
 
+/// Whether the operator gives each job a role of its own (`identity_role_arn`): then a run
+/// without a verified identity is denied, never served with the node's credentials.
+pub fn exchanges_identity(settings: &Settings) -> bool {
+    settings.get(&IDENTITY_ROLE_ARN).is_some()
+}
+
+/// A template that gives two jobs one role is refused: both placeholders, with a character a
+/// Nomad namespace cannot hold (namespaces are `[a-zA-Z0-9-]`) between them, so that
+/// namespace `prod-db`, job `api` never fills in as namespace `prod`, job `db-api`.
+fn check_role_template(template: &str) -> Result<(), Error> {
+    let refuse = |why: &str| {
+        Err(Error::settings(format!("`identity_role_arn` `{template}` {why}")).hint(
+            "write it like `arn:aws:iam::123456789012:role/nomad.{namespace}.{job}`: `.` \
+             cannot be part of a namespace, so every job fills in a role of its own",
+        ))
+    };
+    let (Some(ns), Some(job)) = (template.find("{namespace}"), template.find("{job}")) else {
+        return refuse("must name both {namespace} and {job}: jobs of one name in two namespaces are two jobs");
+    };
+    let between = match ns < job {
+        true => &template[ns + "{namespace}".len()..job],
+        false => &template[job + "{job}".len()..ns],
+    };
+    if !between.chars().any(|c| !(c.is_ascii_alphanumeric() || c == '-')) {
+        return refuse(
+            "puts {namespace} and {job} side by side with only letters, digits or `-` between \
+             them: two jobs could fill in the same role",
+        );
+    }
+    Ok(())
+}
+
 /// The role of the job's verified workload identity, when the operator set `identity_role_arn`
 /// and the job proved who it is (and passed no credential of its own, which wins).
 pub fn identity_role(request: &Request) -> Result<Option<WebIdentity>, Error> {
@@ -176,6 +208,7 @@ pub fn identity_role(request: &Request) -> Result<Option<WebIdentity>, Error> {
     if request.input.credential().is_some() {
         return Ok(None);
     }
+    check_role_template(template)?;
     // IAM's characters for role names; anything else (a `/` in a job ID) would name a role
     // under another path, or a different role.
     let fits = |value: &str| {

@@ -88,6 +88,7 @@ pub(crate) fn read(normalised: &str) {
 pub(crate) fn verified(identity: &crate::Identity) {
     if let Ok(mut current) = CURRENT.lock() {
         if let Some(audit) = current.as_mut() {
+            audit.job = identity.job.clone();
             audit.identity = Some(serde_json::json!({
                 "identity": "verified",
                 "group": identity.group,

@@ -149,7 +149,7 @@ pub(crate) fn verify(
     settings: &Settings,
     token: Option<&str>,
     namespace: &str,
-    job: &str,
+    instance: &str,
     deadline: Instant,
 ) -> Result<Option<Identity>, Error> {
     let source = source(settings)?;
@@ -187,7 +187,7 @@ pub(crate) fn verify(
             .expect("`identity_audience` has a default"),
         issuer: settings.get(&ISSUER),
         namespace,
-        job,
+        instance,
     };
     checked(token, &header, &kid, &key, &expected).map(Some)
 }
@@ -199,10 +199,11 @@ pub struct Expected<'a> {
     pub audience: &'a str,
     /// `identity_issuer`, if set.
     pub issuer: Option<&'a str>,
-    /// The run's namespace.
+    /// The run's namespace (`NOMAD_NAMESPACE`).
     pub namespace: &'a str,
-    /// The run's job identity (a dispatched or periodic run's parent).
-    pub job: &'a str,
+    /// The run's own job ID (`NOMAD_JOB_ID`): the token names it, or for a dispatched or
+    /// periodic run its immediate parent.
+    pub instance: &'a str,
 }
 
 /// Verifies `token` against the JWKS document `key_set` alone (nothing fetched or kept): what
@@ -249,7 +250,7 @@ fn checked(
         audience,
         issuer,
         namespace,
-        job,
+        instance,
     } = *expected;
     let algorithm = algorithm_of(key).ok_or_else(|| {
         refused(format!(
@@ -268,7 +269,9 @@ fn checked(
     validation.leeway = LEEWAY;
     validation.validate_nbf = true;
     validation.set_audience(&[audience]);
-    let mut required_claims: HashSet<String> = ["aud".to_owned()].into();
+    // A token without `exp` (an identity without `ttl`) would prove who the job is forever,
+    // to whoever ever saw it: refused.
+    let mut required_claims: HashSet<String> = ["aud".to_owned(), "exp".to_owned()].into();
     if let Some(issuer) = issuer {
         validation.set_issuer(&[issuer]);
         required_claims.insert("iss".to_owned());
@@ -284,6 +287,9 @@ fn checked(
                 Kind::InvalidIssuer => {
                     format!("its issuer is not `{}`", issuer.unwrap_or_default())
                 }
+                Kind::MissingRequiredClaim(claim) if claim == "exp" => "it has no `exp`: it \
+                    would never expire (give the task's identity block a `ttl`)"
+                    .to_owned(),
                 Kind::MissingRequiredClaim(claim) => format!("it has no `{claim}` claim"),
                 Kind::InvalidSignature => format!("its signature does not match key `{kid}`"),
                 _ => reason(&e),
@@ -298,11 +304,15 @@ fn checked(
                 .to_owned(),
         ));
     };
-    if token_namespace != namespace || token_job != job {
+    // Nomad signs a dispatched or periodic run's identity with its immediate parent's ID: one
+    // suffix, never more (a job registered as `victim/dispatch-...` is its own parent, and its
+    // children name it, not `victim`).
+    let own = token_job == instance || crate::policy::parent_of(instance) == Some(token_job);
+    if token_namespace != namespace || !own {
         return Err(Error::denied(format!(
             "the job's workload identity is namespace `{token_namespace}`, job `{token_job}`, \
-             but this run is namespace `{namespace}`, job `{job}`: a token proves only the job \
-             it was made for"
+             but this run is namespace `{namespace}`, job `{instance}`: a token proves only \
+             the job it was made for"
         ))
         .hint(format!(
             "pass the task's own token ({VARIABLE} = \"${{NOMAD_TOKEN_<identity name>}}\")"
@@ -447,6 +457,11 @@ fn reason(error: &jsonwebtoken::errors::Error) -> String {
         }
         other => format!("{other:?}"),
     }
+}
+
+/// Whether the operator configured verification (a key set).
+pub(crate) fn configured(settings: &Settings) -> bool {
+    settings.get(&JWKS_URL).is_some() || settings.get(&JWKS_FILE).is_some()
 }
 
 /// Where the key set comes from.

@@ -123,6 +123,15 @@ pub trait Backend: Sized + Send + Sync + 'static {
         Ok(locator.to_owned())
     }
 
+    /// Whether `settings` exchange a job's verified workload identity for credentials of its
+    /// own in the store (an AWS role, a Vault JWT login). Then, where the operator verifies
+    /// identities, a run without one (and without a credential of the job's) is denied rather
+    /// than served with the node's credentials.
+    fn exchanges_identity(settings: &Settings) -> bool {
+        let _ = settings;
+        false
+    }
+
     /// For `<plugin> check`: proves the backend is reachable and the node's credentials work,
     /// without reading a secret; returns one line saying what was proved. `settings` are the
     /// operator's, as [`Backend::new`] had them.

@@ -193,10 +193,16 @@ impl Policy {
 /// operator named `batch/dispatch-x` is itself.
 pub fn job_identity(job_id: &str) -> &str {
     let mut job = job_id;
-    while let Some(parent) = dispatch_parent(job).or_else(|| periodic_parent(job)) {
+    while let Some(parent) = parent_of(job) {
         job = parent;
     }
     job
+}
+
+/// The immediate parent of a dispatched or periodic run's ID (one suffix removed), as Nomad
+/// records it (`ParentID`, what it signs into the run's workload identity).
+pub fn parent_of(job_id: &str) -> Option<&str> {
+    dispatch_parent(job_id).or_else(|| periodic_parent(job_id))
 }
 
 /// `<parent>` of `<parent>/dispatch-[<prefix>-]<unix>-<8 lowercase hex>`.

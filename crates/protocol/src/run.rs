@@ -282,7 +282,7 @@ fn fetch<B: Backend>(
     std::thread::Builder::new()
         .name("fetch".into())
         .spawn(move || {
-            let outcome = verified_then_allowed(request, &normalised)
+            let outcome = verified_then_allowed::<B>(request, &normalised)
                 .and_then(|request| through_cache::<B>(request, &normalised, started_ms));
             let _ = sender.send(Outcome::Done(outcome));
         })
@@ -307,12 +307,15 @@ fn fetch<B: Backend>(
 
 /// The request once the job's workload identity (if any) is verified and the access policy
 /// lets it read `normalised`; denials are audited.
-fn verified_then_allowed(mut request: Request, normalised: &str) -> Result<Request, Error> {
+fn verified_then_allowed<B: Backend>(
+    mut request: Request,
+    normalised: &str,
+) -> Result<Request, Error> {
     let verified = identity::verify(
         &request.settings,
         request.input.identity_token(),
         &request.namespace,
-        &request.job,
+        &request.instance,
         request.deadline,
     );
     request.identity = match verified {
@@ -322,8 +325,32 @@ fn verified_then_allowed(mut request: Request, normalised: &str) -> Result<Reque
             return Err(denied);
         }
     };
-    if let Some(identity) = &request.identity {
-        audit::verified(identity);
+    match &request.identity {
+        // The token says who the job is: its ID (a dispatched or periodic run's immediate
+        // parent) is the job identity, never one guessed from the shape of `NOMAD_JOB_ID`.
+        Some(identity) => {
+            request.job = identity.job.clone();
+            audit::verified(identity);
+        }
+        None if B::exchanges_identity(&request.settings)
+            && identity::configured(&request.settings)
+            && request.input.credential().is_none()
+            && !request.manual =>
+        {
+            audit::decided("denied");
+            return Err(Error::denied(format!(
+                "the operator gives each job its own credentials for the store (from its \
+                 workload identity), and this run passed no `{}`: the node's credentials are \
+                 never used in its place",
+                identity::VARIABLE
+            ))
+            .hint(format!(
+                "give the task an identity with `env = true` and pass it in the secret's env \
+                 block: {} = \"${{NOMAD_TOKEN_<identity name>}}\"",
+                identity::VARIABLE
+            )));
+        }
+        None => {}
     }
     if let Err(denied) = request.check_policy(normalised) {
         audit::decided("denied");

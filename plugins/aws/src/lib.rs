@@ -63,6 +63,10 @@ impl Backend for AwsBackend {
     }
 
     /// Requests go to AWS over HTTPS with the node's CAs and the operator's `ca_file`.
+    fn exchanges_identity(settings: &Settings) -> bool {
+        nomad_secrets_aws_common::exchanges_identity(settings)
+    }
+
     fn new(settings: &Settings) -> Result<AwsBackend, Error> {
         Transport::https(settings).map(AwsBackend::with_transport)
     }

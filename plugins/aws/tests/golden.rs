@@ -216,7 +216,7 @@ fn a_verified_identity_reads_with_its_own_role() {
     let settings = format!(
         "endpoint_url = \"{m}\"\nsts_endpoint_url = \"{m}\"\nimds_endpoint = \"off\"\n\
          region = \"us-east-1\"\nidentity_jwks_url = \"{}/.well-known/jwks.json\"\n\
-         identity_role_arn = \"arn:aws:iam::123456789012:role/nomad-{{namespace}}-{{job}}\"\n",
+         identity_role_arn = \"arn:aws:iam::123456789012:role/nomad.{{namespace}}.{{job}}\"\n",
         jwks.url(),
         m = moto.endpoint(),
     );
@@ -238,7 +238,7 @@ fn a_verified_identity_reads_with_its_own_role() {
         "/../../tests/moto/assumed_roles.py"
     ));
     assert!(
-        assumed.contains("arn:aws:iam::123456789012:role/nomad-payments-api")
+        assumed.contains("arn:aws:iam::123456789012:role/nomad.payments.api")
             && assumed.contains("nomad.payments.api"),
         "moto's STS saw: {assumed}"
     );
@@ -250,4 +250,85 @@ fn a_verified_identity_reads_with_its_own_role() {
     );
     let odd = plugin.run(&["fetch", "prod/db#password"], &env);
     assert!(odd.stdout.contains("IAM role name"), "{odd:?}");
+}
+
+/// Per-job roles are never optional for the job: with `identity_role_arn` set, a run without a
+/// verified identity is denied rather than served with the node's credentials (a credentials
+/// file here, whose key would show at the recording endpoint), and a template that could give
+/// two jobs one role (`nomad-{namespace}-{job}`: namespace `prod-db`, job `api` against
+/// namespace `prod`, job `db-api`) is refused.
+#[test]
+fn identity_roles_never_fall_back_and_never_collide() {
+    use nomad_secrets_golden::identity::{Signer, claims, key_set};
+    use nomad_secrets_golden::recorder::{Canned, Recorder};
+    let signer = Signer::ed25519("ed-1");
+    let server = Recorder::start(vec![Canned {
+        matches: "/.well-known/jwks.json",
+        status: 200,
+        body: key_set(&[&signer]),
+    }]);
+    let scratch = Scratch::new("aws-identity-node");
+    let credentials = scratch.path().join("credentials");
+    std::fs::write(
+        &credentials,
+        "[default]\naws_access_key_id = AKIANODEEXAMPLE00001\naws_secret_access_key = CANARY-node\n",
+    )
+    .unwrap();
+    let settings = |template: &str| {
+        format!(
+            "endpoint_url = \"{u}\"\nsts_endpoint_url = \"{u}\"\nimds_endpoint = \"off\"\n\
+             region = \"us-east-1\"\nidentity_jwks_url = \"{u}/.well-known/jwks.json\"\n\
+             credentials_file = \"{}\"\nidentity_role_arn = \"{template}\"\n",
+            credentials.display(),
+            u = server.url()
+        )
+    };
+    let run = |plugin: &Plugin, namespace: &str, job: &str, token: Option<String>| {
+        let mut env = nomad_env("fetch", &[]);
+        env.insert("NOMAD_NAMESPACE".into(), namespace.into());
+        env.insert("NOMAD_JOB_ID".into(), job.into());
+        if let Some(token) = token {
+            env.insert("NOMAD_WORKLOAD_IDENTITY".into(), token);
+        }
+        let out = plugin.run(&["fetch", "prod/db#password"], &env);
+        out.check_contract("fetch").unwrap();
+        out.stdout
+    };
+    let good = Plugin::install(
+        Path::new(AWS),
+        "aws",
+        Some(&settings(
+            "arn:aws:iam::123456789012:role/nomad.{namespace}.{job}",
+        )),
+        0o644,
+    );
+    let out = run(&good, "payments", "api", None);
+    assert!(out.contains("passed no `NOMAD_WORKLOAD_IDENTITY`"), "{out}");
+    assert!(
+        !server.received().contains("AKIANODEEXAMPLE00001"),
+        "the node's key reached the store: {}",
+        server.received()
+    );
+    let ambiguous = Plugin::install(
+        Path::new(AWS),
+        "aws",
+        Some(&settings(
+            "arn:aws:iam::123456789012:role/nomad-{namespace}-{job}",
+        )),
+        0o644,
+    );
+    for (namespace, job) in [("prod", "db-api"), ("prod-db", "api")] {
+        server.clear();
+        let out = run(
+            &ambiguous,
+            namespace,
+            job,
+            Some(signer.sign(&claims(namespace, job))),
+        );
+        assert!(
+            out.contains("two jobs could fill in the same role"),
+            "{out}"
+        );
+        assert!(!server.received().contains("AssumeRoleWithWebIdentity"));
+    }
 }

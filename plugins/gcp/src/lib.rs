@@ -76,6 +76,11 @@ impl Backend for GcpBackend {
     }
 
     /// Everything it needs is read from the request's settings when it runs.
+    /// The operator's federation file exchanges a job's verified identity (see `credentials`).
+    fn exchanges_identity(settings: &Settings) -> bool {
+        settings.get(&WORKLOAD_IDENTITY_FILE).is_some()
+    }
+
     fn new(_settings: &Settings) -> Result<GcpBackend, Error> {
         Ok(GcpBackend)
     }

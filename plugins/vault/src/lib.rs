@@ -51,6 +51,11 @@ impl Backend for VaultBackend {
 
     /// Requests go over the network, the client set up for the address in use (the
     /// operator's, or a job's own with its own credentials).
+    /// A JWT role logs a job's verified identity in (see `auth`).
+    fn exchanges_identity(settings: &Settings) -> bool {
+        settings.get(&settings::JWT_ROLE).is_some()
+    }
+
     fn new(_settings: &Settings) -> Result<VaultBackend, Error> {
         Ok(VaultBackend::with_transport(Transport::Network))
     }

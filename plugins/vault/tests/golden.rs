@@ -250,3 +250,38 @@ fn a_verified_identity_logs_in_as_its_job() {
         "{none}"
     );
 }
+
+/// With identity verification on and `jwt_role` set, a run without a token (and without a
+/// credential of its own) is denied: the node's `token_file` never stands in for the job's
+/// login. The recording server plays both the key set server and Vault.
+#[test]
+fn an_identity_login_never_falls_back_to_the_nodes_token() {
+    use nomad_secrets_golden::identity::{Signer, key_set};
+    use nomad_secrets_golden::recorder::{Canned, Recorder};
+    let signer = Signer::ed25519("ed-1");
+    let server = Recorder::start(vec![Canned {
+        matches: "/.well-known/jwks.json",
+        status: 200,
+        body: key_set(&[&signer]),
+    }]);
+    let scratch = Scratch::new("vault-identity-node");
+    let token_file = scratch.path().join("token");
+    std::fs::write(&token_file, "hvs.CANARY-NODE-TOKEN").unwrap();
+    let settings = format!(
+        "address = \"{u}\"\njwt_role = \"secrets\"\ntoken_file = \"{}\"\n\
+         identity_jwks_url = \"{u}/.well-known/jwks.json\"\n",
+        token_file.display(),
+        u = server.url()
+    );
+    let plugin = Plugin::install(VAULT_KV.as_ref(), "vault-kv", Some(&settings), 0o644);
+    let mut env = nomad_env("fetch", &[]);
+    env.insert("NOMAD_NAMESPACE".into(), "payments".into());
+    env.insert("NOMAD_JOB_ID".into(), "api".into());
+    let out = plugin.run(&["fetch", "secret/db#username"], &env);
+    out.check_contract("fetch").unwrap();
+    assert!(
+        out.stdout.contains("passed no `NOMAD_WORKLOAD_IDENTITY`"),
+        "{out:?}"
+    );
+    assert!(!server.received().contains("CANARY-NODE-TOKEN"));
+}
