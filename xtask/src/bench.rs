@@ -39,6 +39,7 @@ impl Contender {
     }
 
     /// The same run under another label.
+    #[cfg_attr(not(feature = "servers"), allow(dead_code))]
     fn clone_as(&self, label: &str) -> Contender {
         Contender {
             label: label.to_owned(),
@@ -374,6 +375,28 @@ fn identity_contenders(
     Ok(contenders)
 }
 
+/// The tables that start test servers, in the plain build (which runs `demo` only and re-runs
+/// every other task with the servers; see `with_servers` in main.rs).
+#[cfg(not(feature = "servers"))]
+mod without_servers {
+    use super::Result;
+    const WHY: &str = "built without the test servers: run it through `cargo xtask`";
+    pub fn command_table(_: &mut String, _: usize, _: &std::path::Path) -> Result {
+        Err(WHY.into())
+    }
+    pub fn vault_table(
+        _: &mut String,
+        _: &mut Vec<String>,
+        _: Option<usize>,
+        _: &std::path::Path,
+    ) -> Result {
+        Err(WHY.into())
+    }
+    pub use vault_table as gcp_table;
+}
+#[cfg(not(feature = "servers"))]
+use without_servers::{command_table, gcp_table, vault_table};
+
 /// Writes `path` to disk and drops it from the page cache, so it is measured as a client runs it
 /// after boot. A file just written sits in the page cache in large folios, and the kernel then
 /// maps more of it on each fault: the aws plugin's fingerprint measured 2.37 MB fresh from
@@ -523,6 +546,7 @@ fn aws_table(
 
 /// A sops-encrypted file read through the `command` plugin, beside `sops decrypt` run alone:
 /// the plugin's own overhead on a real CLI.
+#[cfg(feature = "servers")]
 fn command_table(report: &mut String, runs: usize, secrets: &std::path::Path) -> Result {
     use nomad_secrets_golden::tools::{sops, sops_fixtures};
     let work = secrets.join("../command-bench");
@@ -671,6 +695,7 @@ fn ssm_table(
 }
 
 /// `vault-kv fetch` against the Vault API double, beside one `curl` request (the floor).
+#[cfg(feature = "servers")]
 fn vault_table(
     report: &mut String,
     loads: &mut Vec<String>,
@@ -801,6 +826,7 @@ fn vault_table(
 /// `gcp fetch` against drongo (Secret Manager's REST API on 127.0.0.1), with the job's token and
 /// with a service-account key (which signs a JWT per run), beside one `curl` request with a
 /// bearer token (the floor) and Google's Python client (`google-cloud-secret-manager`, REST).
+#[cfg(feature = "servers")]
 fn gcp_table(
     report: &mut String,
     loads: &mut Vec<String>,

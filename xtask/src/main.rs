@@ -34,6 +34,9 @@ use std::process::{Command, ExitCode};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if !cfg!(feature = "servers") && !matches!(args.first().map(String::as_str), Some("demo")) {
+        return with_servers(&args);
+    }
     let result = match args.first().map(String::as_str) {
         Some("install") => install::run(&args[1..]),
         Some("dist") => dist::run(),
@@ -58,6 +61,32 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs this task again in an xtask built with the test servers (`--features servers`). The
+/// plain build holds only what `demo` needs, so that a fresh clone's first command does not
+/// compile the test servers' dependencies (TLS, key generation, JWTs): seconds, not minutes.
+fn with_servers(args: &[String]) -> ExitCode {
+    let status = cargo()
+        .args([
+            "run",
+            "--quiet",
+            "--package",
+            "xtask",
+            "--features",
+            "servers",
+            "--",
+        ])
+        .args(args)
+        .status();
+    match status {
+        Ok(status) if status.success() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("xtask: cannot run cargo: {e}");
             ExitCode::FAILURE
         }
     }
