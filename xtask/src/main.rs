@@ -9,6 +9,7 @@
 //! - `bench`: fingerprint and fetch cost against the programs users would otherwise run.
 //! - `moto`: installs the AWS emulator the aws plugin's tests run against.
 //! - `tidy`: what each plugin must have besides code (cases, settings, docs, fuzz targets).
+//! - `fleet`: a cluster's mass start against a throttling store (see `fleet.rs`).
 //! - `leak`, `faults`, `fuzz`, `load`: the hostile-input suites, each on its own, summarised
 //!   in `target/suites/` (README, "Hostile input, faults and load").
 #![allow(
@@ -20,6 +21,8 @@
 mod bench;
 mod demo;
 mod dist;
+#[cfg(feature = "servers")]
+mod fleet;
 mod fuzz;
 mod install;
 mod moto;
@@ -48,12 +51,16 @@ fn main() -> ExitCode {
         Some("leak") => suites::leak(),
         Some("faults") => suites::faults(),
         Some("load") => bench::run(&["--load-only".into()]),
+        #[cfg(feature = "servers")]
+        Some("fleet") => fleet::run(&args[1..]),
         Some("tidy") => tidy::run(),
         Some("readme") => tidy::write_readme(),
         Some("order") => order::run(),
         _ => Err(
             "usage: cargo xtask <install --plugin-dir DIR | dist | demo | test | bench [--runs N] | moto \
-             | leak | faults | fuzz [--seconds N] [--target NAME] [--save] | load | tidy | readme | order>"
+             | leak | faults | fuzz [--seconds N] [--target NAME] [--save] | load \
+             | fleet [--nodes N] [--allocs M] [--secrets K] [--rate R] [--store openbao|aws-ssm] \
+             | tidy | readme | order>"
                 .into(),
         ),
     };
