@@ -15,7 +15,7 @@ use nomad_secrets_protocol::settings::unreadable;
 use nomad_secrets_protocol::{Error, Key, Settings};
 use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
 
-use crate::{CA_FILE, TlsFailure, operator_cas, tls_failure};
+use crate::{Budget, CA_FILE, TlsFailure, operator_cas, tls_failure};
 
 /// The client certificate chain for mTLS.
 pub const CLIENT_CERT_FILE: Key<Path> =
@@ -191,6 +191,29 @@ pub fn read_pem(setting: &str, file: &Path) -> Result<Vec<u8>, Error> {
     std::fs::read(file).map_err(|e| unreadable(setting, file, &e))
 }
 
+/// Sends one call with the shared [`Budget`]'s retries: `attempt` sends it once (bounded by
+/// [`Budget::attempt`], and following a redirect itself if the backend allows one: that is not
+/// another attempt); an outcome that `transient` accepts is tried again after the budget's
+/// backoff while attempts and time remain ([`Budget::retry_after`]), anything else is the
+/// answer. What is transient is the backend's to say (statuses such as 429 or 503, an
+/// [`ErrorKind::Unavailable`](nomad_secrets_protocol::ErrorKind::Unavailable) error), and so is
+/// never retrying at all (an in-memory store, whose answer would not change).
+pub fn retrying<T>(
+    budget: &Budget,
+    mut attempt: impl FnMut() -> Result<T, Error>,
+    transient: impl Fn(&Result<T, Error>) -> bool,
+) -> Result<T, Error> {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let outcome = attempt();
+        match budget.retry_after(attempts) {
+            Some(wait) if transient(&outcome) => std::thread::sleep(wait),
+            _ => return outcome,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,6 +251,55 @@ mod tests {
             failure(&io(ErrorKind::Other, "tls handshake certificate")),
             Failure::Connect("tls handshake certificate".into())
         );
+    }
+
+    #[test]
+    fn retries_what_is_transient_while_the_budget_allows() {
+        use std::time::{Duration, Instant};
+        let far = Budget::new(Instant::now() + Duration::from_secs(60));
+        let mut sent = 0;
+        let outcome = retrying(
+            &far,
+            || {
+                sent += 1;
+                Err::<(), _>(Error::unavailable("refused"))
+            },
+            |_| true,
+        );
+        assert!(outcome.is_err());
+        assert_eq!(sent, Budget::ATTEMPTS);
+        let mut sent = 0;
+        let outcome = retrying(
+            &far,
+            || {
+                sent += 1;
+                Ok::<_, Error>(if sent < 2 { 503 } else { 200 })
+            },
+            |outcome| matches!(outcome, Ok(503)),
+        );
+        assert_eq!((outcome.unwrap(), sent), (200, 2));
+        let mut sent = 0;
+        let outcome = retrying(
+            &far,
+            || {
+                sent += 1;
+                Ok::<_, Error>(404)
+            },
+            |outcome| matches!(outcome, Ok(503)),
+        );
+        assert_eq!((outcome.unwrap(), sent), (404, 1));
+        // No time left for another attempt: the first outcome is the answer.
+        let near = Budget::new(Instant::now() + Duration::from_millis(350));
+        let mut sent = 0;
+        let _ = retrying(
+            &near,
+            || {
+                sent += 1;
+                Ok::<_, Error>(503)
+            },
+            |_| true,
+        );
+        assert_eq!(sent, 1);
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //!
 //! Every request carries `X-Vault-Request: true` (required by Vault Agent/Proxy with
 //! `require_request_header`) and, when set, `X-Vault-Token` and `X-Vault-Namespace`. Retried
-//! with backoff, as Vault's own client does: connection errors, 412 (Enterprise eventual
-//! consistency), 429 (rate-limit quota) and 500/502/503/504; never 501, 400, 403, 404 or 405.
+//! by the shared loop ([`rest::retrying`]) with the budget's backoff, as Vault's own client
+//! does: connection errors, 412 (Enterprise eventual consistency), 429 (rate-limit quota) and
+//! 500/502/503/504; never 501, 400, 403, 404 or 405.
 //! A standby node's 307 is followed once, same method and body. Bodies are read up to 1 MiB.
 
 use std::sync::Arc;
@@ -150,33 +151,34 @@ impl Vault {
     ) -> Result<Answer, Error> {
         let mut url = format!("{}/v1/{}", self.base, path.trim_start_matches('/'));
         let mut redirected = false;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let result = self.once(method, &url, token, namespace, body);
-            let retry = match &result {
-                Ok(answer) if answer.status == 307 && !redirected => {
-                    // A standby sends the same request to the active node: another host, the
-                    // same path. A redirect to another path (Vault cleaning one, or anything
-                    // else) is never followed: the access policy checked this one.
-                    let same_path = |location: &&str| path_of(location) == path_of(&url);
-                    if let Some(location) = answer.body["location"].as_str().filter(same_path) {
-                        url = location.to_owned();
-                        redirected = true;
-                        attempt -= 1;
-                        continue;
-                    }
-                    false
+        let send = || loop {
+            let answer = self.once(method, &url, token, namespace, body);
+            if let Ok(answer) = &answer
+                && answer.status == 307
+                && !redirected
+            {
+                // A standby sends the same request to the active node: another host, the
+                // same path. A redirect to another path (Vault cleaning one, or anything
+                // else) is never followed: the access policy checked this one. Following it
+                // is the same attempt.
+                let same_path = |location: &&str| path_of(location) == path_of(&url);
+                if let Some(location) = answer.body["location"].as_str().filter(same_path) {
+                    url = location.to_owned();
+                    redirected = true;
+                    continue;
                 }
-                Ok(answer) => matches!(answer.status, 412 | 429 | 500 | 502 | 503 | 504),
-                Err(error) => error.kind() == ErrorKind::Unavailable,
-            };
-            let retries = matches!(self.link, Link::Agent(_));
-            match self.budget.retry_after(attempt) {
-                Some(wait) if retry && retries => std::thread::sleep(wait),
-                _ => return result,
             }
-        }
+            return answer;
+        };
+        // In memory, an answer would not change: never retried.
+        let retries = matches!(self.link, Link::Agent(_));
+        rest::retrying(&self.budget, send, |answer| {
+            retries
+                && match answer {
+                    Ok(answer) => matches!(answer.status, 412 | 429 | 500 | 502 | 503 | 504),
+                    Err(error) => error.kind() == ErrorKind::Unavailable,
+                }
+        })
     }
 
     fn once(
