@@ -284,18 +284,13 @@ fn session_name_of(namespace: &str, job: &str) -> String {
     name(job)
 }
 
-/// Runs `future` on a current-thread runtime that is shut down without waiting: a task stuck
-/// in a DNS lookup must not keep the process alive.
+/// Runs `future` with the shared [`block_on`](nomad_secrets_net::runtime::block_on). Not cut
+/// there: the SDK's own operation timeouts, set from the same budget (see `client`), end the
+/// call in time and name the endpoint that did not answer.
 pub fn block_on<T>(
     future: impl std::future::Future<Output = Result<T, Error>>,
 ) -> Result<T, Error> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::unavailable(format!("cannot start the async runtime: {e}")))?;
-    let result = runtime.block_on(future);
-    runtime.shutdown_background();
-    result
+    nomad_secrets_net::runtime::block_on(future, nomad_secrets_net::runtime::Bound::Client)
 }
 
 /// The bounded configuration for one fetch of `service`: the `?role=` the operator allows, the

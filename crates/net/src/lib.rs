@@ -5,7 +5,9 @@
 //!   file holding no certificate is a settings error naming the file, never a client's panic or
 //!   a silent trust of nothing;
 //! - [`rest`] (feature `rest`): the HTTP client of REST backends, set up from the operator's TLS
-//!   settings, its failures classified by type;
+//!   settings, its failures classified by type, and the retry loop under the [`Budget`];
+//! - [`runtime`] (feature `runtime`): `block_on`, how a plugin runs an async SDK's call under
+//!   the deadline;
 //! - [`tls_failure`]: the TLS failure behind a connection error, found by type in the error's
 //!   source chain (rustls's own error, or the I/O error a TLS stream wraps it in), never by
 //!   matching words in a message; [`cause`] for any other type (an SDK's credentials error).
@@ -13,6 +15,8 @@
 
 #[cfg(feature = "rest")]
 pub mod rest;
+#[cfg(feature = "runtime")]
+pub mod runtime;
 
 use std::error::Error as StdError;
 use std::path::Path;

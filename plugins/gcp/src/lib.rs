@@ -23,6 +23,7 @@ use google_cloud_gax::options::RequestOptionsBuilder as _;
 use google_cloud_gax::retry_policy::{Aip194Strict, RetryPolicyExt as _};
 use google_cloud_secretmanager_v1::client::SecretManagerService;
 use nomad_secrets_net::Budget;
+use nomad_secrets_net::runtime::Bound;
 use nomad_secrets_protocol::{Backend, Error, ErrorKind, Key, Request, Secrets, Setting, Settings};
 
 /// The `gcp` plugin.
@@ -221,7 +222,9 @@ pub(crate) fn backoff() -> google_cloud_gax::exponential_backoff::ExponentialBac
         .clamp()
 }
 
-/// Runs `future` on a current-thread runtime, ending it when the deadline's [`Budget`] is spent.
+/// Runs `future` with the shared [`block_on`](nomad_secrets_net::runtime::block_on), cut when
+/// the deadline's [`Budget`] is spent: Google's retry loop and token sources have no bound of
+/// their own that covers a whole call.
 fn block_on<T>(
     future: impl std::future::Future<Output = Result<T, Error>>,
     deadline: Instant,
@@ -229,20 +232,17 @@ fn block_on<T>(
     // Built without aws-lc: every TLS client here (Secret Manager's, the token sources') uses
     // ring, installed before the first is made.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::unavailable(format!("cannot start the async runtime: {e}")))?;
-    let left = Budget::new(deadline).left();
-    let result = runtime.block_on(async { tokio::time::timeout(left, future).await });
-    runtime.shutdown_background();
-    result.unwrap_or_else(|_| {
-        Err(Error::new(
-            ErrorKind::Timeout,
-            "Secret Manager (or the credentials' token source) did not answer in time",
-        )
-        .hint("check that this node can reach Google's endpoints, or `endpoint_url` and `metadata_endpoint`"))
-    })
+    let bound = Bound::Budget {
+        deadline,
+        timed_out: || {
+            Error::new(
+                ErrorKind::Timeout,
+                "Secret Manager (or the credentials' token source) did not answer in time",
+            )
+            .hint("check that this node can reach Google's endpoints, or `endpoint_url` and `metadata_endpoint`")
+        },
+    };
+    nomad_secrets_net::runtime::block_on(future, bound)
 }
 
 /// CRC32C (Castagnoli), the checksum Secret Manager gives a payload.
