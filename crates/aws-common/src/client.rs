@@ -94,6 +94,9 @@ pub struct Setup {
     pub manual: bool,
     /// The job's own credential in use, if any (see `job_env`), for messages.
     pub job_credential: Option<&'static str>,
+    /// The run's deadline: a throttled call is retried until its budget runs out (see
+    /// `throttle`).
+    pub deadline: Instant,
 }
 
 /// A role to assume with the node's (or job's) credentials, allowed by the operator.
@@ -256,6 +259,7 @@ pub async fn config(
             Some(_) => Some("workload identity"),
             None => call.job_credential,
         },
+        deadline,
     };
     Ok((sdk.build(), setup))
 }

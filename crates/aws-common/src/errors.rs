@@ -127,13 +127,17 @@ fn common_code(code: Option<&str>, message: &str, setup: &Setup) -> Error {
             | "SignatureDoesNotMatch",
         ) => Error::denied(format!("AWS rejected the credentials: {message}"))
             .hint("check the access key, secret key and session token, and their expiry"),
-        Some("ThrottlingException" | "Throttling" | "TooManyRequestsException") => {
-            Error::unavailable(format!(
-                "AWS throttled the request {} times: {message}",
-                nomad_secrets_net::Budget::ATTEMPTS
-            ))
-            .hint("many fetches at once; try again, or raise the account's API quota")
-        }
+        Some(code) if crate::throttle::CODES.contains(&code) => Error::unavailable(format!(
+            "AWS {} is throttling: it still answered `{code}` when the run's deadline left no \
+             room to wait again ({message})",
+            setup.service.name
+        ))
+        .hint(
+            "the operator's `cache_ttl` makes a node ask once per job and secret (and \
+             `cache_max_stale` serves the last value while the store throttles); a longer \
+             `deadline` (Nomad 2.x allows 60 s) leaves more room to wait; or raise the account's \
+             API quota",
+        ),
         Some("InternalServerError" | "InternalServiceError" | "InternalFailure") => {
             Error::unavailable(format!(
                 "AWS {} failed in `{}`: {message}",

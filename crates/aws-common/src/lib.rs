@@ -13,6 +13,7 @@
 pub mod client;
 pub mod errors;
 pub mod job_env;
+pub mod throttle;
 pub mod transport;
 
 use std::time::Instant;
@@ -175,19 +176,26 @@ pub fn exchanges_identity(settings: &Settings) -> bool {
 /// namespace `prod-db`, job `api` never fills in as namespace `prod`, job `db-api`.
 fn check_role_template(template: &str) -> Result<(), Error> {
     let refuse = |why: &str| {
-        Err(Error::settings(format!("`identity_role_arn` `{template}` {why}")).hint(
-            "write it like `arn:aws:iam::123456789012:role/nomad.{namespace}.{job}`: `.` \
+        Err(
+            Error::settings(format!("`identity_role_arn` `{template}` {why}")).hint(
+                "write it like `arn:aws:iam::123456789012:role/nomad.{namespace}.{job}`: `.` \
              cannot be part of a namespace, so every job fills in a role of its own",
-        ))
+            ),
+        )
     };
     let (Some(ns), Some(job)) = (template.find("{namespace}"), template.find("{job}")) else {
-        return refuse("must name both {namespace} and {job}: jobs of one name in two namespaces are two jobs");
+        return refuse(
+            "must name both {namespace} and {job}: jobs of one name in two namespaces are two jobs",
+        );
     };
     let between = match ns < job {
         true => &template[ns + "{namespace}".len()..job],
         false => &template[job + "{job}".len()..ns],
     };
-    if !between.chars().any(|c| !(c.is_ascii_alphanumeric() || c == '-')) {
+    if !between
+        .chars()
+        .any(|c| !(c.is_ascii_alphanumeric() || c == '-'))
+    {
         return refuse(
             "puts {namespace} and {job} side by side with only letters, digits or `-` between \
              them: two jobs could fill in the same role",

@@ -19,6 +19,7 @@ pub mod rest;
 pub mod runtime;
 
 use std::error::Error as StdError;
+pub mod throttle;
 use std::path::Path;
 use std::time::{Duration, Instant};
 

@@ -14,6 +14,7 @@ mod errors;
 pub mod keys;
 pub mod names;
 
+use nomad_secrets_aws_common::throttle::patiently;
 use std::time::{Duration, Instant};
 
 use aws_sdk_ssm::types::ParameterType;
@@ -110,13 +111,15 @@ async fn get_parameter(
         Some(selector) => format!("{name}:{selector}"),
         None => name.to_owned(),
     };
-    let output = client
-        .get_parameter()
-        .name(&asked)
-        .with_decryption(true)
-        .send()
-        .await
-        .map_err(|e| errors::describe(e, name, selector.as_deref(), setup))?;
+    let output = patiently(setup.deadline, || {
+        client
+            .get_parameter()
+            .name(&asked)
+            .with_decryption(true)
+            .send()
+    })
+    .await
+    .map_err(|e| errors::describe(e, name, selector.as_deref(), setup))?;
     let parameter = output.parameter().ok_or_else(|| {
         Error::unavailable(format!(
             "`{}` answered without the parameter `{name}`",
@@ -155,16 +158,19 @@ async fn get_parameters_by_path(
             ))
             .hint("read a narrower prefix, or ask the operator to raise `deadline`"));
         }
-        let page = client
-            .get_parameters_by_path()
-            .path(prefix)
-            .recursive(true)
-            .with_decryption(true)
-            .max_results(PAGE)
-            .set_next_token(next_token.take())
-            .send()
-            .await
-            .map_err(|e| errors::describe_path(e, prefix, setup))?;
+        let token = next_token.take();
+        let page = patiently(setup.deadline, || {
+            client
+                .get_parameters_by_path()
+                .path(prefix)
+                .recursive(true)
+                .with_decryption(true)
+                .max_results(PAGE)
+                .set_next_token(token.clone())
+                .send()
+        })
+        .await
+        .map_err(|e| errors::describe_path(e, prefix, setup))?;
         pages += 1;
         for parameter in page.parameters() {
             let name = parameter.name().unwrap_or_default();

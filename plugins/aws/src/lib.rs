@@ -17,6 +17,7 @@
 
 mod errors;
 #[doc(hidden)]
+use nomad_secrets_aws_common::throttle::patiently;
 use nomad_secrets_aws_common::{Service, Setup, Transport};
 use nomad_secrets_protocol::{Backend, Error, Request, Secrets, Setting, Settings};
 
@@ -108,14 +109,16 @@ async fn read_secret(
         (None, None) => Some("AWSCURRENT"),
         (stage, _) => stage,
     };
-    let output = client
-        .get_secret_value()
-        .secret_id(asked.id)
-        .set_version_stage(stage.map(str::to_owned))
-        .set_version_id(asked.version_id.map(str::to_owned))
-        .send()
-        .await
-        .map_err(|e| errors::describe(e, asked, setup))?;
+    let output = patiently(setup.deadline, || {
+        client
+            .get_secret_value()
+            .secret_id(asked.id)
+            .set_version_stage(stage.map(str::to_owned))
+            .set_version_id(asked.version_id.map(str::to_owned))
+            .send()
+    })
+    .await
+    .map_err(|e| errors::describe(e, asked, setup))?;
     let size = output.secret_string.as_ref().map_or(0, String::len)
         + output
             .secret_binary
