@@ -198,20 +198,45 @@ pub fn read_pem(setting: &str, file: &Path) -> Result<Vec<u8>, Error> {
 /// answer. What is transient is the backend's to say (statuses such as 429 or 503, an
 /// [`ErrorKind::Unavailable`](nomad_secrets_protocol::ErrorKind::Unavailable) error), and so is
 /// never retrying at all (an in-memory store, whose answer would not change).
+///
+/// A [`Retry::Throttled`] outcome (HTTP 429, a rate-limit quota) is not a failure but the
+/// store asking callers to spread out: it is tried again after a full-jitter wait
+/// ([`crate::throttle`]) for as long as the budget has room, and does not use up attempts.
 pub fn retrying<T>(
     budget: &Budget,
     mut attempt: impl FnMut() -> Result<T, Error>,
-    transient: impl Fn(&Result<T, Error>) -> bool,
+    retry: impl Fn(&Result<T, Error>) -> Retry,
 ) -> Result<T, Error> {
-    let mut attempts = 0;
+    let (mut attempts, mut throttled) = (0, 0);
     loop {
-        attempts += 1;
         let outcome = attempt();
-        match budget.retry_after(attempts) {
-            Some(wait) if transient(&outcome) => std::thread::sleep(wait),
-            _ => return outcome,
+        let wait = match retry(&outcome) {
+            Retry::Answer => None,
+            Retry::Transient => {
+                attempts += 1;
+                budget.retry_after(attempts)
+            }
+            Retry::Throttled => {
+                throttled += 1;
+                crate::throttle::wait(budget, throttled)
+            }
+        };
+        match wait {
+            Some(wait) => std::thread::sleep(wait),
+            None => return outcome,
         }
     }
+}
+
+/// What [`retrying`] does with an outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// It is the answer.
+    Answer,
+    /// A transient failure (a 5xx, no answer): tried again within [`Budget::ATTEMPTS`].
+    Transient,
+    /// The store throttles: tried again after a full-jitter wait while the budget has room.
+    Throttled,
 }
 
 #[cfg(test)]
@@ -264,7 +289,7 @@ mod tests {
                 sent += 1;
                 Err::<(), _>(Error::unavailable("refused"))
             },
-            |_| true,
+            |_| Retry::Transient,
         );
         assert!(outcome.is_err());
         assert_eq!(sent, Budget::ATTEMPTS);
@@ -275,7 +300,10 @@ mod tests {
                 sent += 1;
                 Ok::<_, Error>(if sent < 2 { 503 } else { 200 })
             },
-            |outcome| matches!(outcome, Ok(503)),
+            |outcome| match outcome {
+                Ok(503) => Retry::Transient,
+                _ => Retry::Answer,
+            },
         );
         assert_eq!((outcome.unwrap(), sent), (200, 2));
         let mut sent = 0;
@@ -285,7 +313,10 @@ mod tests {
                 sent += 1;
                 Ok::<_, Error>(404)
             },
-            |outcome| matches!(outcome, Ok(503)),
+            |outcome| match outcome {
+                Ok(503) => Retry::Transient,
+                _ => Retry::Answer,
+            },
         );
         assert_eq!((outcome.unwrap(), sent), (404, 1));
         // No time left for another attempt: the first outcome is the answer.
@@ -297,9 +328,38 @@ mod tests {
                 sent += 1;
                 Ok::<_, Error>(503)
             },
-            |_| true,
+            |_| Retry::Transient,
         );
         assert_eq!(sent, 1);
+    }
+
+    #[test]
+    fn throttling_is_waited_out_beyond_the_attempts_while_the_budget_allows() {
+        use std::time::{Duration, Instant};
+        let far = Budget::new(Instant::now() + Duration::from_secs(60));
+        let mut sent = 0;
+        let outcome = retrying(
+            &far,
+            || {
+                sent += 1;
+                Ok::<_, Error>(if sent <= 5 { 429 } else { 200 })
+            },
+            |outcome| match outcome {
+                Ok(429) => Retry::Throttled,
+                _ => Retry::Answer,
+            },
+        );
+        assert_eq!(
+            (outcome.unwrap(), sent),
+            (200, 6),
+            "more rounds than ATTEMPTS"
+        );
+        // Until the budget runs out, then the throttled answer is the answer.
+        let soon = Budget::new(Instant::now() + Duration::from_millis(1500));
+        let started = Instant::now();
+        let outcome = retrying(&soon, || Ok::<_, Error>(429), |_| Retry::Throttled);
+        assert_eq!(outcome.unwrap(), 429);
+        assert!(started.elapsed() < Duration::from_millis(1500));
     }
 
     #[test]

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use nomad_secrets_net::rest::{self, Failure};
+use nomad_secrets_net::rest::{self, Failure, Retry};
 use nomad_secrets_net::{Budget, TlsFailure};
 use nomad_secrets_protocol::{Error, ErrorKind, Settings};
 use serde_json::Value;
@@ -172,12 +172,13 @@ impl Vault {
         };
         // In memory, an answer would not change: never retried.
         let retries = matches!(self.link, Link::Agent(_));
-        rest::retrying(&self.budget, send, |answer| {
-            retries
-                && match answer {
-                    Ok(answer) => matches!(answer.status, 412 | 429 | 500 | 502 | 503 | 504),
-                    Err(error) => error.kind() == ErrorKind::Unavailable,
-                }
+        rest::retrying(&self.budget, send, |answer| match answer {
+            _ if !retries => Retry::Answer,
+            // A rate-limit quota: the store asks callers to spread out.
+            Ok(answer) if answer.status == 429 => Retry::Throttled,
+            Ok(answer) if matches!(answer.status, 412 | 500 | 502 | 503 | 504) => Retry::Transient,
+            Err(error) if error.kind() == ErrorKind::Unavailable => Retry::Transient,
+            _ => Retry::Answer,
         })
     }
 

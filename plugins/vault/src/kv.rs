@@ -210,7 +210,7 @@ fn confirm_when_throttled(
                 Err(_) => "lookup-self failed".to_owned(),
             }
         ))
-        .hint("try again once the rate limit allows it; check that the token is still valid")),
+        .hint("the operator's `cache_ttl` makes a node ask once per job and secret, and a longer `deadline` leaves more room to wait; check that the token is still valid")),
     }
 }
 
@@ -496,9 +496,14 @@ fn failure(answer: &Answer, path: &str, address: &str, assumed: &str) -> Error {
         503 if errors.contains("sealed") => sealed(address),
         400 => Error::invalid_path(format!("Vault refused the request for `{path}`: {errors}")),
         429 => Error::unavailable(format!(
-            "Vault's rate limit refused `{path}` after retries: {errors}"
+            "Vault is throttling: its rate limit still refused `{path}` when the run's deadline \
+             left no room to wait again: {errors}"
         ))
-        .hint("many fetches at once; try again, or raise the rate-limit quota"),
+        .hint(
+            "the operator's `cache_ttl` makes a node ask once per job and secret; a longer \
+             `deadline` (Nomad 2.x allows 60 s) leaves more room to wait; or raise the \
+             rate-limit quota",
+        ),
         301 | 302 | 303 | 307 | 308 => Error::unavailable(format!(
             "Vault (or what answers at `{address}`) redirected the read of `{path}` to another path, which is never followed: the access policy checked this one"
         ))
