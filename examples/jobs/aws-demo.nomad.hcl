@@ -13,12 +13,23 @@ job "aws-demo" {
         args    = ["-c", "test -n \"$DB_PASSWORD\" && echo got the password for $DB_USER"]
       }
 
+      # The task's workload identity, handed to the plugin below: where the operator verifies
+      # identities (identity_jwks_url in the plugin's settings), it proves which job asks, and
+      # may be exchanged for credentials of the job's own (docs/identity.md).
+      identity {
+        name = "secrets"
+        aud  = ["nomad-secrets"]
+        env  = true
+        ttl  = "1h"
+      }
+
       # A JSON secret: one key per field.
       secret "db" {
         provider = "aws"
         path     = "prod/db"
 
         env {
+          NOMAD_WORKLOAD_IDENTITY = "${NOMAD_TOKEN_secrets}"
           AWS_REGION = "us-east-2"
         }
       }

@@ -14,6 +14,16 @@ job "aws-ssm-demo" {
         args    = ["-c", "test -n \"$DB_PASSWORD\" && echo connecting to $DB_HOST as $DB_USER"]
       }
 
+      # The task's workload identity, handed to the plugin below: where the operator verifies
+      # identities (identity_jwks_url in the plugin's settings), it proves which job asks, and
+      # may be exchanged for credentials of the job's own (docs/identity.md).
+      identity {
+        name = "secrets"
+        aud  = ["nomad-secrets"]
+        env  = true
+        ttl  = "1h"
+      }
+
       # A whole hierarchy, without knowing its names in advance: /app/prod/db/password becomes
       # the key db_password, /app/prod/db/user db_user (every character outside [A-Za-z0-9_-]
       # below the prefix is written _).
@@ -22,6 +32,7 @@ job "aws-ssm-demo" {
         path     = "/app/prod/"
 
         env {
+          NOMAD_WORKLOAD_IDENTITY = "${NOMAD_TOKEN_secrets}"
           AWS_REGION = "us-east-2"
         }
       }

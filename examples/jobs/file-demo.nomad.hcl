@@ -13,10 +13,24 @@ job "file-demo" {
         args    = ["-c", "echo connecting as $DB_USER to $DB_HOST; test -n \"$DB_PASSWORD\""]
       }
 
+      # The task's workload identity, handed to the plugin below: where the operator verifies
+      # identities (identity_jwks_url in the plugin's settings), it proves which job asks, and
+      # may be exchanged for credentials of the job's own (docs/identity.md).
+      identity {
+        name = "secrets"
+        aud  = ["nomad-secrets"]
+        env  = true
+        ttl  = "1h"
+      }
+
       # /etc/nomad-secrets/db.json: {"username": "...", "password": "...", "host": "..."}
       secret "db" {
         provider = "file"
         path     = "db.json"
+
+        env {
+          NOMAD_WORKLOAD_IDENTITY = "${NOMAD_TOKEN_secrets}"
+        }
       }
 
       # One key of a dotenv file.

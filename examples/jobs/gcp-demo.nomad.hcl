@@ -13,10 +13,24 @@ job "gcp-demo" {
         args    = ["-c", "test -n \"$DB_PASSWORD\" && echo got the password"]
       }
 
+      # The task's workload identity, handed to the plugin below: where the operator verifies
+      # identities (identity_jwks_url in the plugin's settings), it proves which job asks, and
+      # may be exchanged for credentials of the job's own (docs/identity.md).
+      identity {
+        name = "secrets"
+        aud  = ["nomad-secrets"]
+        env  = true
+        ttl  = "1h"
+      }
+
       # The latest version of a JSON secret of the configured project: one key per field.
       secret "db" {
         provider = "gcp"
         path     = "payments-db"
+
+        env {
+          NOMAD_WORKLOAD_IDENTITY = "${NOMAD_TOKEN_secrets}"
+        }
       }
 
       # A pinned version of a regional secret, with the job's own access token.

@@ -13,10 +13,24 @@ job "vault-kv-demo" {
         args    = ["-c", "test -n \"$DB_PASSWORD\" && echo got the password for $DB_USER"]
       }
 
+      # The task's workload identity, handed to the plugin below: where the operator verifies
+      # identities (identity_jwks_url in the plugin's settings), it proves which job asks, and
+      # may be exchanged for credentials of the job's own (docs/identity.md).
+      identity {
+        name = "secrets"
+        aud  = ["nomad-secrets"]
+        env  = true
+        ttl  = "1h"
+      }
+
       # KV v2 at secret/, read with the node's credentials (operator settings).
       secret "db" {
         provider = "vault-kv"
         path     = "secret/payments/db"
+
+        env {
+          NOMAD_WORKLOAD_IDENTITY = "${NOMAD_TOKEN_secrets}"
+        }
       }
 
       # A pinned version of one key, logged in with the job's own JWT (Vault checks its claims
