@@ -220,17 +220,7 @@ pub async fn config(
         ))
         .hint("an AWS region is lowercase letters, digits and dashes, like `eu-west-1`"));
     }
-    let base = base(
-        transport,
-        settings,
-        &plan,
-        deadline,
-        call.role,
-        region,
-        call.job_credential,
-        call.web_identity,
-    )
-    .await?;
+    let base = base(transport, settings, &plan, deadline, call, region).await?;
     let mut sdk = base.sdk.into_builder();
     if let Some(url) = &plan.endpoint_url {
         sdk = sdk.endpoint_url(url);
@@ -370,17 +360,17 @@ struct Base {
     region: Region,
 }
 
-/// Resolves the region (which may ask IMDS) and assembles the credentials chain.
+/// Resolves the region (which may ask IMDS) and assembles the credentials chain for `call`
+/// (its role, the job's credential or verified identity).
 async fn base(
     transport: &Transport,
     settings: &Settings,
     plan: &Plan,
     deadline: Instant,
-    role: Option<&Role>,
+    call: &Call<'_>,
     region: Option<&str>,
-    job_credential: Option<&str>,
-    web_identity: Option<&WebIdentity>,
 ) -> Result<Base, Error> {
+    let (role, job_credential, web_identity) = (call.role, call.job_credential, call.web_identity);
     let http = &transport.http;
     let provider = ProviderConfig::without_region()
         .with_http_client(http.clone())
