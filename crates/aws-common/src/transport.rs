@@ -3,9 +3,10 @@
 //! itself, for tests and fuzz targets that run the plugin's whole fetch without a network.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
     SharedHttpConnector,
@@ -36,8 +37,9 @@ pub struct Transport {
 
 impl Transport {
     /// HTTPS trusting the node's CA store plus the operator's `ca_file` (never a job's:
-    /// `SSL_CERT_FILE` is refused in `job_env`). Rustls with ring, not aws-lc, whose jitter
-    /// entropy cost 37 ms of CPU per process.
+    /// `SSL_CERT_FILE` is refused in `job_env`), and plain HTTP for `http://` endpoints. Rustls
+    /// with ring, not aws-lc, whose jitter entropy cost 37 ms of CPU per process. The `ca_file`
+    /// is checked here; the node's store is read on the first HTTPS request only.
     pub fn https(settings: &Settings) -> Result<Transport, Error> {
         Ok(Transport {
             http: tls_client(settings.get(&crate::CA_FILE))?,
@@ -88,18 +90,101 @@ impl HttpClient for InMemory {
     }
 }
 
-fn tls_client(ca_file: Option<&Path>) -> Result<SharedHttpClient, Error> {
-    let mut builder = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring));
-    if let Some(file) = ca_file {
-        let trust = tls::TrustStore::default().with_pem_certificate(
-            nomad_secrets_net::operator_cas(crate::CA_FILE.name(), file)?,
-        );
-        let context = tls::TlsContext::builder()
-            .with_trust_store(trust)
-            .build()
-            .map_err(|e| Error::settings(format!("`ca_file` `{}`: {e}", file.display())))?;
-        builder = builder.tls_context(context);
+/// HTTP for `http://` endpoints (moto, a local proxy, IMDS) and HTTPS for the rest, the TLS
+/// client set up on the first `https://` request only: the SDK's own loads and parses the
+/// node's whole CA store (150 files on Debian, every root twice) when a client is built, which
+/// was half of a fetch's CPU against a plain-HTTP endpoint.
+#[derive(Debug)]
+struct LazyTls {
+    plain: SharedHttpClient,
+    /// The operator's `ca_file`, checked.
+    operator: Option<Vec<u8>>,
+    tls: OnceLock<SharedHttpClient>,
+}
+
+impl LazyTls {
+    /// The HTTPS client: rustls with ring, trusting the node's bundle (read once per process,
+    /// see [`nomad_secrets_net::roots`]) and the operator's CAs beside it.
+    fn tls(&self) -> &SharedHttpClient {
+        self.tls.get_or_init(|| {
+            let mut trust = match nomad_secrets_net::roots::node_bundle() {
+                Some(bundle) => tls::TrustStore::empty().with_pem_certificate(bundle),
+                // The environment names a store (by hand), or no bundle: the SDK's own loading.
+                None => tls::TrustStore::default(),
+            };
+            if let Some(operator) = &self.operator {
+                trust = trust.with_pem_certificate(operator.clone());
+            }
+            let builder = aws_smithy_http_client::Builder::new()
+                .tls_provider(tls::Provider::Rustls(CryptoMode::Ring));
+            match tls::TlsContext::builder().with_trust_store(trust).build() {
+                Ok(context) => builder.tls_context(context).build_https(),
+                // Never in this version (building a context only stores it); the SDK's
+                // defaults rather than no client.
+                Err(_) => builder.build_https(),
+            }
+        })
     }
-    Ok(builder.build_https())
+}
+
+/// The shared [`LazyTls`].
+#[derive(Clone, Debug)]
+struct Https(Arc<LazyTls>);
+
+impl HttpClient for Https {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(ByScheme {
+            client: self.0.clone(),
+            settings: settings.clone(),
+            components: components.clone(),
+        })
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        self.0.plain.connector_metadata()
+    }
+}
+
+/// A connector that sends each request through the plain or the TLS client by its URL's scheme;
+/// each client keeps its connectors (and their connection pools) per settings.
+#[derive(Debug)]
+struct ByScheme {
+    client: Arc<LazyTls>,
+    settings: HttpConnectorSettings,
+    components: RuntimeComponents,
+}
+
+impl HttpConnector for ByScheme {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let plain = request
+            .uri()
+            .get(..7)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"));
+        let client = match plain {
+            true => &self.client.plain,
+            false => self.client.tls(),
+        };
+        client
+            .http_connector(&self.settings, &self.components)
+            .call(request)
+    }
+}
+
+fn tls_client(ca_file: Option<&Path>) -> Result<SharedHttpClient, Error> {
+    let operator = match ca_file {
+        Some(file) => Some(nomad_secrets_net::operator_cas(
+            crate::CA_FILE.name(),
+            file,
+        )?),
+        None => None,
+    };
+    Ok(SharedHttpClient::new(Https(Arc::new(LazyTls {
+        plain: aws_smithy_http_client::Builder::new().build_http(),
+        operator,
+        tls: OnceLock::new(),
+    }))))
 }

@@ -8,6 +8,7 @@
 //!   settings, its failures classified by type, and the retry loop under the [`Budget`];
 //! - [`runtime`] (feature `runtime`): `block_on`, how a plugin runs an async SDK's call under
 //!   the deadline;
+//! - [`roots`]: the node's CA bundle, read once and only when a TLS connection needs it;
 //! - [`tls_failure`]: the TLS failure behind a connection error, found by type in the error's
 //!   source chain (rustls's own error, or the I/O error a TLS stream wraps it in), never by
 //!   matching words in a message; [`cause`] for any other type (an SDK's credentials error).
@@ -15,6 +16,7 @@
 
 #[cfg(feature = "rest")]
 pub mod rest;
+pub mod roots;
 #[cfg(feature = "runtime")]
 pub mod runtime;
 
