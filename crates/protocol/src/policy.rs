@@ -495,17 +495,16 @@ mod tests {
             paths = ["any-task/*"]
             "#,
         );
-        let proved = |group, task| Caller {
-            group,
-            task,
-            ..API
-        };
+        let proved = |group, task| Caller { group, task, ..API };
         assert!(policy.allows(proved(Some("web"), Some("server")), "web/db"));
         assert!(!policy.allows(proved(Some("web"), Some("sidecar")), "web/db"));
         assert!(!policy.allows(proved(Some("batch"), Some("server")), "web/db"));
         assert!(!policy.allows(API, "web/db"), "no identity, no group");
         assert!(policy.allows(proved(None, Some("x")), "any-task/db"));
-        assert!(!policy.allows(API, "any-task/db"), "`*` still needs a proof");
+        assert!(
+            !policy.allows(API, "any-task/db"),
+            "`*` still needs a proof"
+        );
         assert_eq!(
             policy.patterns_for(proved(Some("web"), Some("server"))),
             ["web/*", "any-task/*"]
