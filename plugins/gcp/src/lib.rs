@@ -4,7 +4,8 @@
 //! (regional secrets), `?version=N` (default `latest`), `#key`. The payload gives the shared
 //! conversion policy (a JSON object its fields, text `value`, bytes that are not UTF-8
 //! `value_base64`), after its CRC32C checksum is verified when the answer carries one. See
-//! [`credentials`] for where credentials come from and what a job may set, [`names`] for paths.
+//! [`credentials`] for where credentials come from and what a job may set, [`names`] for paths,
+//! [`transport`] for how calls reach Secret Manager (or an in-memory one, in tests and fuzzing).
 //!
 //! Bounded in time: the SDK's default retry policies give up only after 47 s (metadata server
 //! unreachable) to 54 s (endpoint refusing); here the shared [`Budget`] applies: every attempt
@@ -15,19 +16,29 @@
 pub mod credentials;
 mod errors;
 pub mod names;
+pub mod transport;
 
 use std::path::Path;
 use std::time::Instant;
 
 use google_cloud_gax::options::RequestOptionsBuilder as _;
-use google_cloud_gax::retry_policy::{Aip194Strict, RetryPolicyExt as _};
-use google_cloud_secretmanager_v1::client::SecretManagerService;
 use nomad_secrets_net::Budget;
 use nomad_secrets_net::runtime::Bound;
 use nomad_secrets_protocol::{Backend, Error, ErrorKind, Key, Request, Secrets, Setting, Settings};
 
+use crate::transport::Transport;
+
 /// The `gcp` plugin.
-pub struct GcpBackend;
+pub struct GcpBackend {
+    transport: Transport,
+}
+
+impl GcpBackend {
+    /// The plugin, its calls to Secret Manager going through `transport`.
+    pub fn with_transport(transport: Transport) -> GcpBackend {
+        GcpBackend { transport }
+    }
+}
 
 /// The project of short names.
 pub const PROJECT: Key<str> = Key::text("project", "project of secrets named without one")
@@ -83,14 +94,17 @@ impl Backend for GcpBackend {
     }
 
     fn new(_settings: &Settings) -> Result<GcpBackend, Error> {
-        Ok(GcpBackend)
+        Ok(GcpBackend::with_transport(Transport::https()))
     }
 
     fn fetch(&self, request: &Request) -> Result<Secrets, Error> {
         trust_operator_cas(&request.settings)?;
         let name = names::parse(request.path.locator(), request.settings.get(&PROJECT))?;
         let version = names::version(request.path.option("version"))?;
-        block_on(access(request, &name, &version), request.deadline)
+        block_on(
+            access(&self.transport, request, &name, &version),
+            request.deadline,
+        )
     }
 
     /// Gets a token from the node's credentials and lists one secret name of the project: proves
@@ -101,7 +115,7 @@ impl Backend for GcpBackend {
             async {
                 let (credentials, source) =
                     credentials::credentials(settings, &Default::default(), None)?;
-                let client = client(settings, None, credentials).await?;
+                let client = self.transport.client(settings, None, credentials).await?;
                 let project = settings
                     .get(&PROJECT)
                     .ok_or_else(|| settings.missing(&PROJECT, "\"acme-prod\""))?;
@@ -125,33 +139,17 @@ impl Backend for GcpBackend {
     }
 }
 
-/// The client for `region` (regional secrets have their own endpoint).
-async fn client(
-    settings: &Settings,
-    region: Option<&str>,
-    credentials: google_cloud_auth::credentials::Credentials,
-) -> Result<SecretManagerService, Error> {
-    let endpoint = match (settings.get(&ENDPOINT_URL), region) {
-        (Some(url), _) => url.to_owned(),
-        (None, Some(region)) => format!("https://secretmanager.{region}.rep.googleapis.com"),
-        (None, None) => "https://secretmanager.googleapis.com".to_owned(),
-    };
-    SecretManagerService::builder()
-        .with_endpoint(endpoint)
-        .with_credentials(credentials)
-        .with_retry_policy(Aip194Strict.with_attempt_limit(Budget::ATTEMPTS))
-        .with_backoff_policy(backoff())
-        .build()
-        .await
-        .map_err(|_| {
-            Error::settings("cannot set up the Secret Manager client (check `endpoint_url`)")
-        })
-}
-
-async fn access(request: &Request, name: &names::Name, version: &str) -> Result<Secrets, Error> {
+async fn access(
+    transport: &Transport,
+    request: &Request,
+    name: &names::Name,
+    version: &str,
+) -> Result<Secrets, Error> {
     let (credentials, source) =
         credentials::credentials(&request.settings, &request.input, request.identity.as_ref())?;
-    let client = client(&request.settings, name.region.as_deref(), credentials).await?;
+    let client = transport
+        .client(&request.settings, name.region.as_deref(), credentials)
+        .await?;
     let full = format!("{}/versions/{version}", name.full);
     let answer = client
         .access_secret_version()
@@ -260,8 +258,81 @@ pub fn crc32c(bytes: &[u8]) -> u32 {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use nomad_secrets_protocol::{JobInput, SecretPath};
+
+    use super::*;
+    use crate::transport::Answer;
+
     #[test]
     fn crc32c_matches_the_standard_check_value() {
         assert_eq!(super::crc32c(b"123456789"), 0xE306_9283);
+    }
+
+    /// `fetch <raw>` with the job's own access token, against a Secret Manager that answers
+    /// `answer` about the one name it must be asked for.
+    fn fetch(raw: &str, asked: &'static str, answer: Answer) -> Result<Secrets, Error> {
+        let settings = Settings::from_text(
+            Path::new("/opt/nomad/plugins/secrets/gcp.toml"),
+            Some("project = \"acme\"\n"),
+            GcpBackend::SETTINGS,
+            &HashMap::new(),
+        )?;
+        let env: HashMap<_, _> = [("GOOGLE_OAUTH_ACCESS_TOKEN".into(), "ya29.test".into())].into();
+        let input = JobInput::check("gcp", "gcp.toml", GcpBackend::JOB_INPUT, &[], &[], &env)?;
+        let request = Request {
+            path: SecretPath::parse(raw, GcpBackend::OPTIONS)?,
+            settings,
+            env,
+            input,
+            deadline: Instant::now() + Duration::from_secs(5),
+            manual: false,
+            namespace: "default".into(),
+            job: "test".into(),
+            instance: "test".into(),
+            identity: None,
+        };
+        let transport = Transport::in_memory(move |name| {
+            assert_eq!(name, asked);
+            answer.clone()
+        });
+        GcpBackend::with_transport(transport).fetch(&request)
+    }
+
+    #[test]
+    fn the_whole_fetch_runs_against_an_in_memory_secret_manager() {
+        let data = br#"{"password":"CANARY"}"#.to_vec();
+        let crc32c = Some(i64::from(crc32c(&data)));
+        let good = Answer::Payload {
+            data: data.clone(),
+            crc32c,
+        };
+        let secrets = fetch("db?version=3", "projects/acme/secrets/db/versions/3", good).unwrap();
+        assert_eq!(secrets.len(), 1);
+        let corrupted = Answer::Payload {
+            data,
+            crc32c: crc32c.map(|c| c + 1),
+        };
+        let error = fetch("db", "projects/acme/secrets/db/versions/latest", corrupted);
+        assert_eq!(error.unwrap_err().kind(), ErrorKind::InvalidSecret);
+        let missing = Answer::Refused {
+            code: 5,
+            message: "Secret [projects/1/secrets/db] not found or has no versions.".into(),
+        };
+        let regional = "projects/p/locations/europe-west1/secrets/db";
+        let error = fetch(
+            regional,
+            "projects/p/locations/europe-west1/secrets/db/versions/latest",
+            missing,
+        );
+        assert_eq!(error.unwrap_err().kind(), ErrorKind::NotFound);
+        let proxy = Answer::Http {
+            status: 502,
+            body: b"<html>bad gateway</html>".to_vec(),
+        };
+        let error = fetch("db", "projects/acme/secrets/db/versions/latest", proxy).unwrap_err();
+        assert!(error.to_string().contains("HTTP 502"), "{error}");
     }
 }
