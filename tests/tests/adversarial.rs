@@ -241,7 +241,70 @@ fn attack(
             ours.clear();
         }
     }
-    runs
+    runs + identity_comes_first(plugin, binary, path, &settings, &ours, violations)
+}
+
+/// With `identity_required`, the same operator set-up denies a run without a token, and a
+/// token of another job, before its backend reaches the store; the right job's token gets
+/// through to the store. The key set and token are `examples/identity`'s (job `demo`).
+fn identity_comes_first(
+    plugin: &str,
+    binary: &Path,
+    path: &str,
+    settings: &str,
+    ours: &Recorder,
+    violations: &mut Vec<String>,
+) -> usize {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/identity");
+    let token = std::fs::read_to_string(examples.join("demo.jwt")).unwrap();
+    let settings = format!(
+        "{settings}identity_jwks_file = \"{}\"\nidentity_required = true\n",
+        examples.join("jwks.json").display()
+    );
+    let installed = Plugin::install(binary, plugin, Some(&settings), 0o644);
+    let runs = [
+        ("demo", None, Some("requires a verified workload identity")),
+        (
+            "other",
+            Some(token.trim()),
+            Some("a token proves only the job"),
+        ),
+        ("demo", Some(token.trim()), None),
+    ];
+    for (job, token, denied) in runs {
+        let mut env: BTreeMap<String, String> = [
+            ("CPI_OPERATION", "fetch"),
+            ("NOMAD_NAMESPACE", "default"),
+            ("NOMAD_JOB_ID", job),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        if let Some(token) = token {
+            env.insert("NOMAD_WORKLOAD_IDENTITY".into(), token.to_owned());
+        }
+        ours.clear();
+        let child = installed.command(&["fetch", path], &env).spawn().unwrap();
+        let outcome = Outcome::wait(child, Duration::from_secs(15));
+        let case = format!("{plugin} with identity_required, job `{job}`");
+        check_answer(&case, "identity", &outcome, violations);
+        let error = error_of(&outcome);
+        match denied {
+            Some(says) if !error.contains(says) || ours.connections() > 0 => {
+                violations.push(format!(
+                    "{case}: expected a denial saying `{says}` before any store call \
+                     ({} connections): {}",
+                    ours.connections(),
+                    outcome.stdout.trim()
+                ));
+            }
+            None if error.contains("workload identity") => violations.push(format!(
+                "{case}: the job's own token was not accepted: {error}"
+            )),
+            _ => {}
+        }
+    }
+    runs.len()
 }
 
 /// The job's credential contexts: none, each half credential (one required part of a pair,
