@@ -19,9 +19,9 @@ pub mod rest;
 pub mod roots;
 #[cfg(feature = "runtime")]
 pub mod runtime;
+pub mod throttle;
 
 use std::error::Error as StdError;
-pub mod throttle;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
