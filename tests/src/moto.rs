@@ -49,7 +49,11 @@ pub fn wheel_binary(package: &str, name: &str) -> PathBuf {
 }
 
 impl Moto {
-    /// Starts a server and waits until it accepts connections.
+    /// Starts a server and waits until it answers as moto. The port it is given was free a
+    /// moment before; another test's listener may take it first, and then this moto dies on
+    /// bind while the port answers for someone else. So readiness is moto's own answer (its
+    /// Werkzeug server header) from a child still alive, and a lost race starts over on
+    /// another port.
     pub fn start() -> Moto {
         let server = venv().join("bin/moto_server");
         assert!(
@@ -57,27 +61,36 @@ impl Moto {
             "{} is missing: run `cargo xtask moto` (`cargo xtask test` does it)",
             server.display()
         );
-        let port = free_port();
-        let child = Command::new(&server)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto_server");
-        let address = SocketAddr::from(([127, 0, 0, 1], port));
-        let started = Instant::now();
-        while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "moto_server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = Command::new(&server)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start moto_server");
+            let address = SocketAddr::from(([127, 0, 0, 1], port));
+            let started = Instant::now();
+            loop {
+                if child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                if answers_as_moto(&address) {
+                    return Moto {
+                        child,
+                        endpoint: format!("http://127.0.0.1:{port}"),
+                    };
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "moto_server did not start"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.wait();
         }
-        Moto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        }
+        panic!("moto_server died on start five times (each on a port another test took?)");
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -106,6 +119,26 @@ impl Drop for Moto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether the server at `address` answers an HTTP request as moto's (Werkzeug) server does.
+fn answers_as_moto(address: &SocketAddr) -> bool {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut stream) = TcpStream::connect_timeout(address, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream
+        .write_all(b"GET /moto-api/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer)
+        .to_ascii_lowercase()
+        .contains("werkzeug")
 }
 
 /// A port on 127.0.0.1 that was free a moment ago.
