@@ -530,7 +530,7 @@ impl Store {
                         std::thread::sleep(Duration::from_micros(
                             bounded::WRITE_PAUSE_US.load(std::sync::atomic::Ordering::Relaxed),
                         ));
-                        self.rename(&temporary, key, kind)
+                        self.rename(&temporary, &format!("{}.{kind}", key.0))
                     }
                 }
                 None => false,
@@ -540,12 +540,9 @@ impl Store {
         }
     }
 
-    /// Renames the temporary `from` to `<key>.<kind>`.
-    fn rename(&self, from: &str, key: &Key, kind: &str) -> bool {
-        let (Ok(from), Ok(to)) = (
-            CString::new(from),
-            CString::new(format!("{}.{kind}", key.0)),
-        ) else {
+    /// Renames the temporary `from` to `to` within the folder.
+    fn rename(&self, from: &str, to: &str) -> bool {
+        let (Ok(from), Ok(to)) = (CString::new(from), CString::new(to)) else {
             return false;
         };
         let dir = self.dir.as_raw_fd();
@@ -999,15 +996,8 @@ impl Store {
         let written = self
             .open_at(&temporary, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL)
             .and_then(|mut file| file.write_all(bytes));
-        let (Ok(from), Ok(to)) = (CString::new(temporary), CString::new(name)) else {
-            return;
-        };
-        let dir = self.dir.as_raw_fd();
-        // SAFETY: a valid directory descriptor and C strings; failures leave the old file.
-        unsafe {
-            if written.is_err() || libc::renameat(dir, from.as_ptr(), dir, to.as_ptr()) != 0 {
-                libc::unlinkat(dir, from.as_ptr(), 0);
-            }
+        if written.is_err() || !self.rename(&temporary, name) {
+            self.remove(&temporary);
         }
     }
 }
