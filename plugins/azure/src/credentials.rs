@@ -1,9 +1,11 @@
 //! Where the credentials come from, explicitly and in this order, none from a place a job can
 //! choose:
-//! 1. the job's own federated token: its verified Nomad workload identity
-//!    (`NOMAD_WORKLOAD_IDENTITY`), else a JWT of another issuer (`AZURE_FEDERATED_TOKEN`), as a
-//!    client assertion for the operator's `tenant_id` and `client_id` (Entra workload identity
-//!    federation: the app's federated credentials decide which tokens it trusts);
+//! 1. the job's own federated token: a JWT of another issuer (`AZURE_FEDERATED_TOKEN`), else its
+//!    verified Nomad workload identity (`NOMAD_WORKLOAD_IDENTITY`) where the operator names the
+//!    app by `tenant_id` and `client_id` alone, as a client assertion for that app (Entra
+//!    workload identity federation: the app's federated credentials decide which tokens it
+//!    trusts). Where the operator gave the app a secret or certificate, a verified identity
+//!    proves who the job is (policy, audit) and the node's credentials read;
 //! 2. the operator's client secret (`client_secret_file`) for `tenant_id` and `client_id`;
 //! 3. the operator's certificate (`client_certificate_file`: the certificate and its private
 //!    key, PEM), whose signed assertion proves the app, as `az login --service-principal
@@ -85,6 +87,15 @@ pub const JOB_INPUT: &[Variable] = &[
     Variable::refused("SSL_CERT_DIR", NETWORK).by_hand("not read"),
 ];
 
+/// Whether the operator names an app by its ids alone: federation is then its only way in, and
+/// a verified workload identity is exchanged for it.
+pub fn federation_only(settings: &Settings) -> bool {
+    settings.get(&TENANT_ID).is_some()
+        && settings.get(&CLIENT_ID).is_some()
+        && settings.get(&CLIENT_SECRET_FILE).is_none()
+        && settings.get(&CLIENT_CERTIFICATE_FILE).is_none()
+}
+
 /// Which credentials a call used, for messages.
 #[derive(Clone, Debug)]
 pub struct Source {
@@ -101,12 +112,13 @@ pub fn credential(
     identity: Option<&Identity>,
     options: &ClientOptions,
 ) -> Result<(Arc<dyn TokenCredential>, Source), Error> {
-    let job_token = identity
-        .map(|identity| (identity.token(), "the job's workload identity"))
+    let job_token = input
+        .get(JOB_TOKEN)
+        .map(|token| (token, "the job's federated token"))
         .or_else(|| {
-            input
-                .get(JOB_TOKEN)
-                .map(|token| (token, "the job's federated token"))
+            identity
+                .filter(|_| federation_only(settings))
+                .map(|identity| (identity.token(), "the job's workload identity"))
         });
     if let Some((token, what)) = job_token {
         let (tenant, client) = app(settings, what)?;

@@ -140,9 +140,11 @@ impl Backend for AzureBackend {
         Ok(name_of(locator, settings)?.normalised())
     }
 
-    /// A verified workload identity is a federated client assertion for the operator's app.
+    /// A verified workload identity is a federated client assertion for the operator's app
+    /// when the app is named by its ids alone (no secret, no certificate: federation is its
+    /// only way in); otherwise it proves who the job is and the node's credentials read.
     fn exchanges_identity(settings: &Settings) -> bool {
-        settings.get(&TENANT_ID).is_some() && settings.get(&CLIENT_ID).is_some()
+        credentials::federation_only(settings)
     }
 
     fn new(_settings: &Settings) -> Result<AzureBackend, Error> {
@@ -379,10 +381,12 @@ fn secret_client(
         (None, Some(vault)) => (format!("https://{vault}.{}", vault_suffix(settings)), true),
         (None, None) => return Err(settings.missing(&VAULT, "\"prod-kv\"")),
     };
+    // The SDK sends no token to a plain-HTTP endpoint: refused here, with a clear error.
     if !url.starts_with("https://") {
         return Err(
-            Error::settings(format!("`endpoint_url` `{url}` must be an https URL"))
-                .hint("Key Vault is served over HTTPS only"),
+            Error::settings(format!("`endpoint_url` `{url}` must be an https URL")).hint(
+                "Key Vault is served over HTTPS only, and the Azure SDK sends tokens over TLS only",
+            ),
         );
     }
     SecretClient::new(
