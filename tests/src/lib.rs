@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod aws_faults;
+pub mod azure;
 pub mod drongo;
 pub mod gcp_faults;
 pub mod identity;

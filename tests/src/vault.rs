@@ -195,14 +195,7 @@ pub fn pki(dir: &Path) -> (PkiMaterial, Pki) {
 
 impl PkiMaterial {
     fn expired_server_config(&self) -> Arc<rustls::ServerConfig> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(self.expired_chain.clone(), self.server_key.clone_key())
-            .unwrap();
-        Arc::new(config)
+        server_config(self.expired_chain.clone(), self.server_key.clone_key())
     }
 
     fn server_config(&self, client_auth: bool) -> Arc<rustls::ServerConfig> {
@@ -231,8 +224,23 @@ impl PkiMaterial {
     }
 }
 
+/// A TLS server config (ring, no client authentication) serving `chain` with `key`.
+pub(crate) fn server_config(
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> Arc<rustls::ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    Arc::new(config)
+}
+
 /// `text` with every `%XX` decoded; `None` for a broken escape or bytes that are not UTF-8.
-fn percent_decoded(text: &str) -> Option<String> {
+pub(crate) fn percent_decoded(text: &str) -> Option<String> {
     let mut bytes = Vec::with_capacity(text.len());
     let mut rest = text.as_bytes();
     while let Some((&byte, tail)) = rest.split_first() {
@@ -248,17 +256,22 @@ fn percent_decoded(text: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
-/// One parsed request.
-struct Request {
-    method: String,
-    path: String,
-    query: String,
-    headers: Vec<(String, String)>,
+/// One parsed request (also read by the Azure double).
+pub(crate) struct Request {
+    pub(crate) method: String,
+    /// Percent-decoded, without a leading `/v1/`.
+    pub(crate) path: String,
+    /// As sent.
+    pub(crate) query: String,
+    pub(crate) headers: Vec<(String, String)>,
+    /// The body as JSON, `Null` if it is not.
     body: Value,
+    /// The body's bytes.
+    pub(crate) raw_body: Vec<u8>,
 }
 
 impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -329,7 +342,9 @@ fn send_200<S: Write>(stream: &mut S, content_type: &str, body: &str) {
         .and_then(|()| stream.write_all(body.as_bytes()));
 }
 
-fn read_request<S: Read>(stream: &mut S) -> Option<Request> {
+/// Reads one HTTP/1.1 request (`Content-Length` bodies only); `None` at the end of the stream or
+/// for a request it cannot parse.
+pub(crate) fn read_request<S: Read>(stream: &mut S) -> Option<Request> {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     if reader.read_line(&mut line).ok()? == 0 {
@@ -364,6 +379,7 @@ fn read_request<S: Read>(stream: &mut S) -> Option<Request> {
         query: query.to_owned(),
         headers,
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        raw_body: body,
     })
 }
 
