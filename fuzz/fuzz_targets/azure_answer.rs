@@ -58,7 +58,11 @@ fn fetch(raw: &str, status: u16, body: &str) -> Option<Result<Secrets, Error>> {
     let body = body.to_owned();
     let transport = Transport::in_memory(move |call| {
         if call.url.starts_with("https://login.microsoftonline.com/") {
-            return json(200, &[], r#"{"token_type":"Bearer","expires_in":3599,"access_token":"t"}"#);
+            return json(
+                200,
+                &[],
+                r#"{"token_type":"Bearer","expires_in":3599,"access_token":"t"}"#,
+            );
         }
         assert!(
             call.url.starts_with(&host),

@@ -49,8 +49,8 @@
 //! | `broken` | 200 `application/json` holding `{"value": ` (cut short) |
 //! | `html` | 502 with a proxy's HTML page |
 //! | `slow` | `CANARY-slow` after 30 s |
-//! | `cert` | PEM (`application/x-pem-file`): PKCS#8 key, leaf, intermediate; `kid`, `managed` |
-//! | `certpfx` | base64 PKCS#12 (`application/x-pkcs12`); with `outContentType=application/x-pem-file`, as `cert` |
+//! | `cert` | PEM (`application/x-pem-file`): PKCS#8 key, leaf, intermediate (Ed25519, the same every run); `kid`, `managed` |
+//! | `certpfx` | base64 PKCS#12 (`application/x-pkcs12`, salted anew every run); with `outContentType=application/x-pem-file`, as `cert` |
 //! | other names, other versions | 404 SecretNotFound |
 //!
 //! RSA keys are made with the `openssl` command, as `identity.rs` makes its keys (ring cannot
@@ -175,6 +175,26 @@ impl AzureDouble {
         &self.state.files[2]
     }
 
+    /// The `cert` secret's PEM blocks (made per run): the leaf's key, the leaf, the intermediate.
+    pub fn cert_secret_blocks(&self) -> Vec<String> {
+        let end = "-----\n";
+        let mut blocks = Vec::new();
+        let mut rest = self.state.pem_chain.as_str();
+        while let Some(start) = rest.find("-----BEGIN ") {
+            let after = &rest[start..];
+            let Some(stop) = after.find("-----END ") else {
+                break;
+            };
+            let Some(close) = after[stop + 9..].find(end) else {
+                break;
+            };
+            let length = stop + 9 + close + end.len();
+            blocks.push(after[..length].to_owned());
+            rest = &after[length..];
+        }
+        blocks
+    }
+
     /// Key Vault reads answered with a value so far.
     pub fn served(&self) -> usize {
         self.state.served.load(Ordering::Relaxed)
@@ -253,11 +273,20 @@ fn make(dir: &Path, port: u16, accepted: Vec<String>) -> (State, Arc<rustls::Ser
     let client = params("nomad-azure-client", &[], false)
         .signed_by(&client_key, &ca)
         .unwrap();
-    // The certificate behind the `cert` and `certpfx` secrets: leaf, intermediate, CA.
+    // The certificate behind the `cert` and `certpfx` secrets (leaf, intermediate, root): the
+    // same every run, for snapshots, so Ed25519 keys from fixed seeds, as Ed25519 signs
+    // deterministically (Key Vault itself issues RSA and EC certificates).
+    let fixed = |seed: u8| {
+        let mut pkcs8 =
+            b"\x30\x2e\x02\x01\x00\x30\x05\x06\x03\x2b\x65\x70\x04\x22\x04\x20".to_vec();
+        pkcs8.extend([seed; 32]);
+        KeyPair::try_from(pkcs8).unwrap()
+    };
+    let root = params("azure-double Key Vault root CA", &[], true);
+    let root = CertifiedIssuer::self_signed(root, fixed(1)).unwrap();
     let intermediate = params("azure-double intermediate CA", &[], true);
-    let intermediate =
-        CertifiedIssuer::signed_by(intermediate, KeyPair::generate().unwrap(), &ca).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
+    let intermediate = CertifiedIssuer::signed_by(intermediate, fixed(2), &root).unwrap();
+    let leaf_key = fixed(3);
     let leaf = params("app.nomad.test", &["app.nomad.test"], false)
         .signed_by(&leaf_key, &intermediate)
         .unwrap();
@@ -960,6 +989,12 @@ mod tests {
             (400, 700016)
         );
         assert!(double.tokens_issued().is_empty());
+        // The `cert` secret is the same every run, for snapshots.
+        let again = crate::Scratch::new("azure-double");
+        assert_eq!(
+            AzureDouble::start(again.path()).state.pem_chain,
+            double.state.pem_chain
+        );
     }
 
     #[test]

@@ -174,6 +174,7 @@ fn attack(
     let jobs = Recorder::start(vec![metadata_token]);
     let mut settings = operator
         .settings
+        .replace("[OPERATOR_HOST_PORT]", &ours.host_port())
         .replace("[OPERATOR]", &ours.url())
         .replace("[FILES]", &files.display().to_string());
     for (placeholder, file) in [

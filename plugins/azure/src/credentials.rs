@@ -299,25 +299,16 @@ impl CertificateAssertion {
                 Error::settings(format!("`{setting}` `{shown}` holds no PEM certificate"))
                     .hint("the file holds the app's certificate and its private key, PEM, as `az ad sp create-for-rbac --create-cert` writes it")
             })?;
-        let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|_| {
-            Error::settings(format!("`{setting}` `{shown}` holds no PEM private key"))
-                .hint("the file holds the app's certificate and its private key, PEM")
-        })?;
-        let key = match key {
-            PrivateKeyDer::Pkcs1(der) => {
-                jsonwebtoken::EncodingKey::from_rsa_der(der.secret_pkcs1_der())
-            }
-            PrivateKeyDer::Pkcs8(der) => {
-                jsonwebtoken::EncodingKey::from_rsa_der(der.secret_pkcs8_der())
-            }
-            _ => {
-                return Err(Error::settings(format!(
-                    "`{setting}` `{shown}`: the private key must be RSA, as Entra ID's certificate credentials are"
-                )));
-            }
+        let key = match PrivateKeyDer::from_pem_slice(&pem) {
+            Ok(PrivateKeyDer::Pkcs1(_) | PrivateKeyDer::Pkcs8(_)) => rsa_key(&pem),
+            _ => None,
         };
+        let key = key.ok_or_else(|| {
+            Error::settings(format!("`{setting}` `{shown}` holds no RSA private key in PEM"))
+                .hint("the file holds the app's certificate and its RSA private key, PEM, as Entra ID's certificate credentials are")
+        })?;
         let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &certificate);
-        Ok(CertificateAssertion {
+        let assertion = CertificateAssertion {
             key,
             thumbprint: base64_url(digest.as_ref()),
             audience: format!(
@@ -325,30 +316,23 @@ impl CertificateAssertion {
                 crate::authority_host(settings).trim_end_matches('/')
             ),
             client: client.to_owned(),
-        })
+        };
+        // Signed once here, so that a key ring cannot use is a settings error now.
+        assertion.signed().map_err(|_| {
+            Error::settings(format!(
+                "`{setting}` `{shown}`: its private key cannot sign (an RSA key of 2048 bits or more)"
+            ))
+        })?;
+        Ok(assertion)
     }
-}
 
-fn base64_url(bytes: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-#[async_trait]
-impl ClientAssertion for CertificateAssertion {
-    async fn secret(&self, _: Option<ClientMethodOptions<'_>>) -> azure_core::Result<String> {
+    /// A fresh assertion: RS256, `x5t`, ten minutes.
+    fn signed(&self) -> Result<String, jsonwebtoken::errors::Error> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let mut id = [0u8; 16];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id).map_err(
-            |_| {
-                azure_core::Error::with_message(
-                    azure_core::error::ErrorKind::Credential,
-                    "no random bytes for the assertion's id",
-                )
-            },
-        )?;
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id);
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
         header.x5t = Some(self.thumbprint.clone());
         let claims = serde_json::json!({
@@ -360,7 +344,32 @@ impl ClientAssertion for CertificateAssertion {
             "nbf": now,
             "exp": now + 600,
         });
-        jsonwebtoken::encode(&header, &claims, &self.key).map_err(|_| {
+        jsonwebtoken::encode(&header, &claims, &self.key)
+    }
+}
+
+/// The RSA key of a PEM text that holds a certificate too: its private key block alone, which
+/// jsonwebtoken reads as PKCS#1 or PKCS#8.
+fn rsa_key(pem: &[u8]) -> Option<jsonwebtoken::EncodingKey> {
+    let text = std::str::from_utf8(pem).ok()?;
+    ["PRIVATE KEY", "RSA PRIVATE KEY"].iter().find_map(|label| {
+        let begin = format!("-----BEGIN {label}-----");
+        let end = format!("-----END {label}-----");
+        let start = text.find(&begin)?;
+        let stop = text[start..].find(&end)? + start + end.len();
+        jsonwebtoken::EncodingKey::from_rsa_pem(&text.as_bytes()[start..stop]).ok()
+    })
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[async_trait]
+impl ClientAssertion for CertificateAssertion {
+    async fn secret(&self, _: Option<ClientMethodOptions<'_>>) -> azure_core::Result<String> {
+        self.signed().map_err(|_| {
             azure_core::Error::with_message(
                 azure_core::error::ErrorKind::Credential,
                 "cannot sign the certificate's assertion with its private key",

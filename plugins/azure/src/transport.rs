@@ -204,7 +204,7 @@ fn send(sender: &Sender, call: &Outgoing, budget: &Budget) -> Result<Answer, Err
             }));
         }
     };
-    rest::retrying(
+    let answer = rest::retrying(
         budget,
         || once(agent, call, budget),
         |outcome| match outcome {
@@ -213,7 +213,48 @@ fn send(sender: &Sender, call: &Outgoing, budget: &Budget) -> Result<Answer, Err
             Err(error) if error.kind() == ErrorKind::Unavailable => Retry::Transient,
             _ => Retry::Answer,
         },
-    )
+    )?;
+    refused_token(call, &answer).map_or(Ok(answer), Err)
+}
+
+/// A token endpoint's refusal (Entra ID's or IMDS's), said by its codes: the SDK reads Entra
+/// ID's error bodies with borrowed strings, which fail on the escapes its descriptions hold,
+/// and would lose the codes. Never quoted: the description can echo the request.
+fn refused_token(call: &Outgoing, answer: &Answer) -> Option<Error> {
+    if answer.status < 400 || answer.status == 429 || answer.status >= 500 {
+        return None;
+    }
+    let path = call.url.split('?').next().unwrap_or_default();
+    let json: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
+    let error = json["error"]
+        .as_str()
+        .filter(|e| e.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+    let error = error.map(|e| format!(": {e}")).unwrap_or_default();
+    let status = answer.status;
+    if path.ends_with("/oauth2/v2.0/token") {
+        let codes: Vec<String> = json["error_codes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(serde_json::Value::as_u64)
+            .map(|code| format!("AADSTS{code}"))
+            .collect();
+        let codes = match codes.is_empty() {
+            true => String::new(),
+            false => format!(", {}", codes.join(", ")),
+        };
+        return Some(Error::denied(format!(
+            "Entra ID refused the credentials (HTTP {status}{codes}{error})"
+        ))
+        .hint("look the code up in Entra ID's error reference; check `tenant_id`, `client_id`, the client secret's or certificate's expiry, and for a job's token the app's federated credentials (issuer, subject, audience)"));
+    }
+    if path.ends_with("/metadata/identity/oauth2/token") {
+        return Some(Error::denied(format!(
+            "IMDS refused a token for the managed identity (HTTP {status}{error})"
+        ))
+        .hint("check that the identity is assigned to this VM (`client_id` for a user-assigned one), or set `imds_endpoint = \"off\"` on machines that are not Azure VMs"));
+    }
+    None
 }
 
 /// One attempt, bounded by the budget.
