@@ -175,7 +175,8 @@ impl AzureDouble {
         &self.state.files[2]
     }
 
-    /// The `cert` secret's PEM blocks (made per run): the leaf's key, the leaf, the intermediate.
+    /// The `cert` secret's PEM blocks (the same every run): the leaf's key, the leaf, the
+    /// intermediate.
     pub fn cert_secret_blocks(&self) -> Vec<String> {
         let end = "-----\n";
         let mut blocks = Vec::new();
