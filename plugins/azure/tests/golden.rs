@@ -36,7 +36,7 @@ fn golden_cases() {
     let secret_file = write("client-secret", "CANARY-client-secret\n");
     let wrong_secret_file = write("wrong-secret", "CANARY-wrong-secret\n");
     let black_hole = BlackHole::new();
-    // The certificate secret's blocks are made per run: masked as they appear in JSON.
+    // The certificate secret's PEM blocks, named in the snapshots as they appear in JSON.
     let blocks: Vec<String> = double
         .cert_secret_blocks()
         .iter()
