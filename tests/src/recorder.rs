@@ -3,7 +3,7 @@
 //! a test must prove what reached a destination: a job-chosen address must never see the
 //! node's credentials, and the operator's must (so the proof is not vacuous).
 
-use std::io::{Read as _, Write as _};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -51,6 +51,7 @@ impl Recorder {
                 }
                 let Ok(stream) = stream else { continue };
                 c.fetch_add(1, Ordering::SeqCst);
+                let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
                 let (r, answers) = (r.clone(), answers.clone());
                 std::thread::spawn(move || serve(stream, &r, &answers));
             }
@@ -62,6 +63,36 @@ impl Recorder {
             stop,
             canned,
         }
+    }
+
+    /// Also listens with TLS (`config`), recording what arrives decrypted beside the plain
+    /// listener's, with the same answers; returns `https://127.0.0.1:<port>`. For clients that
+    /// send credentials only over TLS (the Azure SDK).
+    pub fn with_tls(&self, config: Arc<rustls::ServerConfig>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let url = format!("https://{}", listener.local_addr().unwrap());
+        let (received, canned, stop) = (
+            self.received.clone(),
+            self.canned.clone(),
+            self.stop.clone(),
+        );
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+                let Ok(connection) = rustls::ServerConnection::new(config.clone()) else {
+                    continue;
+                };
+                let (r, answers) = (received.clone(), canned.clone());
+                std::thread::spawn(move || {
+                    serve(rustls::StreamOwned::new(connection, stream), &r, &answers)
+                });
+            }
+        });
+        url
     }
 
     /// Answers with `canned` from now on (a key set rotated, say).
@@ -105,8 +136,7 @@ impl Drop for Recorder {
 
 /// Reads requests until the peer stops sending (keep-alive included), recording every byte and
 /// answering each complete request.
-fn serve(mut stream: TcpStream, received: &Mutex<Vec<u8>>, canned: &Mutex<Vec<Canned>>) {
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+fn serve(mut stream: impl Read + Write, received: &Mutex<Vec<u8>>, canned: &Mutex<Vec<Canned>>) {
     let mut pending = Vec::new();
     let mut buffer = [0u8; 16 << 10];
     loop {
@@ -127,9 +157,17 @@ fn serve(mut stream: TcpStream, received: &Mutex<Vec<u8>>, canned: &Mutex<Vec<Ca
                 .find(|c| line.contains(c.matches))
                 .map(|c| (c.status, c.body.clone()))
                 .unwrap_or((403, r#"{"errors":["permission denied"]}"#.to_owned()));
+            // A 401 carries the challenge RFC 7235 asks of it: a bearer challenge naming Key
+            // Vault's resource (the one client here that acts on a challenge).
+            let challenge = match status {
+                401 => {
+                    "www-authenticate: Bearer authorization=\"https://login.microsoftonline.com/common\", resource=\"https://vault.azure.net\"\r\n"
+                }
+                _ => "",
+            };
             let answer = format!(
                 "HTTP/1.1 {status} Recorded\r\ncontent-type: application/json\r\n\
-                 content-length: {}\r\n\r\n{body}",
+                 {challenge}content-length: {}\r\n\r\n{body}",
                 body.len()
             );
             if stream.write_all(answer.as_bytes()).is_err() {

@@ -194,6 +194,12 @@ pub fn pki(dir: &Path) -> (PkiMaterial, Pki) {
 }
 
 impl PkiMaterial {
+    /// A TLS server's configuration with the certificate for `localhost`, `127.0.0.1` and
+    /// `vault.test`, signed by the run's CA (for other servers that need TLS: the recorder's).
+    pub fn tls_config(&self) -> Arc<rustls::ServerConfig> {
+        self.server_config(false)
+    }
+
     fn expired_server_config(&self) -> Arc<rustls::ServerConfig> {
         server_config(self.expired_chain.clone(), self.server_key.clone_key())
     }

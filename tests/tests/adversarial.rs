@@ -170,11 +170,27 @@ fn attack(
         body: r#"{"access_token":"CANARY-NODE-TOKEN","expires_in":3600,"token_type":"Bearer"}"#
             .to_owned(),
     };
-    let ours = Recorder::start(vec![metadata_token.clone()]);
-    let jobs = Recorder::start(vec![metadata_token]);
+    // Azure's: Key Vault's challenge (a 401 carries it), then IMDS's token.
+    let challenge = Canned {
+        matches: "GET /secrets/",
+        status: 401,
+        body: r#"{"error":{"code":"Unauthorized","message":"AKV10000"}}"#.to_owned(),
+    };
+    let imds_token = Canned {
+        matches: "/metadata/identity/oauth2/token",
+        status: 200,
+        body: r#"{"access_token":"CANARY-NODE-TOKEN","expires_in":"3599","expires_on":"4102444800","resource":"https://vault.azure.net","token_type":"Bearer"}"#.to_owned(),
+    };
+    let canned = vec![metadata_token, challenge, imds_token];
+    let ours = Recorder::start(canned.clone());
+    let jobs = Recorder::start(canned);
+    // The operator's store over TLS, for clients that send credentials only over TLS.
+    let (pki, pki_files) = nomad_secrets_golden::vault::pki(scratch.path());
+    let ours_tls = ours.with_tls(pki.tls_config());
     let mut settings = operator
         .settings
-        .replace("[OPERATOR_HOST_PORT]", &ours.host_port())
+        .replace("[OPERATOR_TLS]", &ours_tls)
+        .replace("[OPERATOR_CA]", &pki_files.ca.display().to_string())
         .replace("[OPERATOR]", &ours.url())
         .replace("[FILES]", &files.display().to_string());
     for (placeholder, file) in [
