@@ -219,6 +219,9 @@ fn listen(listener: TcpListener, state: Arc<State>, tls: Option<Arc<rustls::Serv
             let (state, tls) = (state.clone(), tls.clone());
             std::thread::spawn(move || {
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                // Answers go out in several writes (TLS records): without this, Nagle's
+                // algorithm and the client's delayed ACK add 40 ms to each (the bench's floor).
+                let _ = stream.set_nodelay(true);
                 match tls.map(rustls::ServerConnection::new) {
                     Some(Ok(tls)) => {
                         serve(&mut rustls::StreamOwned::new(tls, stream), &state, https)
