@@ -311,6 +311,7 @@ pub fn run(args: &[String]) -> Result {
         ));
         if load_only {
             crate::suites::record("load", &report)?;
+            unburst(&loads)?;
         }
     }
     std::fs::write(bench.join("results.md"), &report).map_err(|e| e.to_string())?;
@@ -943,6 +944,28 @@ fn gcp_table(
         &audit,
     )?;
     Ok(())
+}
+
+/// Fails when a network plugin's burst did not run (its store could not be started, say): a
+/// load suite that skipped one would pass on nothing.
+fn unburst(loads: &[String]) -> Result {
+    let missing: Vec<String> = crate::plugins::all()?
+        .into_iter()
+        .filter(|plugin| plugin.network)
+        .filter(|plugin| {
+            !loads
+                .iter()
+                .any(|row| row.starts_with(&format!("| {} |", plugin.name)))
+        })
+        .map(|plugin| plugin.name)
+        .collect();
+    match missing.is_empty() {
+        true => Ok(()),
+        false => Err(format!(
+            "load: no burst ran for {} (a store that could not start: for aws and aws-ssm, run `cargo xtask moto`)",
+            missing.join(", ")
+        )),
+    }
 }
 
 /// Fetches started at once in a burst.
