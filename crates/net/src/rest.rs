@@ -92,22 +92,43 @@ pub fn agent(
         )));
     };
     let named = address.replacen(host, name, 1);
-    let resolver = PinnedName {
-        name: name.to_owned(),
+    let resolver = ConnectTo {
+        hosts: Hosts::Named(name.to_owned()),
         real,
     };
     let connector = ureq::unversioned::transport::DefaultConnector::default();
     Ok((ureq::Agent::with_parts(config, connector, resolver), named))
 }
 
-/// Resolves `name` as the operator's real address, and every other host as usual.
+/// Resolves some hosts as another address (the operator's), so that connections go there
+/// while TLS verifies the name requested; every other host as usual.
 #[derive(Debug)]
-struct PinnedName {
-    name: String,
-    real: ureq::http::Uri,
+pub struct ConnectTo {
+    /// The hosts that connect elsewhere.
+    pub hosts: Hosts,
+    /// Where they connect: a URI whose host and port are resolved instead.
+    pub real: ureq::http::Uri,
 }
 
-impl ureq::unversioned::resolver::Resolver for PinnedName {
+/// Which hosts a [`ConnectTo`] sends elsewhere.
+#[derive(Debug)]
+pub enum Hosts {
+    /// This name exactly.
+    Named(String),
+    /// Every name ending with this suffix (`.vault.azure.net`), in any case.
+    EndingWith(String),
+}
+
+impl Hosts {
+    fn holds(&self, host: &str) -> bool {
+        match self {
+            Hosts::Named(name) => host == name,
+            Hosts::EndingWith(suffix) => host.to_ascii_lowercase().ends_with(suffix.as_str()),
+        }
+    }
+}
+
+impl ureq::unversioned::resolver::Resolver for ConnectTo {
     fn resolve(
         &self,
         uri: &ureq::http::Uri,
@@ -115,15 +136,16 @@ impl ureq::unversioned::resolver::Resolver for PinnedName {
         timeout: ureq::unversioned::transport::NextTimeout,
     ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
         let default = ureq::unversioned::resolver::DefaultResolver::default();
-        match uri.host() == Some(self.name.as_str()) {
+        match uri.host().is_some_and(|host| self.hosts.holds(host)) {
             true => default.resolve(&self.real, config, timeout),
             false => default.resolve(uri, config, timeout),
         }
     }
 }
 
-/// The certificates of a PEM text already checked by [`operator_cas`].
-fn certificates(pem: &[u8]) -> Vec<Certificate<'static>> {
+/// The certificates of a PEM text (one already checked by [`operator_cas`], or a CA bundle),
+/// as ureq takes them; other blocks are skipped.
+pub fn certificates(pem: &[u8]) -> Vec<Certificate<'static>> {
     ureq::tls::parse_pem(pem)
         .filter_map(|item| match item {
             Ok(ureq::tls::PemItem::Certificate(cert)) => Some(cert),

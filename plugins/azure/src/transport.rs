@@ -19,7 +19,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use azure_core::http::headers::Headers;
 use azure_core::http::{AsyncRawResponse, HttpClient, Request, StatusCode};
-use nomad_secrets_net::rest::{self, Failure, Retry};
+use nomad_secrets_net::rest::{self, ConnectTo, Failure, Hosts, Retry};
 use nomad_secrets_net::{Budget, CA_FILE, TlsFailure, operator_cas};
 use nomad_secrets_protocol::{Error, ErrorKind, Settings};
 use ureq::tls::{RootCerts, TlsConfig};
@@ -376,12 +376,7 @@ fn agent(settings: &Settings) -> Result<ureq::Agent, Error> {
     if let Some(file) = settings.get(&CA_FILE) {
         pem.extend_from_slice(&operator_cas(CA_FILE.name(), file)?);
     }
-    let roots: Vec<_> = ureq::tls::parse_pem(&pem)
-        .filter_map(|item| match item {
-            Ok(ureq::tls::PemItem::Certificate(cert)) => Some(cert),
-            _ => None,
-        })
-        .collect();
+    let roots = rest::certificates(&pem);
     let roots = match roots.is_empty() {
         true => RootCerts::WebPki,
         false => RootCerts::Specific(Arc::new(roots)),
@@ -394,47 +389,19 @@ fn agent(settings: &Settings) -> Result<ureq::Agent, Error> {
         .user_agent(concat!("nomad-secrets-azure/", env!("CARGO_PKG_VERSION")))
         .build();
     let connector = ureq::unversioned::transport::DefaultConnector::default();
-    let resolver = ConnectTo::from_settings(settings)?;
-    Ok(ureq::Agent::with_parts(config, connector, resolver))
-}
-
-/// Resolves the vaults' names (`*.<vault_suffix>`) as the operator's `connect_to`, every other
-/// name as usual.
-#[derive(Debug)]
-struct ConnectTo {
-    suffix: String,
-    address: Option<ureq::http::Uri>,
-}
-
-impl ConnectTo {
-    fn from_settings(settings: &Settings) -> Result<ConnectTo, Error> {
-        let address = match settings.get(&CONNECT_TO) {
-            None => None,
-            Some(address) => Some(format!("https://{address}").parse().map_err(|_| {
+    Ok(match settings.get(&CONNECT_TO) {
+        None => ureq::Agent::with_parts(
+            config,
+            connector,
+            ureq::unversioned::resolver::DefaultResolver::default(),
+        ),
+        // The vaults' names (`*.<vault_suffix>`) connect to the operator's address.
+        Some(address) => {
+            let real = format!("https://{address}").parse().map_err(|_| {
                 Error::settings(format!("`connect_to` `{address}` is not `<host>:<port>`"))
-            })?),
-        };
-        Ok(ConnectTo {
-            suffix: format!(".{}", crate::vault_suffix(settings)),
-            address,
-        })
-    }
-}
-
-impl ureq::unversioned::resolver::Resolver for ConnectTo {
-    fn resolve(
-        &self,
-        uri: &ureq::http::Uri,
-        config: &ureq::config::Config,
-        timeout: ureq::unversioned::transport::NextTimeout,
-    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
-        let default = ureq::unversioned::resolver::DefaultResolver::default();
-        let vault = uri
-            .host()
-            .is_some_and(|host| host.to_ascii_lowercase().ends_with(&self.suffix));
-        match (&self.address, vault) {
-            (Some(address), true) => default.resolve(address, config, timeout),
-            _ => default.resolve(uri, config, timeout),
+            })?;
+            let hosts = Hosts::EndingWith(format!(".{}", crate::vault_suffix(settings)));
+            ureq::Agent::with_parts(config, connector, ConnectTo { hosts, real })
         }
-    }
+    })
 }
