@@ -352,13 +352,9 @@ impl CertificateAssertion {
 /// jsonwebtoken reads as PKCS#1 or PKCS#8.
 fn rsa_key(pem: &[u8]) -> Option<jsonwebtoken::EncodingKey> {
     let text = std::str::from_utf8(pem).ok()?;
-    ["PRIVATE KEY", "RSA PRIVATE KEY"].iter().find_map(|label| {
-        let begin = format!("-----BEGIN {label}-----");
-        let end = format!("-----END {label}-----");
-        let start = text.find(&begin)?;
-        let stop = text[start..].find(&end)? + start + end.len();
-        jsonwebtoken::EncodingKey::from_rsa_pem(&text.as_bytes()[start..stop]).ok()
-    })
+    crate::pem_blocks(text)
+        .filter(|(label, _)| matches!(*label, "PRIVATE KEY" | "RSA PRIVATE KEY"))
+        .find_map(|(_, block)| jsonwebtoken::EncodingKey::from_rsa_pem(block.as_bytes()).ok())
 }
 
 fn base64_url(bytes: &[u8]) -> String {

@@ -312,25 +312,14 @@ fn to_secrets(secret: Secret, what: &str) -> Result<Secrets, Error> {
 /// leaf, as Key Vault writes it) and `chain` (the others, possibly none).
 fn certificate(pem: &str, what: &str) -> Result<Secrets, Error> {
     let (mut key, mut leaf, mut chain) = (String::new(), None::<String>, String::new());
-    let mut rest = pem;
-    while let Some(start) = rest.find("-----BEGIN ") {
-        let label_end = rest[start..]
-            .find("-----\n")
-            .or_else(|| rest[start..].find("-----\r\n"));
-        let Some(label_end) = label_end else { break };
-        let label = &rest[start + 11..start + label_end];
-        let end_marker = format!("-----END {label}-----");
-        let Some(end) = rest[start..].find(&end_marker) else {
-            break;
-        };
-        let block = format!("{}\n", &rest[start..start + end + end_marker.len()]);
+    for (label, block) in pem_blocks(pem) {
+        let block = format!("{block}\n");
         match label {
             "CERTIFICATE" if leaf.is_none() => leaf = Some(block),
             "CERTIFICATE" => chain.push_str(&block),
             l if l.ends_with("PRIVATE KEY") => key.push_str(&block),
             _ => {}
         }
-        rest = &rest[start + end + end_marker.len()..];
     }
     let (Some(leaf), false) = (leaf, key.is_empty()) else {
         return Err(Error::invalid_secret(format!(
@@ -343,6 +332,22 @@ fn certificate(pem: &str, what: &str) -> Result<Secrets, Error> {
     secrets.insert("private_key", Value::new(key))?;
     secrets.insert("chain", Value::new(chain))?;
     Ok(secrets)
+}
+
+/// The PEM blocks of `text`, in order: each one's label (`CERTIFICATE`, `PRIVATE KEY`) and
+/// its text from `-----BEGIN` to the end of its `-----END` line's marker.
+pub(crate) fn pem_blocks(text: &str) -> impl Iterator<Item = (&str, &str)> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        let start = rest.find("-----BEGIN ")?;
+        let after = &rest[start..];
+        let label_end = after.find("-----\n").or_else(|| after.find("-----\r\n"))?;
+        let label = &after[11..label_end];
+        let end_marker = format!("-----END {label}-----");
+        let length = after.find(&end_marker)? + end_marker.len();
+        rest = &after[length..];
+        Some((label, &after[..length]))
+    })
 }
 
 /// The SDK's options: this plugin's HTTP client, no retries of the SDK's own (the transport
