@@ -8,6 +8,7 @@
 //! |---|---|
 //! | `denied/versions/latest:access` | 403 PERMISSION_DENIED naming the permission |
 //! | `quota/versions/latest:access` | 429 RESOURCE_EXHAUSTED |
+//! | `quota-twice/versions/latest:access` | 429 RESOURCE_EXHAUSTED twice (per double), then the secret |
 //! | `badcrc/versions/latest:access` | a payload whose `dataCrc32c` does not match |
 //! | `goodcrc/versions/latest:access` | `123456789` with its right `dataCrc32c` (the published check value) |
 //! | `mds/versions/latest:access` | the secret, only with the metadata server's token |
@@ -19,6 +20,8 @@
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// The token the metadata double hands out.
 pub const MDS_TOKEN: &str = "ya29.CANARY-from-metadata";
@@ -46,11 +49,12 @@ impl GcpFaults {
     pub fn accepting(jwts: Vec<String>) -> GcpFaults {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let accepted = std::sync::Arc::new(jwts);
+        let accepted = Arc::new(jwts);
+        let throttled = Arc::new(AtomicU32::new(0));
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let accepted = accepted.clone();
-                std::thread::spawn(move || serve(stream, &accepted));
+                let (accepted, throttled) = (accepted.clone(), throttled.clone());
+                std::thread::spawn(move || serve(stream, &accepted, &throttled));
             }
         });
         GcpFaults { url }
@@ -62,7 +66,8 @@ impl GcpFaults {
     }
 }
 
-fn serve(stream: std::net::TcpStream, accepted: &[String]) {
+/// `throttled`: the `quota-twice` reads answered 429 so far.
+fn serve(stream: std::net::TcpStream, accepted: &[String], throttled: &AtomicU32) {
     let mut reader = BufReader::new(&stream);
     loop {
         let mut request_line = String::new();
@@ -105,7 +110,12 @@ fn serve(stream: std::net::TcpStream, accepted: &[String]) {
         let (status, answer) = if target == "/v1/token" {
             exchange(&String::from_utf8_lossy(&body), accepted)
         } else {
-            answer(&target, header("metadata-flavor"), header("authorization"))
+            answer(
+                &target,
+                header("metadata-flavor"),
+                header("authorization"),
+                throttled,
+            )
         };
         let response = format!(
             "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nMetadata-Flavor: Google\r\nContent-Length: {}\r\n\r\n{answer}",
@@ -205,6 +215,7 @@ fn answer(
     target: &str,
     flavor: Option<&str>,
     authorization: Option<&str>,
+    throttled: &AtomicU32,
 ) -> (&'static str, String) {
     let path = target.split('?').next().unwrap_or_default();
     if path.starts_with("/computeMetadata/") {
@@ -237,7 +248,10 @@ fn answer(
                 "Permission 'secretmanager.versions.access' denied for resource 'projects/acme/secrets/denied/versions/latest' (or it may not exist).",
             ),
         ),
-        "quota" => (
+        "quota-twice" if throttled.fetch_add(1, Ordering::SeqCst) >= 2 => {
+            ("200 OK", payload(secret, data, None))
+        }
+        "quota" | "quota-twice" => (
             "429 Too Many Requests",
             error(
                 429,

@@ -61,12 +61,20 @@ pub fn describe(error: &GaxError, what: &str, source: &Source) -> Error {
                 .hint(format!("grant roles/secretmanager.secretAccessor on the secret to the principal of {}", source.used)),
             Code::Unauthenticated => Error::denied(format!("Google rejected the credentials ({}): {message}", source.used))
                 .hint("the access token may have expired; a job's GOOGLE_OAUTH_ACCESS_TOKEN must be fresh"),
-            Code::ResourceExhausted => Error::unavailable(format!("Secret Manager's quota is exhausted: {message}"))
-                .hint("many fetches at once; try again, or raise the project's quota"),
+            Code::ResourceExhausted => Error::unavailable(format!(
+                "Secret Manager is throttling: it still answered RESOURCE_EXHAUSTED about `{what}` when the run's deadline left no room to wait again ({message})"
+            ))
+            .hint(crate::retry::THROTTLED_HINT),
             Code::InvalidArgument => Error::invalid_path(format!("Secret Manager refused `{what}`: {message}")),
             code => Error::unavailable(format!("Secret Manager failed ({code:?}): {message}"))
                 .hint("try again later"),
         };
+    }
+    if crate::retry::is_throttled(error) {
+        return Error::unavailable(format!(
+            "the endpoint answered HTTP 429 (too many requests) about `{what}` until the run's deadline left no room to wait again"
+        ))
+        .hint(crate::retry::THROTTLED_HINT);
     }
     if let Some(status) = error.http_status_code() {
         return Error::unavailable(format!(

@@ -10,12 +10,13 @@
 //! Bounded in time: the SDK's default retry policies give up only after 47 s (metadata server
 //! unreachable) to 54 s (endpoint refusing); here the shared [`Budget`] applies: every attempt
 //! gets at most 3 s, at most 3 attempts, the token source the same, and the whole call ends
-//! 300 ms before the deadline.
+//! 300 ms before the deadline. A throttled call is waited out within that budget ([`retry`]).
 #![deny(missing_docs)]
 
 pub mod credentials;
 mod errors;
 pub mod names;
+mod retry;
 pub mod transport;
 
 use std::path::Path;
@@ -116,6 +117,7 @@ impl Backend for GcpBackend {
                 let (credentials, source) =
                     credentials::credentials(settings, &Default::default(), None)?;
                 let client = self.transport.client(settings, None, credentials).await?;
+                let (retry, backoff) = retry::policies(Budget::new(deadline));
                 let project = settings
                     .get(&PROJECT)
                     .ok_or_else(|| settings.missing(&PROJECT, "\"acme-prod\""))?;
@@ -124,6 +126,8 @@ impl Backend for GcpBackend {
                     .set_parent(format!("projects/{project}"))
                     .set_page_size(1)
                     .with_attempt_timeout(Budget::ATTEMPT)
+                    .with_retry_policy(retry)
+                    .with_backoff_policy(backoff)
                     .send()
                     .await
                     .map_err(|e| {
@@ -151,10 +155,13 @@ async fn access(
         .client(&request.settings, name.region.as_deref(), credentials)
         .await?;
     let full = format!("{}/versions/{version}", name.full);
+    let (retry, backoff) = retry::policies(Budget::new(request.deadline));
     let answer = client
         .access_secret_version()
         .set_name(&full)
         .with_attempt_timeout(Budget::ATTEMPT)
+        .with_retry_policy(retry)
+        .with_backoff_policy(backoff)
         .send()
         .await
         .map_err(|e| errors::describe(&e, &full, &source).because(e))?;
