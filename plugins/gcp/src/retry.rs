@@ -38,7 +38,13 @@ pub fn policies(budget: Budget) -> (ThrottleAware, Backoff) {
         rounds: rounds.clone(),
         others: Aip194Strict.with_attempt_limit(Budget::ATTEMPTS),
     };
-    (retry, Backoff { rounds, others: crate::backoff() })
+    (
+        retry,
+        Backoff {
+            rounds,
+            others: crate::backoff(),
+        },
+    )
 }
 
 /// What the two policies share.
@@ -125,14 +131,20 @@ mod tests {
         let (retry, backoff) = policies(Budget::new(Instant::now() + Duration::from_secs(60)));
         for attempt in 1..=10 {
             let flow = retry.on_error(&state(attempt), status(Code::ResourceExhausted));
-            assert!(matches!(flow, RetryResult::Continue(_)), "attempt {attempt}");
+            assert!(
+                matches!(flow, RetryResult::Continue(_)),
+                "attempt {attempt}"
+            );
             // Full jitter below the doubling bound, not the 100 ms..1 s backoff of failures.
             assert!(backoff.on_failure(&state(attempt)) <= throttle::MAX_BOUND);
         }
         // Ten throttled answers used none of the three attempts other failures get.
         for attempt in 11..=12 {
             let flow = retry.on_error(&state(attempt), status(Code::Unavailable));
-            assert!(matches!(flow, RetryResult::Continue(_)), "attempt {attempt}");
+            assert!(
+                matches!(flow, RetryResult::Continue(_)),
+                "attempt {attempt}"
+            );
             assert!(backoff.on_failure(&state(attempt)) <= Budget::MAX_BACKOFF);
         }
         let flow = retry.on_error(&state(13), status(Code::Unavailable));
