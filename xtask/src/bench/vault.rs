@@ -8,7 +8,7 @@ use nomad_secrets_golden::openbao::{OpenBao, audit_config, audited_requests};
 use super::{BURST, Contender, burst, table};
 use crate::Result;
 
-/// `vault-kv fetch` against the Vault API double, beside one `curl` request (the floor).
+/// `vault-kv fetch` against a real OpenBao server, beside one `curl` request (the floor).
 pub(super) fn vault_table(
     report: &mut String,
     loads: &mut Vec<String>,
