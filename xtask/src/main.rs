@@ -35,6 +35,29 @@ mod tidy;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+/// Every task and flag, printed for an unknown or missing task.
+const USAGE: &str = "usage: cargo xtask <task>
+
+  demo                             build `file`, run fingerprint and fetches as Nomad would
+  test                             everything CI checks (.ci/run): builds, clippy, rustfmt, all suites
+  install --plugin-dir DIR [--provider NAME]...
+                                   release build, each plugin into DIR/secrets/ (NAME: a `command`
+                                   provider from examples/settings/command-NAME.toml)
+  dist                             release archives under target/dist/
+  bench [--runs N] [--fingerprint-only | --load-only] [--check]
+                                   cost per run beside curl, vendor CLIs, echo (--check: the
+                                   fingerprint memory gate)
+  load                             the burst of fetches at once per plugin (bench --load-only)
+  fleet [--nodes N] [--allocs M] [--secrets K] [--rate R] [--store openbao|aws-ssm]
+                                   a cluster's mass start against a throttling store
+  leak | faults                    the hostile-input suites, each on its own
+  fuzz [--seconds N] [--target NAME]... [--save]
+                                   every fuzz target (or those named) for N seconds each
+  moto                             install the AWS emulator the aws tests run against
+  tidy                             what each plugin must have besides code (docs/adding-a-backend.md)
+  readme                           regenerate the settings tables of the docs
+  order                            refresh xtask/fingerprint.order (needs valgrind)";
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if !cfg!(feature = "servers") && !matches!(args.first().map(String::as_str), Some("demo")) {
@@ -56,13 +79,7 @@ fn main() -> ExitCode {
         Some("tidy") => tidy::run(),
         Some("readme") => tidy::write_readme(),
         Some("order") => order::run(),
-        _ => Err(
-            "usage: cargo xtask <install --plugin-dir DIR | dist | demo | test | bench [--runs N] | moto \
-             | leak | faults | fuzz [--seconds N] [--target NAME] [--save] | load \
-             | fleet [--nodes N] [--allocs M] [--secrets K] [--rate R] [--store openbao|aws-ssm] \
-             | tidy | readme | order>"
-                .into(),
-        ),
+        _ => Err(USAGE.into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
