@@ -2,12 +2,14 @@
 //! plugin's tests; seeded by `tests/gcp/seed.py`. It checks no credentials, gives no
 //! `dataCrc32c`, and resolves `latest` to the newest enabled version.
 
-use std::io::BufRead as _;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::server::{Readiness, Server};
 
 /// A running drongo server, killed on drop.
 pub struct Drongo {
-    child: Child,
+    _server: Server,
     endpoint: String,
 }
 
@@ -15,23 +17,27 @@ impl Drongo {
     /// Starts a server on a port of its choosing and seeds it; `key_file` receives a
     /// service-account key made for the run.
     pub fn seeded(key_file: &std::path::Path) -> Drongo {
-        let mut child = Command::new(crate::moto::venv().join("bin/drongo"))
-            .args(["server", "--host", "127.0.0.1", "--port", "0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start drongo (run `cargo xtask moto`)");
-        let mut line = String::new();
-        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-        stdout.read_line(&mut line).unwrap();
-        // Keep reading what it prints: a closed pipe would kill it at its next line.
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        let endpoint = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .expect("drongo prints its address")
-            .to_owned();
+        // Port 0: drongo binds a port of its own and prints its address first; its output is
+        // unbuffered so the address reaches the log at once.
+        let (server, endpoint) = Server::start(
+            "drongo",
+            Duration::from_secs(60),
+            |_| {
+                let mut command = Command::new(crate::moto::venv().join("bin/drongo"));
+                command
+                    .args(["server", "--host", "127.0.0.1", "--port", "0"])
+                    .env("PYTHONUNBUFFERED", "1");
+                command
+            },
+            |_, log| {
+                // Whole lines only: a line being written could hold half a port.
+                let lines = &log[..log.rfind('\n').map_or(0, |end| end + 1)];
+                match lines.split_whitespace().find(|w| w.starts_with("http://")) {
+                    Some(address) => Readiness::Ready(address.to_owned()),
+                    None => Readiness::Waiting,
+                }
+            },
+        );
         let seed = concat!(env!("CARGO_MANIFEST_DIR"), "/gcp/seed.py");
         let output = Command::new(crate::moto::venv().join("bin/python"))
             .arg(seed)
@@ -44,18 +50,14 @@ impl Drongo {
             "seed.py: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        Drongo { child, endpoint }
+        Drongo {
+            _server: server,
+            endpoint,
+        }
     }
 
     /// `http://127.0.0.1:<port>`.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
-    }
-}
-
-impl Drop for Drongo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

@@ -19,6 +19,7 @@ pub mod imds;
 pub mod moto;
 pub mod openbao;
 pub mod recorder;
+pub mod server;
 pub mod tools;
 pub mod vault;
 

@@ -1,16 +1,18 @@
 //! A moto server (the AWS emulator from PyPI) on 127.0.0.1, for the aws plugin's tests.
 //!
 //! `cargo xtask moto` (run by `cargo xtask test`) installs it into `target/moto-venv`. Each
-//! [`Moto`] starts its own server on a free port and kills it on drop.
+//! [`Moto`] starts its own server on a free port ([`crate::server`]) and kills it on drop.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-/// A running moto server.
+use crate::server::{Readiness, Server};
+
+/// A running moto server, killed on drop.
 pub struct Moto {
-    child: Child,
+    _server: Server,
     endpoint: String,
 }
 
@@ -52,8 +54,7 @@ impl Moto {
     /// Starts a server and waits until it answers as moto. The port it is given was free a
     /// moment before; another test's listener may take it first, and then this moto dies on
     /// bind while the port answers for someone else. So readiness is moto's own answer (its
-    /// Werkzeug server header) from a child still alive, and a lost race starts over on
-    /// another port.
+    /// Werkzeug server header) from a child still alive ([`Server`]).
     pub fn start() -> Moto {
         let server = venv().join("bin/moto_server");
         assert!(
@@ -61,36 +62,23 @@ impl Moto {
             "{} is missing: run `cargo xtask moto` (`cargo xtask test` does it)",
             server.display()
         );
-        for _ in 0..5 {
-            let port = free_port();
-            let mut child = Command::new(&server)
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start moto_server");
-            let address = SocketAddr::from(([127, 0, 0, 1], port));
-            let started = Instant::now();
-            loop {
-                if child.try_wait().ok().flatten().is_some() {
-                    break;
-                }
-                if answers_as_moto(&address) {
-                    return Moto {
-                        child,
-                        endpoint: format!("http://127.0.0.1:{port}"),
-                    };
-                }
-                assert!(
-                    started.elapsed() < Duration::from_secs(60),
-                    "moto_server did not start"
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.wait();
+        let (server, endpoint) = Server::start(
+            "moto",
+            Duration::from_secs(60),
+            |port| {
+                let mut command = Command::new(&server);
+                command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+                command
+            },
+            |port, _| match answers_as_moto(&SocketAddr::from(([127, 0, 0, 1], port))) {
+                true => Readiness::Ready(format!("http://127.0.0.1:{port}")),
+                false => Readiness::Waiting,
+            },
+        );
+        Moto {
+            _server: server,
+            endpoint,
         }
-        panic!("moto_server died on start five times (each on a port another test took?)");
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -111,13 +99,6 @@ impl Moto {
             String::from_utf8_lossy(&output.stderr)
         );
         String::from_utf8(output.stdout).unwrap()
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

