@@ -14,6 +14,7 @@ pub mod aws_faults;
 pub mod azure;
 pub mod drongo;
 pub mod gcp_faults;
+pub mod http;
 pub mod identity;
 pub mod imds;
 pub mod moto;
