@@ -99,7 +99,7 @@ impl Backend for GcpBackend {
     }
 
     fn fetch(&self, request: &Request) -> Result<Secrets, Error> {
-        trust_operator_cas(&request.settings)?;
+        trust_stores(&request.settings)?;
         let name = names::parse(request.path.locator(), request.settings.get(&PROJECT))?;
         let version = names::version(request.path.option("version"))?;
         block_on(
@@ -111,7 +111,7 @@ impl Backend for GcpBackend {
     /// Gets a token from the node's credentials and lists one secret name of the project: proves
     /// the credentials, the endpoint and the project without reading a secret's value.
     fn check(&self, settings: &Settings, deadline: Instant) -> Result<String, Error> {
-        trust_operator_cas(settings)?;
+        trust_stores(settings)?;
         block_on(
             async {
                 let (credentials, source) =
@@ -192,31 +192,57 @@ const NODE_CA_DIRS: &[&str] = &[
     "/etc/pki/ca-trust/extracted/pem",
 ];
 
-/// Trusts the operator's `ca_file` beside the node's store. Google's HTTP clients take no CA
-/// list: they trust what rustls-native-certs loads, which is `SSL_CERT_FILE` and `SSL_CERT_DIR`
-/// when this process's environment has them. Under Nomad that environment is the job's, and a
-/// job that sets either is refused (see [`credentials::JOB_INPUT`]); by hand it is the
-/// person's, whose `SSL_CERT_DIR` is kept.
-fn trust_operator_cas(settings: &Settings) -> Result<(), Error> {
-    let Some(file) = settings.get(&CA_FILE) else {
-        return Ok(());
-    };
-    nomad_secrets_net::operator_cas(CA_FILE.name(), file)?;
-    let node_store = std::env::var_os("SSL_CERT_DIR").or_else(|| {
-        NODE_CA_DIRS
-            .iter()
-            .find(|dir| std::path::Path::new(dir).is_dir())
-            .map(Into::into)
-    });
-    // SAFETY: the only threads of this process at this point wait on a channel or a signal and
-    // read no environment; the SDK's threads start later, in `block_on`.
-    unsafe {
-        std::env::set_var("SSL_CERT_FILE", file);
-        if let Some(dir) = node_store {
-            std::env::set_var("SSL_CERT_DIR", dir);
-        }
+/// Points Google's HTTP clients at the CA store. They take no CA list: they trust what
+/// rustls-native-certs loads, which is `SSL_CERT_FILE` and `SSL_CERT_DIR` when this process's
+/// environment has them, and otherwise the distribution's bundle *and* every file of its hashed
+/// folder (150 files on Debian, every root decoded twice: see `nomad_secrets_net::roots`).
+/// Under Nomad that environment is the job's, and a job that sets either is refused (see
+/// [`credentials::JOB_INPUT`]); by hand it is the person's, which is kept.
+/// - Without `ca_file`: the node's bundle alone, the same roots read once (still only when a
+///   TLS connection needs them).
+/// - With `ca_file`: that file, beside the node's folder.
+fn trust_stores(settings: &Settings) -> Result<(), Error> {
+    let ca_file = settings.get(&CA_FILE);
+    if let Some(file) = ca_file {
+        nomad_secrets_net::operator_cas(CA_FILE.name(), file)?;
+    }
+    let set = store_variables(
+        ca_file,
+        |name| std::env::var_os(name),
+        |path| std::path::Path::new(path).exists(),
+    );
+    for (name, value) in set {
+        // SAFETY: the only threads of this process at this point wait on a channel or a
+        // signal and read no environment; the SDK's threads start later, in `block_on`.
+        unsafe { std::env::set_var(name, value) };
     }
     Ok(())
+}
+
+/// The store variables [`trust_stores`] sets, given the operator's `ca_file`, the process's
+/// environment (`var`) and which paths exist.
+fn store_variables(
+    ca_file: Option<&Path>,
+    var: impl Fn(&str) -> Option<std::ffi::OsString>,
+    exists: impl Fn(&str) -> bool,
+) -> Vec<(&'static str, std::ffi::OsString)> {
+    let named = |name: &str| var(name).is_some_and(|v| !v.is_empty());
+    match ca_file {
+        Some(file) => {
+            let node_folder = var("SSL_CERT_DIR")
+                .or_else(|| NODE_CA_DIRS.iter().find(|dir| exists(dir)).map(Into::into));
+            let mut set = vec![("SSL_CERT_FILE", file.as_os_str().to_owned())];
+            set.extend(node_folder.map(|dir| ("SSL_CERT_DIR", dir)));
+            set
+        }
+        None if named("SSL_CERT_FILE") || named("SSL_CERT_DIR") => Vec::new(),
+        None => nomad_secrets_net::roots::NODE_BUNDLES
+            .iter()
+            .find(|bundle| exists(bundle))
+            .map(|bundle| ("SSL_CERT_FILE", (*bundle).into()))
+            .into_iter()
+            .collect(),
+    }
 }
 
 /// The shared budget's backoff: 100 ms, then 200 ms, at most 1 s (the SDK's default starts at 1 s).
@@ -272,6 +298,31 @@ mod tests {
 
     use super::*;
     use crate::transport::Answer;
+
+    #[test]
+    fn the_clients_read_the_node_bundle_alone_unless_a_store_is_named() {
+        let debian =
+            |path: &str| ["/etc/ssl/certs/ca-certificates.crt", "/etc/ssl/certs"].contains(&path);
+        let nothing = |_: &str| None;
+        // Under Nomad (no store named): the bundle alone, never the hashed folder.
+        assert_eq!(
+            store_variables(None, nothing, debian),
+            vec![("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt".into())]
+        );
+        // By hand, a person's store is theirs.
+        let person = |name: &str| (name == "SSL_CERT_DIR").then(|| "/home/me/cas".into());
+        assert_eq!(store_variables(None, person, debian), vec![]);
+        // The operator's CA file beside the node's folder.
+        assert_eq!(
+            store_variables(Some(Path::new("/etc/nomad/ca.pem")), nothing, debian),
+            vec![
+                ("SSL_CERT_FILE", "/etc/nomad/ca.pem".into()),
+                ("SSL_CERT_DIR", "/etc/ssl/certs".into())
+            ]
+        );
+        // No bundle anywhere: the SDK's own search.
+        assert_eq!(store_variables(None, nothing, |_| false), vec![]);
+    }
 
     #[test]
     fn crc32c_matches_the_standard_check_value() {
