@@ -68,7 +68,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 
-use crate::vault::{Request, percent_decoded, read_request, server_config};
+use crate::pki::server_config;
+use crate::vault::{Request, percent_decoded, read_request};
 
 /// The directory (tenant) the double knows.
 pub const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";

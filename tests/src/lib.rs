@@ -19,6 +19,7 @@ pub mod identity;
 pub mod imds;
 pub mod moto;
 pub mod openbao;
+pub mod pki;
 pub mod recorder;
 pub mod server;
 pub mod tools;

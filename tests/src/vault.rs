@@ -23,12 +23,13 @@
 
 use std::io::{BufRead as _, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+
+use crate::pki::PkiMaterial;
 
 /// How the double listens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,18 +47,6 @@ pub enum Mode {
     Sealed,
 }
 
-/// The PEM files a test hands the plugin.
-pub struct Pki {
-    /// The CA that signed the server and client certificates.
-    pub ca: PathBuf,
-    /// Another CA, which signed nothing here.
-    pub wrong_ca: PathBuf,
-    /// Client certificate and key, for mTLS.
-    pub client_cert: PathBuf,
-    /// The client certificate's key.
-    pub client_key: PathBuf,
-}
-
 /// A running double.
 pub struct VaultDouble {
     url: String,
@@ -72,7 +61,7 @@ struct State {
 }
 
 impl VaultDouble {
-    /// Starts a double; TLS modes need `pki` (made by [`pki`]).
+    /// Starts a double; TLS modes need `pki` (made by [`crate::pki::pki`]).
     pub fn start(mode: Mode, pki: Option<&PkiMaterial>) -> VaultDouble {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().unwrap().port();
@@ -89,9 +78,9 @@ impl VaultDouble {
             port,
         });
         let tls = match mode {
-            Mode::Tls => Some(pki.expect("TLS needs PKI").server_config(false)),
-            Mode::MutualTls => Some(pki.expect("mTLS needs PKI").server_config(true)),
-            Mode::ExpiredTls => Some(pki.expect("TLS needs PKI").expired_server_config()),
+            Mode::Tls => Some(pki.expect("TLS needs PKI").tls_config()),
+            Mode::MutualTls => Some(pki.expect("mTLS needs PKI").mutual_tls_config()),
+            Mode::ExpiredTls => Some(pki.expect("TLS needs PKI").expired_tls_config()),
             _ => None,
         };
         let counter = served.clone();
@@ -128,121 +117,6 @@ impl VaultDouble {
     pub fn served(&self) -> usize {
         self.served.load(Ordering::Relaxed)
     }
-}
-
-/// Keys and certificates made for one test run.
-pub struct PkiMaterial {
-    ca_der: rustls::pki_types::CertificateDer<'static>,
-    server_chain: Vec<rustls::pki_types::CertificateDer<'static>>,
-    expired_chain: Vec<rustls::pki_types::CertificateDer<'static>>,
-    server_key: rustls::pki_types::PrivateKeyDer<'static>,
-}
-
-/// Makes a CA, a server certificate for `localhost`/`127.0.0.1`, a client certificate, and an
-/// unrelated CA; writes the PEM files the plugin reads into `dir`.
-pub fn pki(dir: &Path) -> (PkiMaterial, Pki) {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-    let ca_params = {
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.distinguished_name
-            .push(DnType::CommonName, "vault-double test CA");
-        p
-    };
-    let ca = CertifiedIssuer::self_signed(ca_params.clone(), KeyPair::generate().unwrap()).unwrap();
-    let wrong = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let server_key = KeyPair::generate().unwrap();
-    let names = vec![
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-        "vault.test".to_string(),
-    ];
-    let server = CertificateParams::new(names.clone())
-        .unwrap()
-        .signed_by(&server_key, &ca)
-        .unwrap();
-    let expired = {
-        let mut p = CertificateParams::new(names).unwrap();
-        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
-        p.not_after = rcgen::date_time_ymd(2021, 1, 1);
-        p.signed_by(&server_key, &ca).unwrap()
-    };
-    let client_key = KeyPair::generate().unwrap();
-    let mut client_params = CertificateParams::new(vec!["nomad-client".to_string()]).unwrap();
-    client_params
-        .distinguished_name
-        .push(DnType::CommonName, "nomad-client");
-    let client = client_params.signed_by(&client_key, &ca).unwrap();
-    let write = |name: &str, text: String| {
-        let path = dir.join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    };
-    let files = Pki {
-        ca: write("ca.pem", ca.pem()),
-        wrong_ca: write("wrong-ca.pem", wrong.pem()),
-        client_cert: write("client.pem", client.pem()),
-        client_key: write("client-key.pem", client_key.serialize_pem()),
-    };
-    let material = PkiMaterial {
-        ca_der: ca.der().clone(),
-        server_chain: vec![server.der().clone()],
-        expired_chain: vec![expired.der().clone()],
-        server_key: rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into()),
-    };
-    (material, files)
-}
-
-impl PkiMaterial {
-    /// A TLS server's configuration with the certificate for `localhost`, `127.0.0.1` and
-    /// `vault.test`, signed by the run's CA (for other servers that need TLS: the recorder's).
-    pub fn tls_config(&self) -> Arc<rustls::ServerConfig> {
-        self.server_config(false)
-    }
-
-    fn expired_server_config(&self) -> Arc<rustls::ServerConfig> {
-        server_config(self.expired_chain.clone(), self.server_key.clone_key())
-    }
-
-    fn server_config(&self, client_auth: bool) -> Arc<rustls::ServerConfig> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .unwrap();
-        let builder = if client_auth {
-            let mut roots = rustls::RootCertStore::empty();
-            roots.add(self.ca_der.clone()).unwrap();
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots),
-                provider,
-            )
-            .build()
-            .unwrap();
-            builder.with_client_cert_verifier(verifier)
-        } else {
-            builder.with_no_client_auth()
-        };
-        Arc::new(
-            builder
-                .with_single_cert(self.server_chain.clone(), self.server_key.clone_key())
-                .unwrap(),
-        )
-    }
-}
-
-/// A TLS server config (ring, no client authentication) serving `chain` with `key`.
-pub(crate) fn server_config(
-    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
-    key: rustls::pki_types::PrivateKeyDer<'static>,
-) -> Arc<rustls::ServerConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .unwrap();
-    Arc::new(config)
 }
 
 /// `text` with every `%XX` decoded; `None` for a broken escape or bytes that are not UTF-8.

@@ -185,7 +185,7 @@ fn attack(
     let ours = Recorder::start(canned.clone());
     let jobs = Recorder::start(canned);
     // The operator's store over TLS, for clients that send credentials only over TLS.
-    let (pki, pki_files) = nomad_secrets_golden::vault::pki(scratch.path());
+    let (pki, pki_files) = nomad_secrets_golden::pki::pki(scratch.path());
     let ours_tls = ours.with_tls(pki.tls_config());
     let mut settings = operator
         .settings

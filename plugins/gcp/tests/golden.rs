@@ -9,7 +9,8 @@ use std::path::Path;
 use nomad_secrets_golden::drongo::Drongo;
 use nomad_secrets_golden::gcp_faults::{GcpFaults, WIF_AUDIENCE, WIF_JWT};
 use nomad_secrets_golden::moto::BlackHole;
-use nomad_secrets_golden::vault::{Mode, VaultDouble, pki};
+use nomad_secrets_golden::pki::pki;
+use nomad_secrets_golden::vault::{Mode, VaultDouble};
 use nomad_secrets_golden::{Plugin, Scratch, Suite, nomad_env};
 
 const GCP: &str = env!("CARGO_BIN_EXE_gcp");

@@ -5,7 +5,8 @@
 
 use nomad_secrets_golden::moto::BlackHole;
 use nomad_secrets_golden::openbao::OpenBao;
-use nomad_secrets_golden::vault::{Mode, VaultDouble, pki};
+use nomad_secrets_golden::pki::pki;
+use nomad_secrets_golden::vault::{Mode, VaultDouble};
 use nomad_secrets_golden::{Plugin, Scratch, Suite, nomad_env};
 
 const VAULT_KV: &str = env!("CARGO_BIN_EXE_vault-kv");
