@@ -30,9 +30,9 @@
 //! (GetParametersByPath pages that never end, 300 ms each).
 
 use std::collections::HashMap;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
+
+use crate::http::{Reply, Request, Response, Server};
 
 /// A running double; it stops with the test process.
 pub struct AwsFaults {
@@ -43,16 +43,11 @@ pub struct AwsFaults {
 impl AwsFaults {
     /// Starts the double.
     pub fn start() -> AwsFaults {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = Server::bind();
+        let url = server.url();
         let requests: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
         let seen = requests.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let seen = seen.clone();
-                std::thread::spawn(move || serve(stream, &seen));
-            }
-        });
+        server.serve(move |request: &Request| handle(request, &seen));
         AwsFaults { url, requests }
     }
 
@@ -75,101 +70,69 @@ impl AwsFaults {
 /// Requests signed with this access key are refused as expired, whatever they ask.
 pub const EXPIRED_KEY: &str = "ASIAEXPIREDSESSION";
 
-fn serve(stream: std::net::TcpStream, seen: &Mutex<HashMap<String, usize>>) {
-    let mut reader = BufReader::new(&stream);
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut length = 0;
-        let mut expired = false;
-        let mut ssm = false;
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            if line == "\r\n" {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().unwrap_or(0);
-                }
-                if name.eq_ignore_ascii_case("x-amz-target") {
-                    ssm = value.trim().starts_with("AmazonSSM.");
-                }
-                if name.eq_ignore_ascii_case("authorization") {
-                    expired = value.contains(&format!("Credential={EXPIRED_KEY}/"));
-                }
-            }
-        }
-        let mut body = vec![0; length];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        let request = serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default();
-        let mut id = ["SecretId", "Name", "Path"]
-            .iter()
-            .find_map(|field| request[field].as_str())
-            .unwrap_or_default()
-            .to_owned();
-        if id == "stage-conditioned" && request["VersionStage"].is_null() {
-            id = "stage-conditioned-denied".to_owned();
-        }
-        let count = {
-            let mut seen = seen.lock().unwrap();
-            let count = seen.entry(id.clone()).or_default();
-            *count += 1;
-            *count
-        };
-        match id.as_str() {
-            "half" => {
-                let _ = (&stream).write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: 300\r\n\r\n{\"ARN\":\"arn:aws:secr");
-                std::thread::sleep(std::time::Duration::from_millis(100));
-                return;
-            }
-            "huge" => {
-                let filler = "x".repeat(5 << 20);
-                let body = format!("{{\"Name\":\"huge\",\"SecretString\":\"CANARY{filler}\"}}");
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\n\r\n",
-                    body.len()
-                );
-                let _ = (&stream)
-                    .write_all(head.as_bytes())
-                    .and_then(|()| (&stream).write_all(body.as_bytes()));
-                continue;
-            }
-            _ => {}
-        }
-        if ssm && id == "/endless/" {
-            std::thread::sleep(std::time::Duration::from_millis(300));
-        }
-        let (status, body) = match expired {
-            true => (
-                "400 Bad Request",
-                error(
-                    "ExpiredTokenException",
-                    "The security token included in the request is expired",
-                ),
-            ),
-            false if ssm => ssm_answer(&id, count),
-            false => answer(&id, count),
-        };
-        let content_type = match id.as_str() {
-            "garbage" => "text/html",
-            _ => "application/x-amz-json-1.1",
-        };
-        let response = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nx-amzn-RequestId: 0\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        if (&stream).write_all(response.as_bytes()).is_err() {
-            return;
-        }
+const AMZ_JSON: &str = "application/x-amz-json-1.1";
+
+fn handle(request: &Request, seen: &Mutex<HashMap<String, usize>>) -> Reply {
+    let ssm = request
+        .header("x-amz-target")
+        .is_some_and(|target| target.starts_with("AmazonSSM."));
+    let credential = format!("Credential={EXPIRED_KEY}/");
+    let expired = request
+        .header("authorization")
+        .is_some_and(|value| value.contains(&credential));
+    let body = request.json();
+    let mut id = ["SecretId", "Name", "Path"]
+        .iter()
+        .find_map(|field| body[field].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    if id == "stage-conditioned" && body["VersionStage"].is_null() {
+        id = "stage-conditioned-denied".to_owned();
     }
+    let count = {
+        let mut seen = seen.lock().unwrap();
+        let count = seen.entry(id.clone()).or_default();
+        *count += 1;
+        *count
+    };
+    match id.as_str() {
+        "half" => {
+            return Reply::raw(|stream| {
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: 300\r\n\r\n{\"ARN\":\"arn:aws:secr");
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            });
+        }
+        "huge" => {
+            let filler = "x".repeat(5 << 20);
+            let body = format!("{{\"Name\":\"huge\",\"SecretString\":\"CANARY{filler}\"}}");
+            let response = Response::new("200 OK").header("Content-Type", AMZ_JSON);
+            return response.body(body).into();
+        }
+        _ => {}
+    }
+    if ssm && id == "/endless/" {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let (status, body) = match expired {
+        true => (
+            "400 Bad Request",
+            error(
+                "ExpiredTokenException",
+                "The security token included in the request is expired",
+            ),
+        ),
+        false if ssm => ssm_answer(&id, count),
+        false => answer(&id, count),
+    };
+    let content_type = match id.as_str() {
+        "garbage" => "text/html",
+        _ => AMZ_JSON,
+    };
+    Response::new(status)
+        .header("Content-Type", content_type)
+        .header("x-amzn-RequestId", "0")
+        .body(body)
+        .into()
 }
 
 fn error(code: &str, message: &str) -> String {
