@@ -18,10 +18,9 @@
 //! `/v1/token` exchanges exactly [`WIF_JWT`] for [`WIF_AUDIENCE`] (any other JWT or audience is
 //! `invalid_grant`), and only for a token-exchange grant of a JWT asking for an access token.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::TcpListener;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::http::{Request, Response, Server};
 
 /// The token the metadata double hands out.
 pub const MDS_TOKEN: &str = "ya29.CANARY-from-metadata";
@@ -47,15 +46,24 @@ impl GcpFaults {
     /// Starts the double with its STS also accepting `jwts` (tokens made per test run, such
     /// as verified Nomad workload identities).
     pub fn accepting(jwts: Vec<String>) -> GcpFaults {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let accepted = Arc::new(jwts);
-        let throttled = Arc::new(AtomicU32::new(0));
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let (accepted, throttled) = (accepted.clone(), throttled.clone());
-                std::thread::spawn(move || serve(stream, &accepted, &throttled));
-            }
+        let server = Server::bind();
+        let url = server.url();
+        // The `quota-twice` reads answered 429 so far.
+        let throttled = AtomicU32::new(0);
+        server.serve(move |request: &Request| {
+            let (status, answer) = match request.target.as_str() {
+                "/v1/token" => exchange(&String::from_utf8_lossy(&request.body), &jwts),
+                _ => answer(
+                    &request.path,
+                    request.header("metadata-flavor"),
+                    request.header("authorization"),
+                    &throttled,
+                ),
+            };
+            Response::new(status)
+                .header("Content-Type", "application/json")
+                .header("Metadata-Flavor", "Google")
+                .body(answer)
         });
         GcpFaults { url }
     }
@@ -63,67 +71,6 @@ impl GcpFaults {
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> &str {
         &self.url
-    }
-}
-
-/// `throttled`: the `quota-twice` reads answered 429 so far.
-fn serve(stream: std::net::TcpStream, accepted: &[String], throttled: &AtomicU32) {
-    let mut reader = BufReader::new(&stream);
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-            return;
-        }
-        let target = request_line
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or("")
-            .to_owned();
-        let mut headers = Vec::new();
-        let mut length = 0;
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            if line == "\r\n" {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                let (name, value) = (name.trim().to_ascii_lowercase(), value.trim().to_owned());
-                if name == "content-length" {
-                    length = value.parse().unwrap_or(0);
-                }
-                headers.push((name, value));
-            }
-        }
-        let mut body = vec![0; length];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.as_str())
-        };
-        let (status, answer) = if target == "/v1/token" {
-            exchange(&String::from_utf8_lossy(&body), accepted)
-        } else {
-            answer(
-                &target,
-                header("metadata-flavor"),
-                header("authorization"),
-                throttled,
-            )
-        };
-        let response = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nMetadata-Flavor: Google\r\nContent-Length: {}\r\n\r\n{answer}",
-            answer.len()
-        );
-        if (&stream).write_all(response.as_bytes()).is_err() {
-            return;
-        }
     }
 }
 
@@ -212,12 +159,11 @@ fn payload(name: &str, data: &[u8], crc: Option<i64>) -> String {
 }
 
 fn answer(
-    target: &str,
+    path: &str,
     flavor: Option<&str>,
     authorization: Option<&str>,
     throttled: &AtomicU32,
 ) -> (&'static str, String) {
-    let path = target.split('?').next().unwrap_or_default();
     if path.starts_with("/computeMetadata/") {
         if flavor != Some("Google") {
             return (
