@@ -57,8 +57,6 @@
 //! make RSA keys, and Entra ID takes RSA certificates only); so is the PKCS#12.
 
 use std::collections::HashSet;
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -68,8 +66,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 
+use crate::http::{Reply, Request, Response, Server, percent_decoded};
 use crate::pki::server_config;
-use crate::vault::{Request, percent_decoded, read_request};
 
 /// The directory (tenant) the double knows.
 pub const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
@@ -135,13 +133,18 @@ impl AzureDouble {
     /// Starts the double with Entra ID also accepting `assertions` as federated credentials
     /// (tokens made per test run, such as verified Nomad workload identities).
     pub fn accepting(dir: &Path, assertions: Vec<String>) -> AzureDouble {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let imds = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let imds_port = imds.local_addr().unwrap().port();
-        let (state, tls) = make(dir, listener.local_addr().unwrap().port(), assertions);
+        let timeout = Duration::from_secs(10);
+        let server = Server::bind().read_timeout(timeout);
+        let imds = Server::bind().read_timeout(timeout);
+        let imds_port = imds.port();
+        let (state, tls) = make(dir, server.port(), assertions);
         let state = Arc::new(state);
-        listen(listener, state.clone(), Some(tls));
-        listen(imds, state.clone(), None);
+        let shared = state.clone();
+        server
+            .tls(Some(tls))
+            .serve(move |request: &Request| route(request, &shared, https));
+        let shared = state.clone();
+        imds.serve(move |request: &Request| route(request, &shared, metadata));
         AzureDouble { imds_port, state }
     }
 
@@ -213,26 +216,17 @@ impl AzureDouble {
     }
 }
 
-/// Serves `listener` (HTTPS with `tls`, else plain HTTP IMDS), a thread per connection.
-fn listen(listener: TcpListener, state: Arc<State>, tls: Option<Arc<rustls::ServerConfig>>) {
-    std::thread::spawn(move || {
-        for mut stream in listener.incoming().flatten() {
-            let (state, tls) = (state.clone(), tls.clone());
-            std::thread::spawn(move || {
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-                // Answers go out in several writes (TLS records): without this, Nagle's
-                // algorithm and the client's delayed ACK add 40 ms to each (the bench's floor).
-                let _ = stream.set_nodelay(true);
-                match tls.map(rustls::ServerConnection::new) {
-                    Some(Ok(tls)) => {
-                        serve(&mut rustls::StreamOwned::new(tls, stream), &state, https)
-                    }
-                    Some(Err(_)) => {}
-                    None => serve(&mut stream, &state, metadata),
-                }
-            });
-        }
-    });
+/// Answers with `handler` (HTTPS or IMDS), given the decoded path. A path that does not decode,
+/// or a handler's `None`, ends the connection unanswered.
+fn route(
+    request: &Request,
+    state: &State,
+    handler: fn(&Request, &str, &State) -> Option<Response>,
+) -> Reply {
+    let answer = request
+        .decoded_path()
+        .and_then(|path| handler(request, &path, state));
+    answer.map_or(Reply::HangUp, Reply::Send)
 }
 
 /// Runs `openssl` with `args`; its stdout.
@@ -335,52 +329,12 @@ fn make(dir: &Path, port: u16, accepted: Vec<String>) -> (State, Arc<rustls::Ser
     (state, tls)
 }
 
-/// One answer.
-struct Reply {
-    status: &'static str,
-    content_type: &'static str,
-    headers: String,
-    body: String,
-}
-
-fn reply(status: &'static str, body: Value) -> Reply {
-    Reply {
-        status,
-        content_type: "application/json; charset=utf-8",
-        headers: String::new(),
-        body: body.to_string(),
-    }
-}
-
-/// Answers requests on one connection until it ends; a handler's `None` closes it unanswered.
-fn serve<S: Read + Write>(
-    stream: &mut S,
-    state: &State,
-    handler: fn(&Request, &State) -> Option<Reply>,
-) {
-    while let Some(request) = read_request(stream) {
-        let Some(reply) = handler(&request, state) else {
-            return;
-        };
-        let close = request
-            .header("Connection")
-            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        let head = format!(
-            "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}{}\r\n",
-            reply.status,
-            reply.content_type,
-            reply.body.len(),
-            reply.headers,
-            if close { "Connection: close\r\n" } else { "" },
-        );
-        let sent = stream
-            .write_all(head.as_bytes())
-            .and_then(|()| stream.write_all(reply.body.as_bytes()))
-            .and_then(|()| stream.flush());
-        if sent.is_err() || close {
-            return;
-        }
-    }
+/// A JSON answer.
+fn reply(status: &str, body: Value) -> Response {
+    let content_type = "application/json; charset=utf-8";
+    Response::new(status)
+        .header("Content-Type", content_type)
+        .body(body.to_string())
 }
 
 /// `application/x-www-form-urlencoded` fields (also a query string); broken escapes are dropped.
@@ -410,15 +364,15 @@ fn now() -> u64 {
 }
 
 /// The HTTPS port: Entra ID's token endpoint, else Key Vault.
-fn https(request: &Request, state: &State) -> Option<Reply> {
-    match request.path.strip_suffix("/oauth2/v2.0/token") {
+fn https(request: &Request, path: &str, state: &State) -> Option<Response> {
+    match path.strip_suffix("/oauth2/v2.0/token") {
         Some(tenant) => Some(entra(request, tenant.trim_start_matches('/'), state)),
-        None => key_vault(request, state),
+        None => key_vault(request, path, state),
     }
 }
 
 /// An Entra ID error, with the fixed trace details real ones end with.
-fn entra_error(status: &'static str, error: &str, code: u32, text: &str) -> Reply {
+fn entra_error(status: &str, error: &str, code: u32, text: &str) -> Response {
     let (trace, correlation) = (
         "5d1c3b7a-9e2f-4a6b-8c0d-1e2f3a4b5c00",
         "0b9a8c7d-6e5f-4a3b-9c2d-1e0f9a8b7c6d",
@@ -438,7 +392,7 @@ fn entra_error(status: &'static str, error: &str, code: u32, text: &str) -> Repl
     )
 }
 
-fn entra(request: &Request, tenant: &str, state: &State) -> Reply {
+fn entra(request: &Request, tenant: &str, state: &State) -> Response {
     if tenant != TENANT {
         let text = format!(
             "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant."
@@ -447,7 +401,7 @@ fn entra(request: &Request, tenant: &str, state: &State) -> Reply {
     }
     let content_type = request.header("Content-Type").unwrap_or_default();
     let fields = match content_type.starts_with("application/x-www-form-urlencoded") {
-        true => form(&request.raw_body),
+        true => form(&request.body),
         false => Vec::new(),
     };
     let get = |name: &str| field(&fields, name).unwrap_or_default();
@@ -498,7 +452,7 @@ fn entra(request: &Request, tenant: &str, state: &State) -> Reply {
 }
 
 /// Checks a certificate credential's assertion as Entra ID does.
-fn check_assertion(assertion: &str, state: &State) -> Result<(), Reply> {
+fn check_assertion(assertion: &str, state: &State) -> Result<(), Response> {
     use jsonwebtoken::{Algorithm, Validation, errors::ErrorKind};
     let failed = |reason: &str| {
         let text = format!("Client assertion failed signature validation. [Reason - {reason}]");
@@ -540,14 +494,14 @@ fn check_assertion(assertion: &str, state: &State) -> Result<(), Reply> {
 }
 
 /// IMDS's managed identity token endpoint.
-fn metadata(request: &Request, state: &State) -> Option<Reply> {
+fn metadata(request: &Request, path: &str, state: &State) -> Option<Response> {
     let refuse = |error: &str, description: &str| {
         reply(
             BAD,
             json!({"error": error, "error_description": description}),
         )
     };
-    if request.path != "/metadata/identity/oauth2/token" {
+    if path != "/metadata/identity/oauth2/token" {
         return Some(reply("404 Not Found", json!({"error": "Not found"})));
     }
     if !request
@@ -588,17 +542,24 @@ fn metadata(request: &Request, state: &State) -> Option<Reply> {
 }
 
 /// A Key Vault error, with the headers every Key Vault answer has.
-fn vault_error(status: &'static str, code: &str, message: &str) -> Reply {
+fn vault_error(status: &str, code: &str, message: &str) -> Response {
     vault_reply(status, json!({"error": {"code": code, "message": message}}))
 }
 
-fn vault_reply(status: &'static str, body: Value) -> Reply {
-    let mut reply = reply(status, body);
-    reply.headers = "Cache-Control: no-cache\r\nx-ms-request-id: 3c1f7e2a-8b4d-4f6e-9a0c-2d5e8f1b4a7c\r\nx-ms-keyvault-region: westeurope\r\nx-ms-keyvault-service-version: 1.9.2588.1\r\n".into();
-    reply
+fn vault_reply(status: &str, body: Value) -> Response {
+    vault_headers(reply(status, body))
 }
 
-fn key_vault(request: &Request, state: &State) -> Option<Reply> {
+/// The headers every Key Vault answer has.
+fn vault_headers(response: Response) -> Response {
+    response
+        .header("Cache-Control", "no-cache")
+        .header("x-ms-request-id", "3c1f7e2a-8b4d-4f6e-9a0c-2d5e8f1b4a7c")
+        .header("x-ms-keyvault-region", "westeurope")
+        .header("x-ms-keyvault-service-version", "1.9.2588.1")
+}
+
+fn key_vault(request: &Request, path: &str, state: &State) -> Option<Response> {
     let host = request
         .header("Host")
         .unwrap_or_default()
@@ -612,11 +573,10 @@ fn key_vault(request: &Request, state: &State) -> Option<Reply> {
         None => (host.as_str(), format!("https://{host}")),
     };
     let challenge = |message: &str| {
-        let mut reply = vault_error(UNAUTHORIZED, "Unauthorized", message);
-        reply.headers.push_str(&format!(
-            "WWW-Authenticate: Bearer authorization=\"https://login.microsoftonline.com/{TENANT}\", resource=\"{RESOURCE}\"\r\n"
-        ));
-        reply
+        let authority = format!(
+            "Bearer authorization=\"https://login.microsoftonline.com/{TENANT}\", resource=\"{RESOURCE}\""
+        );
+        vault_error(UNAUTHORIZED, "Unauthorized", message).header("WWW-Authenticate", &authority)
     };
     let Some(authorization) = request.header("Authorization") else {
         return Some(challenge(
@@ -635,7 +595,7 @@ fn key_vault(request: &Request, state: &State) -> Option<Reply> {
         let message = "The request URI contains an invalid or missing API version";
         return Some(vault_error(BAD, "BadParameter", message));
     }
-    let rest = request.path.strip_prefix("/secrets/").unwrap_or_default();
+    let rest = path.strip_prefix("/secrets/").unwrap_or_default();
     let (name, version) = rest.split_once('/').unwrap_or((rest, ""));
     let valid = |text: &str| text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
     if name.is_empty() || name.len() > 127 || !valid(name) || !valid(version) {
@@ -681,7 +641,7 @@ fn current_version(name: &str) -> String {
 }
 
 impl Secret<'_> {
-    fn answer(&self, state: &State, pem: bool) -> Reply {
+    fn answer(&self, state: &State, pem: bool) -> Response {
         let name = self.name.to_ascii_lowercase();
         let allowed = match name.as_str() {
             "jobonly" => self.token == TOKEN_FEDERATED,
@@ -716,17 +676,12 @@ impl Secret<'_> {
             "flaky" if first_time() => vault_error(UNAVAILABLE, "ServiceUnavailable", RETRY),
             "flaky" => value("CANARY-flaky", None),
             "broken" => {
-                let mut reply = vault_reply("200 OK", Value::Null);
-                reply.content_type = "application/json";
-                reply.body = "{\"value\": ".into();
-                reply
+                let json = Response::new("200 OK").header("Content-Type", "application/json");
+                vault_headers(json).body("{\"value\": ")
             }
-            "html" => Reply {
-                status: "502 Bad Gateway",
-                content_type: "text/html",
-                headers: String::new(),
-                body: PROXY_PAGE.into(),
-            },
+            "html" => Response::new("502 Bad Gateway")
+                .header("Content-Type", "text/html")
+                .body(PROXY_PAGE),
             "slow" => {
                 std::thread::sleep(Duration::from_secs(30));
                 value("CANARY-slow", None)
@@ -744,7 +699,7 @@ impl Secret<'_> {
         value: &str,
         content_type: Option<&str>,
         version: &str,
-    ) -> Reply {
+    ) -> Response {
         let name = self.name.to_ascii_lowercase();
         let mut body = json!({
             "value": value,
@@ -764,7 +719,7 @@ impl Secret<'_> {
         vault_reply("200 OK", body)
     }
 
-    fn not_found(&self) -> Reply {
+    fn not_found(&self) -> Response {
         let id = match self.version {
             "" => self.name.to_owned(),
             version => format!("{}/{version}", self.name),
@@ -775,17 +730,12 @@ impl Secret<'_> {
         vault_error("404 Not Found", "SecretNotFound", &message)
     }
 
-    fn throttled(&self) -> Reply {
-        let mut reply = vault_error(
-            "429 Too Many Requests",
-            "Throttled",
-            "Request was not allowed because of throttling.",
-        );
-        reply.headers.push_str("Retry-After: 1\r\n");
-        reply
+    fn throttled(&self) -> Response {
+        let message = "Request was not allowed because of throttling.";
+        vault_error("429 Too Many Requests", "Throttled", message).header("Retry-After", "1")
     }
 
-    fn forbidden_by_rbac(&self) -> Reply {
+    fn forbidden_by_rbac(&self) -> Response {
         let appid = match self.token {
             TOKEN_IMDS => SYSTEM_ASSIGNED_CLIENT_ID,
             TOKEN_IMDS_USER => USER_ASSIGNED_CLIENT_ID,
@@ -801,7 +751,7 @@ impl Secret<'_> {
 }
 
 /// A Key Vault 403 with its inner error code.
-fn forbidden(message: &str, inner: &str) -> Reply {
+fn forbidden(message: &str, inner: &str) -> Response {
     let error = json!({"code": "Forbidden", "message": message, "innererror": {"code": inner}});
     vault_reply("403 Forbidden", json!({ "error": error }))
 }
@@ -809,7 +759,7 @@ fn forbidden(message: &str, inner: &str) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{BufRead as _, BufReader};
+    use std::io::{BufRead as _, BufReader, Read, Write};
     use std::net::TcpStream;
 
     type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;

@@ -136,7 +136,7 @@ pub(crate) fn percent_decoded(text: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
-/// One parsed request (also read by the Azure double).
+/// One parsed request.
 pub(crate) struct Request {
     pub(crate) method: String,
     /// Percent-decoded, without a leading `/v1/`.
@@ -146,8 +146,6 @@ pub(crate) struct Request {
     pub(crate) headers: Vec<(String, String)>,
     /// The body as JSON, `Null` if it is not.
     body: Value,
-    /// The body's bytes.
-    pub(crate) raw_body: Vec<u8>,
 }
 
 impl Request {
@@ -259,7 +257,6 @@ pub(crate) fn read_request<S: Read>(stream: &mut S) -> Option<Request> {
         query: query.to_owned(),
         headers,
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-        raw_body: body,
     })
 }
 
