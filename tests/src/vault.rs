@@ -21,14 +21,13 @@
 //! `nomad` with jwt `header.CANARY-claims.signature`; AppRole `ns-role` logs in only in
 //! namespace `auth-ns/` and its token reads only in `team-a/`.
 
-use std::io::{BufRead as _, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::http::{Reply, Request, Response, Server, percent_decoded};
 use crate::pki::PkiMaterial;
 
 /// How the double listens.
@@ -63,47 +62,31 @@ struct State {
 impl VaultDouble {
     /// Starts a double; TLS modes need `pki` (made by [`crate::pki::pki`]).
     pub fn start(mode: Mode, pki: Option<&PkiMaterial>) -> VaultDouble {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().unwrap().port();
-        let scheme = if matches!(mode, Mode::Tls | Mode::MutualTls | Mode::ExpiredTls) {
-            "https"
-        } else {
-            "http"
-        };
-        let url = format!("{scheme}://127.0.0.1:{port}");
-        let served = Arc::new(AtomicUsize::new(0));
-        let state = Arc::new(State {
-            logins: AtomicUsize::new(0),
-            flaky: AtomicUsize::new(0),
-            port,
-        });
         let tls = match mode {
             Mode::Tls => Some(pki.expect("TLS needs PKI").tls_config()),
             Mode::MutualTls => Some(pki.expect("mTLS needs PKI").mutual_tls_config()),
             Mode::ExpiredTls => Some(pki.expect("TLS needs PKI").expired_tls_config()),
             _ => None,
         };
+        let server = Server::bind()
+            .tls(tls)
+            .read_timeout(Duration::from_secs(10));
+        let url = server.url();
+        let served = Arc::new(AtomicUsize::new(0));
+        let state = State {
+            logins: AtomicUsize::new(0),
+            flaky: AtomicUsize::new(0),
+            port: server.port(),
+        };
         let counter = served.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let (state, tls, counter) = (state.clone(), tls.clone(), counter.clone());
-                std::thread::spawn(move || {
-                    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-                    match tls {
-                        Some(config) => {
-                            let Ok(connection) = rustls::ServerConnection::new(config) else {
-                                return;
-                            };
-                            let mut tls_stream = rustls::StreamOwned::new(connection, stream);
-                            serve(&mut tls_stream, mode, &state, &counter);
-                        }
-                        None => {
-                            let mut stream: TcpStream = stream;
-                            serve(&mut stream, mode, &state, &counter);
-                        }
-                    }
-                });
-            }
+        server.serve(move |request: &Request| {
+            // Vault decodes `%XX` in the path before routing; a path that does not decode ends
+            // the connection unanswered.
+            let Some(path) = percent_decoded(request.path.trim_start_matches("/v1/")) else {
+                return Reply::HangUp;
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            handle(request, &path, mode, &state)
         });
         VaultDouble { url, served }
     }
@@ -119,145 +102,48 @@ impl VaultDouble {
     }
 }
 
-/// `text` with every `%XX` decoded; `None` for a broken escape or bytes that are not UTF-8.
-pub(crate) fn percent_decoded(text: &str) -> Option<String> {
-    let mut bytes = Vec::with_capacity(text.len());
-    let mut rest = text.as_bytes();
-    while let Some((&byte, tail)) = rest.split_first() {
-        if byte == b'%' {
-            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
-            bytes.push(u8::from_str_radix(hex, 16).ok()?);
-            rest = &tail[2..];
-        } else {
-            bytes.push(byte);
-            rest = tail;
+/// Faults that break HTTP itself, else [`answer`].
+fn handle(request: &Request, path: &str, mode: Mode, state: &State) -> Reply {
+    match path {
+        "secret/data/half" => Reply::raw(|stream| {
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n{\"data\": {\"data\": {\"pass");
+            let _ = stream.flush();
+            std::thread::sleep(Duration::from_millis(100));
+        }),
+        "secret/data/huge" => {
+            let filler = "x".repeat(5 << 20);
+            let body = format!("{{\"data\":{{\"data\":{{\"big\":\"CANARY{filler}\"}}}}}}");
+            send_200("application/json", body).then_close().into()
         }
-    }
-    String::from_utf8(bytes).ok()
-}
-
-/// One parsed request.
-pub(crate) struct Request {
-    pub(crate) method: String,
-    /// Percent-decoded, without a leading `/v1/`.
-    pub(crate) path: String,
-    /// As sent.
-    pub(crate) query: String,
-    pub(crate) headers: Vec<(String, String)>,
-    /// The body as JSON, `Null` if it is not.
-    body: Value,
-}
-
-impl Request {
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-fn serve<S: Read + Write>(stream: &mut S, mode: Mode, state: &State, served: &AtomicUsize) {
-    loop {
-        let Some(request) = read_request(stream) else {
-            return;
-        };
-        served.fetch_add(1, Ordering::Relaxed);
-        // Faults that break HTTP itself.
-        match request.path.as_str() {
-            "secret/data/half" => {
-                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n{\"data\": {\"data\": {\"pass");
-                let _ = stream.flush();
-                std::thread::sleep(Duration::from_millis(100));
-                return;
-            }
-            "secret/data/huge" => {
-                let filler = "x".repeat(5 << 20);
-                let body = format!("{{\"data\":{{\"data\":{{\"big\":\"CANARY{filler}\"}}}}}}");
-                send_200(stream, "application/json", &body);
-                return;
-            }
-            "secret/data/garbled" => {
-                let body = "{\"data\": {\"data\": {\"password\": \"CANARY-garbled\", }}";
-                send_200(stream, "application/json", body);
-                continue;
-            }
-            "secret/data/html" => {
-                let body = "<html><body>CANARY proxy login</body></html>";
-                send_200(stream, "text/html", body);
-                continue;
-            }
-            _ => {}
+        "secret/data/garbled" => {
+            let body = "{\"data\": {\"data\": {\"password\": \"CANARY-garbled\", }}";
+            send_200("application/json", body).into()
         }
-        let (status, body, extra) = answer(&request, mode, state);
-        let text = if body.is_null() {
-            String::new()
-        } else {
-            format!("{body}\n")
-        };
-        let response = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n{extra}Content-Length: {}\r\n\r\n{text}",
-            text.len()
-        );
-        if stream
-            .write_all(response.as_bytes())
-            .and_then(|()| stream.flush())
-            .is_err()
-        {
-            return;
+        "secret/data/html" => {
+            let body = "<html><body>CANARY proxy login</body></html>";
+            send_200("text/html", body).into()
         }
+        _ => answer(request, path, mode, state).into(),
     }
 }
 
 /// A 200 with `body` as `content_type`, whatever the body is.
-fn send_200<S: Write>(stream: &mut S, content_type: &str, body: &str) {
-    let head = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    let _ = stream
-        .write_all(head.as_bytes())
-        .and_then(|()| stream.write_all(body.as_bytes()));
+fn send_200(content_type: &str, body: impl Into<Vec<u8>>) -> Response {
+    let response = Response::new("200 OK").header("Content-Type", content_type);
+    response.body(body)
 }
 
-/// Reads one HTTP/1.1 request (`Content-Length` bodies only); `None` at the end of the stream or
-/// for a request it cannot parse.
-pub(crate) fn read_request<S: Read>(stream: &mut S) -> Option<Request> {
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    if reader.read_line(&mut line).ok()? == 0 {
-        return None;
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_owned();
-    let target = parts.next()?.to_owned();
-    let mut headers = Vec::new();
-    loop {
-        let mut header = String::new();
-        reader.read_line(&mut header).ok()?;
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        let (name, value) = header.split_once(':')?;
-        headers.push((name.trim().to_owned(), value.trim().to_owned()));
-    }
-    let length: usize = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
-    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-    Some(Request {
-        method,
-        // Vault decodes `%XX` in the path before routing.
-        path: percent_decoded(path.trim_start_matches("/v1/"))?,
-        query: query.to_owned(),
-        headers,
-        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-    })
+/// Vault's answer with a JSON `body` (none for `Null`).
+fn plain(status: &str, body: Value) -> Response {
+    let text = if body.is_null() {
+        String::new()
+    } else {
+        format!("{body}\n")
+    };
+    Response::new(status)
+        .header("Content-Type", "application/json")
+        .header("Cache-Control", "no-store")
+        .body(text)
 }
 
 fn envelope(data: Value) -> Value {
@@ -287,10 +173,7 @@ fn metadata(version: u64, deleted: bool, destroyed: bool) -> Value {
            "destroyed": destroyed, "version": version})
 }
 
-type Answer = (&'static str, Value, String);
-
-fn answer(request: &Request, mode: Mode, state: &State) -> Answer {
-    let plain = |status: &'static str, body: Value| (status, body, String::new());
+fn answer(request: &Request, path: &str, mode: Mode, state: &State) -> Response {
     if mode == Mode::Sealed {
         return plain("503 Service Unavailable", errors("Vault is sealed"));
     }
@@ -304,7 +187,6 @@ fn answer(request: &Request, mode: Mode, state: &State) -> Answer {
         .header("X-Vault-Namespace")
         .unwrap_or("")
         .trim_matches('/');
-    let path = request.path.as_str();
     if path == "sys/health" {
         // Documented shape (Vault API docs, sys/health): unauthenticated, 200 when active.
         return plain(
@@ -316,7 +198,7 @@ fn answer(request: &Request, mode: Mode, state: &State) -> Answer {
         );
     }
     if request.method == "POST" && path.starts_with("auth/") {
-        return login(request, namespace, state);
+        return login(request, path, namespace, state);
     }
     let token = request.header("X-Vault-Token").unwrap_or("");
     let valid = match token {
@@ -448,22 +330,14 @@ fn answer(request: &Request, mode: Mode, state: &State) -> Answer {
                 ),
             )
         }
-        "secret/data/standby" => (
-            "307 Temporary Redirect",
-            Value::Null,
-            format!(
-                "Location: http://localhost:{}/v1/secret/data/standby\r\n",
-                state.port
-            ),
+        "secret/data/standby" => plain("307 Temporary Redirect", Value::Null).header(
+            "Location",
+            &format!("http://localhost:{}/v1/secret/data/standby", state.port),
         ),
         // A redirect to another path, as Vault answers a path it cleans: never followed.
-        "secret/data/elsewhere" => (
-            "307 Temporary Redirect",
-            Value::Null,
-            format!(
-                "Location: http://127.0.0.1:{}/v1/secret/data/db\r\n",
-                state.port
-            ),
+        "secret/data/elsewhere" => plain("307 Temporary Redirect", Value::Null).header(
+            "Location",
+            &format!("http://127.0.0.1:{}/v1/secret/data/db", state.port),
         ),
         "secret/data/rotate" if token == "approle-token-1" => {
             plain("403 Forbidden", errors(INVALID))
@@ -504,19 +378,18 @@ fn answer(request: &Request, mode: Mode, state: &State) -> Answer {
     }
 }
 
-fn login(request: &Request, namespace: &str, state: &State) -> Answer {
+fn login(request: &Request, path: &str, namespace: &str, state: &State) -> Response {
     let ok = |token: String| {
-        (
+        plain(
             "200 OK",
             json!({"auth": {"renewable": true, "lease_duration": 1200, "metadata": null, "token_policies": ["default"],
             "accessor": "fd6c9a00-d2dc-3b11-0be5-af7ae0e1d374", "client_token": token}, "warnings": null, "wrap_info": null,
             "data": null, "lease_duration": 0, "renewable": false, "lease_id": ""}),
-            String::new(),
         )
     };
-    let bad = |text: &str| ("400 Bad Request", errors(text), String::new());
-    let body = &request.body;
-    match request.path.as_str() {
+    let bad = |text: &str| plain("400 Bad Request", errors(text));
+    let body = request.json();
+    match path {
         "auth/approle/login" => match (
             body["role_id"].as_str(),
             body["secret_id"].as_str(),
@@ -533,12 +406,11 @@ fn login(request: &Request, namespace: &str, state: &State) -> Answer {
             (Some("nomad"), Some("header.CANARY-claims.signature")) => ok("jwt-token".into()),
             _ => bad("error validating token: invalid audience (aud) claim"),
         },
-        p => (
+        p => plain(
             "404 Not Found",
             errors(&format!(
                 "no handler for route \"{p}\". route entry not found."
             )),
-            String::new(),
         ),
     }
 }
