@@ -2,6 +2,10 @@
 //! request with a canned HTTP answer (by a substring of the request line) or a 403. Used where
 //! a test must prove what reached a destination: a job-chosen address must never see the
 //! node's credentials, and the operator's must (so the proof is not vacuous).
+//!
+//! It keeps its own read loop rather than [`crate::http`]'s: that one stops reading at the
+//! first thing that is not an HTTP request, and a recorder must keep every byte until the peer
+//! stops sending, HTTP or not (a TLS hello sent to its plain port, say).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
