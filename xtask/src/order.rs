@@ -7,8 +7,7 @@
 //! `fingerprint.order` (`--symbol-ordering-file`): those functions first, together, so they
 //! fill a few pages. This task writes the file: it links each plugin with its symbols, runs
 //! its fingerprint under valgrind's callgrind, and lists every function that ran, for all
-//! plugins together (one list: the plugins share almost all of it). After them come the
-//! functions of a `file` fetch with a verified workload identity ([`fetch_functions`]).
+//! plugins together (one list: the plugins share almost all of it).
 //!
 //! What valgrind cannot show is added: its guest has no vDSO, so glibc's set-up of it (a
 //! static binary's only symbol lookup) never runs there ([`NATIVE_ONLY`]); and its emulated CPU
@@ -77,16 +76,6 @@ pub fn run() -> Result {
             }
         }
     }
-    let fingerprint = symbols.len();
-    for symbol in fetch_functions(&scratch)? {
-        if !symbols.contains(&symbol) {
-            symbols.push(symbol);
-        }
-    }
-    println!(
-        "order: {} more functions of a fetch with a verified identity",
-        symbols.len() - fingerprint
-    );
     std::fs::write(file(), symbols.join("\n") + "\n").map_err(|e| e.to_string())?;
     println!(
         "order: {} symbols written to {}; the next release build links with them",
@@ -94,60 +83,6 @@ pub fn run() -> Result {
         file().display()
     );
     Ok(())
-}
-
-/// The functions of `file fetch db.json` with a verified workload identity (the example key
-/// set and token), listed after the fingerprint's: the code every fetch runs (settings, policy,
-/// output) and verification's (the JWT library, ring's RSA), which are otherwise scattered among
-/// the SDKs, so that a fetch's first touches fault in a few neighbourhoods rather than dozens.
-fn fetch_functions(scratch: &Path) -> Result<Vec<String>> {
-    let plugin = crate::plugins::all()?
-        .into_iter()
-        .find(|p| p.name == "file")
-        .ok_or("no `file` plugin")?;
-    let (mut link, binary) = crate::release_link(&plugin, &["-C", "strip=none"])?;
-    crate::run(&mut link)?;
-    let dir = scratch.join("fetch");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let copy = dir.join("file");
-    std::fs::copy(&binary, &copy).map_err(|e| format!("{}: {e}", copy.display()))?;
-    let identity = root().join("examples/identity");
-    let token = std::fs::read_to_string(identity.join("demo.jwt")).map_err(|e| e.to_string())?;
-    std::fs::write(
-        dir.join("file.toml"),
-        format!(
-            "root = \"{}\"\nidentity_jwks_file = \"{}\"\nidentity_required = true\n",
-            root().join("examples/secrets").display(),
-            identity.join("jwks.json").display()
-        ),
-    )
-    .map_err(|e| e.to_string())?;
-    let profile = scratch.join("file-fetch.callgrind");
-    let output = Command::new("valgrind")
-        .args(["--tool=callgrind", "--demangle=no", "--quiet"])
-        .arg(format!("--callgrind-out-file={}", profile.display()))
-        .arg(&copy)
-        .args(["fetch", "db.json"])
-        // By hand (no `CPI_OPERATION`): valgrind adds variables of its own to the client's
-        // environment (`GLIBCXX_FORCE_NEW`...), which a run under Nomad refuses as job input.
-        // Verification, the policy and the fetch run the same either way.
-        .env_clear()
-        .env("NOMAD_NAMESPACE", "default")
-        .env("NOMAD_JOB_ID", "demo")
-        .env("NOMAD_WORKLOAD_IDENTITY", token.trim())
-        .output()
-        .map_err(|e| format!("cannot run valgrind: {e}"))?;
-    if !String::from_utf8_lossy(&output.stdout).starts_with("{\"result\"") {
-        return Err(format!(
-            "`file fetch db.json` with the example identity under callgrind did not answer a \
-             result: {}",
-            String::from_utf8_lossy(&output.stdout)
-        ));
-    }
-    let defined = defined_symbols(&copy)?;
-    let mut found = functions(&profile)?;
-    found.extend(variants(&defined, &found));
-    Ok(found)
 }
 
 /// glibc's set-up of the vDSO in a static binary (`_dl_non_dynamic_init`: `setup_vdso`, then
