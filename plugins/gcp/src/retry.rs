@@ -56,6 +56,17 @@ struct Rounds {
     wait: Option<Duration>,
 }
 
+impl Rounds {
+    /// `state` as if the throttled answers had not happened: the attempts that failed
+    /// otherwise (at least the one just made), which AIP-194's limit and backoff count.
+    fn not_throttled(&self, state: &RetryState) -> RetryState {
+        let failed = state.attempt_count.saturating_sub(self.throttled).max(1);
+        RetryState::new(state.idempotent)
+            .set_start(state.start)
+            .set_attempt_count(failed)
+    }
+}
+
 /// Throttled answers go on while the budget has room; anything else as AIP-194 says, counting
 /// only the attempts that were not throttled.
 #[derive(Debug)]
@@ -77,11 +88,7 @@ impl RetryPolicy for ThrottleAware {
             };
         }
         rounds.wait = None;
-        let failed = state.attempt_count.saturating_sub(rounds.throttled);
-        let state = RetryState::new(state.idempotent)
-            .set_start(state.start)
-            .set_attempt_count(failed);
-        self.others.on_error(&state, error)
+        self.others.on_error(&rounds.not_throttled(state), error)
     }
 }
 
@@ -97,13 +104,7 @@ impl BackoffPolicy for Backoff {
         let mut rounds = self.rounds.lock().unwrap_or_else(|e| e.into_inner());
         match rounds.wait.take() {
             Some(wait) => wait,
-            None => {
-                let failed = state.attempt_count.saturating_sub(rounds.throttled).max(1);
-                let state = RetryState::new(state.idempotent)
-                    .set_start(state.start)
-                    .set_attempt_count(failed);
-                self.others.on_failure(&state)
-            }
+            None => self.others.on_failure(&rounds.not_throttled(state)),
         }
     }
 }
