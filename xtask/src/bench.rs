@@ -46,7 +46,7 @@ mod vault;
 use aws::aws_table;
 #[cfg(feature = "servers")]
 use azure::azure_table;
-use burst::{BURST, burst, unburst};
+use burst::{BURST, audited_burst, unburst};
 #[cfg(feature = "servers")]
 use command::command_table;
 #[cfg(feature = "servers")]
@@ -162,23 +162,14 @@ pub fn run(args: &[String]) -> Result {
                 &identity,
             )?;
         }
-        let audit = bench.join("file-audit.jsonl");
-        std::fs::write(
-            &settings,
-            format!(
-                "root = \"{}\"\naudit_log = \"{}\"\n",
-                examples.display(),
-                audit.display()
-            ),
-        )
-        .map_err(|e| e.to_string())?;
-        burst(
+        audited_burst(
             &mut loads,
             "file",
-            &file,
+            &secrets,
+            "file",
+            &format!("root = \"{}\"\n", examples.display()),
             &["db.json", "app.env", "tls", "db.json#password"],
             &[],
-            &audit,
         )?;
         if tables {
             command_table(&mut report, runs.min(50), &secrets)?;

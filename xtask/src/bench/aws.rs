@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::aws_ssm::ssm_table;
-use super::{Contender, aws_cli, burst, table};
+use super::{Contender, audited_burst, aws_cli, table};
 use crate::{Result, root};
 
 /// `aws fetch` against a seeded moto server, beside one `curl --aws-sigv4` request (the floor:
@@ -111,22 +111,14 @@ pub(super) fn aws_table(
                 &contenders,
             )?;
         }
-        let audit = secrets.join("../aws-audit.jsonl");
-        std::fs::write(
-            &settings,
-            format!(
-                "endpoint_url = \"{endpoint}\"\nimds_endpoint = \"off\"\naudit_log = \"{}\"\n",
-                audit.display()
-            ),
-        )
-        .map_err(|e| e.to_string())?;
-        burst(
+        audited_burst(
             loads,
             "aws",
-            &secrets.join("aws"),
+            secrets,
+            "aws",
+            &format!("endpoint_url = \"{endpoint}\"\nimds_endpoint = \"off\"\n"),
             &["prod/db", "plain", "binary", "prod/db?stage=AWSPREVIOUS"],
             &keys,
-            &audit,
         )?;
         let size = std::fs::metadata(secrets.join("aws"))
             .map_err(|e| e.to_string())?

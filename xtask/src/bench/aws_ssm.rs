@@ -3,7 +3,7 @@
 //! endpoint and the keys rather than `aws_table`'s shape. Starting a moto server of its own would
 //! seed a second one and move the measurement off the server the `aws` rows were measured on.
 
-use super::{Contender, aws_cli, burst, table};
+use super::{Contender, audited_burst, aws_cli, table};
 use crate::Result;
 
 /// `aws-ssm fetch` against moto (already seeded), beside one `curl --aws-sigv4` GetParameter
@@ -83,21 +83,13 @@ pub(super) fn ssm_table(
             &contenders,
         )?;
     }
-    let audit = secrets.join("../aws-ssm-audit.jsonl");
-    std::fs::write(
-        &settings,
-        format!(
-            "endpoint_url = \"{endpoint}\"\nimds_endpoint = \"off\"\naudit_log = \"{}\"\n",
-            audit.display()
-        ),
-    )
-    .map_err(|e| e.to_string())?;
-    burst(
+    audited_burst(
         loads,
         "aws-ssm",
-        &secrets.join("aws-ssm"),
+        secrets,
+        "aws-ssm",
+        &format!("endpoint_url = \"{endpoint}\"\nimds_endpoint = \"off\"\n"),
         &[name, "/app/prod/", "/app/prod/config", "/many/"],
         keys,
-        &audit,
     )
 }

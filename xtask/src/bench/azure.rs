@@ -5,7 +5,7 @@
 
 use nomad_secrets_golden::azure::{AzureDouble, CLIENT_ID, CLIENT_SECRET, TENANT, TOKEN_SECRET};
 
-use super::{Contender, burst, table};
+use super::{Contender, audited_burst, table};
 use crate::Result;
 
 /// The vault the bench reads, and Key Vault's API version the SDK asks for.
@@ -26,20 +26,15 @@ pub fn azure_table(
     let secret_file = scratch.join("client-secret");
     std::fs::write(&secret_file, format!("{CLIENT_SECRET}\n")).map_err(|e| e.to_string())?;
     let ca = double.ca_file().display().to_string();
-    let settings = |extra: &str| {
-        crate::install::write_settings(
-            &secrets.join("azure.toml"),
-            &format!(
-                "vault = \"prod-kv\"\ntenant_id = \"{TENANT}\"\nclient_id = \"{CLIENT_ID}\"\n\
-                 client_secret_file = \"{}\"\nauthority_host = \"{}\"\nconnect_to = \"{}\"\n\
-                 ca_file = \"{ca}\"\nimds_endpoint = \"off\"\n{extra}",
-                secret_file.display(),
-                double.url(),
-                double.address(),
-            ),
-        )
-    };
-    settings("")?;
+    let settings = format!(
+        "vault = \"prod-kv\"\ntenant_id = \"{TENANT}\"\nclient_id = \"{CLIENT_ID}\"\n\
+         client_secret_file = \"{}\"\nauthority_host = \"{}\"\nconnect_to = \"{}\"\n\
+         ca_file = \"{ca}\"\nimds_endpoint = \"off\"\n",
+        secret_file.display(),
+        double.url(),
+        double.address(),
+    );
+    crate::install::write_settings(&secrets.join("azure.toml"), &settings)?;
     let fetch = [("CPI_OPERATION", "fetch")];
     let plugin = Contender::new(
         "azure fetch db (the operator's client secret)",
@@ -95,14 +90,13 @@ pub fn azure_table(
             &[three, floor, plugin],
         )?;
     }
-    let audit = bench.join("azure-audit.jsonl");
-    settings(&format!("audit_log = \"{}\"\n", audit.display()))?;
-    burst(
+    audited_burst(
         loads,
         "azure",
-        &secrets.join("azure"),
+        secrets,
+        "azure",
+        &settings,
         &["db", "plain", "db#password", "cert"],
         &[],
-        &audit,
     )
 }

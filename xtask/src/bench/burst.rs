@@ -9,13 +9,33 @@ use crate::Result;
 /// Fetches started at once in a burst.
 pub(super) const BURST: usize = 200;
 
+/// [`burst`] of the plugin installed as `secrets/<plugin>`, whose settings become `settings`
+/// and an audit log of its own beside the plugin folder (`<plugin>-audit.jsonl`), from which
+/// the burst reads each fetch's time and checks one whole line per fetch.
+pub(super) fn audited_burst(
+    loads: &mut Vec<String>,
+    label: &str,
+    secrets: &std::path::Path,
+    plugin: &str,
+    settings: &str,
+    paths: &[&str],
+    env: &[(&str, &str)],
+) -> Result {
+    let audit = secrets.join("..").join(format!("{plugin}-audit.jsonl"));
+    crate::install::write_settings(
+        &secrets.join(format!("{plugin}.toml")),
+        &format!("{settings}audit_log = \"{}\"\n", audit.display()),
+    )?;
+    burst(loads, label, &secrets.join(plugin), paths, env, &audit)
+}
+
 /// `BURST` fetches at once, as many allocations starting together would cause. Every one must
 /// answer with a result (a timeout would be an error, so none passed the deadline) and leave
 /// one whole audit line. Reports the time for all and the burst's memory: the peak of the sum
 /// of the live plugin processes' proportional set sizes (PSS: shared pages counted once across
 /// them), sampled as fast as /proc allows, and the largest single process's peak RSS (from
 /// `wait4`).
-pub(super) fn burst(
+fn burst(
     loads: &mut Vec<String>,
     plugin: &str,
     program: &std::path::Path,

@@ -3,7 +3,7 @@
 
 use nomad_secrets_golden::drongo::Drongo;
 
-use super::{Contender, bench_venv, burst, table};
+use super::{Contender, audited_burst, bench_venv, table};
 use crate::Result;
 
 /// `gcp fetch` against drongo (Secret Manager's REST API on 127.0.0.1), with the job's token and
@@ -19,12 +19,12 @@ pub(super) fn gcp_table(
     let key = bench.join("gcp-service-account.json");
     let drongo = Drongo::seeded(&key);
     let endpoint = drongo.endpoint().to_owned();
+    let base =
+        format!("endpoint_url = \"{endpoint}\"\nmetadata_endpoint = \"off\"\nproject = \"acme\"\n");
     let settings = |name: &str, extra: &str| {
         crate::install::write_settings(
             &secrets.join(format!("{name}.toml")),
-            &format!(
-                "endpoint_url = \"{endpoint}\"\nmetadata_endpoint = \"off\"\nproject = \"acme\"\n{extra}"
-            ),
+            &format!("{base}{extra}"),
         )
     };
     settings("gcp", "")?;
@@ -102,15 +102,14 @@ pub(super) fn gcp_table(
             &contenders,
         )?;
     }
-    let audit = bench.join("gcp-audit.jsonl");
-    settings("gcp", &format!("audit_log = \"{}\"\n", audit.display()))?;
-    burst(
+    audited_burst(
         loads,
         "gcp",
-        &secrets.join("gcp"),
+        secrets,
+        "gcp",
+        &base,
         &["db", "plain", "db#password", "db?version=1"],
         &token,
-        &audit,
     )?;
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use nomad_secrets_golden::openbao::{OpenBao, audit_config, audited_requests};
 
-use super::{BURST, Contender, burst, table};
+use super::{BURST, Contender, audited_burst, table};
 use crate::Result;
 
 /// `vault-kv fetch` against a real OpenBao server, beside one `curl` request (the floor).
@@ -68,20 +68,17 @@ pub(super) fn vault_table(
             costs.join("; ")
         ));
     }
-    let audit = secrets.join("../vault-audit.jsonl");
-    std::fs::write(
-        &settings,
-        format!("address = \"{url}\"\naudit_log = \"{}\"\n", audit.display()),
-    )
-    .map_err(|e| e.to_string())?;
+    let paths = ["secret/db", "kv1/app", "secret/db?version=1"];
+    let token = [("VAULT_TOKEN", "root-token")];
     let before = audited_requests(&log);
-    burst(
+    audited_burst(
         loads,
         "vault-kv",
-        &secrets.join("vault-kv"),
-        &["secret/db", "kv1/app", "secret/db?version=1"],
-        &[("VAULT_TOKEN", "root-token")],
-        &audit,
+        secrets,
+        "vault-kv",
+        &format!("address = \"{url}\"\n"),
+        &paths,
+        &token,
     )?;
     let without_cache = audited_requests(&log) - before;
     // The same burst through the node-local cache (a tmpfs folder): the server's cost, and a
@@ -91,23 +88,18 @@ pub(super) fn vault_table(
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&cache);
-    std::fs::write(
-        &settings,
-        format!(
-            "address = \"{url}\"\naudit_log = \"{}\"\ncache_ttl = \"1h\"\ncache_dir = \"{}\"\n",
-            audit.display(),
-            cache.display()
-        ),
-    )
-    .map_err(|e| e.to_string())?;
     let before = audited_requests(&log);
-    burst(
+    audited_burst(
         loads,
         "vault-kv (cache)",
-        &secrets.join("vault-kv"),
-        &["secret/db", "kv1/app", "secret/db?version=1"],
-        &[("VAULT_TOKEN", "root-token")],
-        &audit,
+        secrets,
+        "vault-kv",
+        &format!(
+            "address = \"{url}\"\ncache_ttl = \"1h\"\ncache_dir = \"{}\"\n",
+            cache.display()
+        ),
+        &paths,
+        &token,
     )?;
     let with_cache = audited_requests(&log) - before;
     report.push_str(&format!(
