@@ -122,14 +122,6 @@ fn answers_as_moto(address: &SocketAddr) -> bool {
         .contains("werkzeug")
 }
 
-/// A port on 127.0.0.1 that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a free port")
-        .port()
-}
-
 /// A listener that completes TCP handshakes and never answers: a black-holed endpoint.
 pub struct BlackHole {
     _listener: TcpListener,

@@ -40,7 +40,7 @@ impl Server {
     ) -> (Server, T) {
         let mut log_text = String::new();
         for _ in 0..TRIES {
-            let port = crate::moto::free_port();
+            let port = free_port();
             let log = log_file(name);
             let output = std::fs::File::create(&log).expect("create the server's log");
             let mut command = command(port);
@@ -97,6 +97,15 @@ impl Drop for Server {
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log);
     }
+}
+
+/// A port on 127.0.0.1 that was free a moment ago (another test may take it before the
+/// server binds it: [`Server::start`] then tries another).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a free port")
+        .port()
 }
 
 /// A log file of its own for one start of `name`, under the target directory.

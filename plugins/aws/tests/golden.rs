@@ -6,8 +6,9 @@ use std::time::Instant;
 
 use nomad_secrets_golden::aws_faults::{AwsFaults, EXPIRED_KEY};
 use nomad_secrets_golden::imds::Imds;
-use nomad_secrets_golden::moto::{BlackHole, Moto, free_port};
+use nomad_secrets_golden::moto::{BlackHole, Moto};
 use nomad_secrets_golden::pki::pki;
+use nomad_secrets_golden::server::free_port;
 use nomad_secrets_golden::vault::{Mode, VaultDouble};
 use nomad_secrets_golden::{NOMAD_KILL, Plugin, Scratch, Suite, nomad_env, record_run};
 
